@@ -1,0 +1,310 @@
+"""The local stack (SPEC §6): PostgreSQL 15, the moto S3 server, the Prefect server.
+
+Everything lives under one project-local directory (``COMPLIANCE_DEV_DIR``,
+default ``.dev/`` at the repository root): the database cluster, logs, the
+Prefect home and ``stack.json`` (ports and process ids). ``up`` reuses what is
+already running, ``down`` stops it and keeps the data, ``down --purge``
+deletes it. PostgreSQL refuses to run as root, so as root the cluster belongs
+to the ``postgres`` user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
+DEFAULT_PORTS = {"postgres": 55432, "s3": 55433, "prefect": 54200}
+DEV_ACCESS_KEY = "compliance-dev"  # moto accepts any credentials; these are not secrets
+ADMIN_USER = "compliance_admin"
+DATABASE = "compliance"
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started; the message says what is missing."""
+
+
+def dev_dir() -> Path:
+    return Path(os.environ.get("COMPLIANCE_DEV_DIR") or REPO / ".dev").resolve()
+
+
+def pg_bin(name: str) -> str:
+    for d in PG_BIN_DIRS:
+        if (d / name).exists():
+            return str(d / name)
+    raise StackError(
+        f"PostgreSQL server binary {name!r} not found under /usr/lib/postgresql/*/bin; "
+        "install it with `apt-get install -y postgresql`"
+    )
+
+
+def free_port(preferred: int | None = None) -> int:
+    for candidate in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise StackError("no free TCP port on 127.0.0.1")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.3)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _as_postgres_user() -> tuple[list[str], int | None, int | None]:
+    """Command prefix and uid/gid to run PostgreSQL binaries as a non-root user."""
+    if os.geteuid() != 0:
+        return [], None, None
+    try:
+        pw = pwd.getpwnam("postgres")
+    except KeyError:
+        raise StackError("running as root needs a `postgres` user; install the postgresql package") from None
+    return [], pw.pw_uid, pw.pw_gid
+
+
+def _run_pg(args: list[str], log: Path | None = None) -> None:
+    _, uid, gid = _as_postgres_user()
+
+    def demote() -> None:
+        if gid is not None and uid is not None:
+            os.setgid(gid)
+            os.setuid(uid)
+
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        result = subprocess.run(args, preexec_fn=demote, stdout=out, stderr=subprocess.STDOUT, env={
+            **os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}, cwd="/")
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace")[-2000:] if log and log.exists() else ""
+        raise StackError(f"{Path(args[0]).name} failed (exit {result.returncode}):\n{tail}")
+
+
+@dataclass
+class Postgres:
+    """A PostgreSQL cluster of our own in ``data_dir``, listening on 127.0.0.1:``port``."""
+
+    data_dir: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{ADMIN_USER}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def admin_url(self, database: str = DATABASE) -> str:
+        return f"postgresql://{ADMIN_USER}@127.0.0.1:{self.port}/{database}"
+
+    def running(self) -> bool:
+        pidfile = self.data_dir / "postmaster.pid"
+        if not pidfile.exists():
+            return False
+        try:
+            pid = int(pidfile.read_text().split("\n", 1)[0])
+        except ValueError:
+            return False
+        return pid_alive(pid) and port_open(self.port)
+
+    def init(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        _, uid, gid = _as_postgres_user()
+        if uid is not None:
+            os.chown(self.data_dir, uid, gid)  # type: ignore[arg-type]
+            os.chown(self.data_dir.parent, uid, gid)  # type: ignore[arg-type]
+        log = self.data_dir.parent / "initdb.log"
+        _run_pg([pg_bin("initdb"), "-D", str(self.data_dir), "-U", ADMIN_USER, "--auth-local=trust",
+                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"], log)
+        # The owner logs in without a password only over loopback; the three roles need theirs.
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            f"local all all trust\nhost all {ADMIN_USER} 127.0.0.1/32 trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n"
+        )
+        with open(self.data_dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = ''\n"
+                "max_connections = 200\nshared_buffers = 256MB\nwal_level = minimal\nmax_wal_senders = 0\n"
+                "max_wal_size = 4GB\nsynchronous_commit = on\nfsync = on\ntimezone = 'UTC'\n"
+            )
+
+    def start(self) -> None:
+        if self.running():
+            return
+        self.init()
+        _run_pg([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-o", f"-p {self.port}", "-l",
+                 str(self.data_dir.parent / "postgres.log"), "-w", "-t", "60", "start"])
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.admin_url("postgres"), autocommit=True) as conn:
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{DATABASE}"')
+
+    def stop(self, mode: str = "fast") -> None:
+        if not (self.data_dir / "postmaster.pid").exists():
+            return
+        _run_pg([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
+
+
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, env=env or os.environ.copy(), cwd=str(log.parent))
+    return proc.pid
+
+
+def _wait_http(url: str, seconds: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    raise StackError(f"{what} did not answer at {url} within {seconds:.0f} s; its log ends:\n{tail}")
+
+
+def start_s3_server(port: int, log: Path) -> int:
+    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+    pid = _spawn([exe, "-H", "127.0.0.1", "-p", str(port)], log)
+    _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "the S3 server (moto)", log)
+    return pid
+
+
+def start_prefect_server(port: int, home: Path, log: Path) -> int:
+    exe = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    env.pop("PREFECT_API_URL", None)
+    pid = _spawn([exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)], log, env)
+    _wait_http(f"http://127.0.0.1:{port}/api/health", 90, "the Prefect server", log)
+    return pid
+
+
+class Stack:
+    """The local stack's state, kept in ``<dev dir>/stack.json``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or dev_dir()
+        self.state_file = self.root / "stack.json"
+        self.state: dict[str, Any] = json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def save(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(self.state, indent=2))
+
+    def _port(self, name: str) -> int:
+        port = self.state.get(name, {}).get("port")
+        if port is None:
+            port = free_port(DEFAULT_PORTS[name])
+            self.state.setdefault(name, {})["port"] = port
+        return int(port)
+
+    @property
+    def postgres(self) -> Postgres:
+        return Postgres(self.root / "pg" / "data", self._port("postgres"))
+
+    def up_postgres(self) -> str:
+        pg = self.postgres
+        pg.start()
+        self.save()
+        return pg.url
+
+    def up_s3(self) -> str:
+        port = self._port("s3")
+        info = self.state.setdefault("s3", {"port": port})
+        if not (pid_alive(info.get("pid")) and port_open(port)):
+            info["pid"] = start_s3_server(port, self.root / "s3.log")
+            self.save()
+        return f"http://127.0.0.1:{port}"
+
+    def up_prefect(self) -> str:
+        port = self._port("prefect")
+        info = self.state.setdefault("prefect", {"port": port})
+        if not (pid_alive(info.get("pid")) and port_open(port)):
+            info["pid"] = start_prefect_server(port, self.root / "prefect", self.root / "prefect.log")
+            self.save()
+        return f"http://127.0.0.1:{port}/api"
+
+    def prefect_url_if_running(self) -> str | None:
+        info = self.state.get("prefect", {})
+        if pid_alive(info.get("pid")) and port_open(int(info.get("port", 0) or 0)):
+            return f"http://127.0.0.1:{info['port']}/api"
+        return None
+
+    def down(self, purge: bool = False) -> None:
+        for name in ("prefect", "s3"):
+            pid = self.state.get(name, {}).get("pid")
+            if pid_alive(pid):
+                try:
+                    os.killpg(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                for _ in range(50):
+                    if not pid_alive(pid):
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.killpg(pid, signal.SIGKILL)
+            self.state.get(name, {}).pop("pid", None)
+        if "postgres" in self.state:
+            self.postgres.stop()
+        if purge:
+            shutil.rmtree(self.root, ignore_errors=True)
+        else:
+            self.save()
+
+
+def dev_env(pg_url: str, s3_url: str, prefect_url: str | None) -> dict[str, str]:
+    """The settings a shell needs to use the local stack (printed as export lines by `dev up`)."""
+    env = {
+        "COMPLIANCE_DATABASE_URL": pg_url,
+        "COMPLIANCE_S3_ENDPOINT_URL": s3_url,
+        "COMPLIANCE_ANCHOR_BUCKET": os.environ.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors",
+        "COMPLIANCE_EXPORT_BUCKET": os.environ.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports",
+        "COMPLIANCE_OPERATOR_EMAILS": os.environ.get("COMPLIANCE_OPERATOR_EMAILS") or "ops@example.com",
+        "COMPLIANCE_STAGE": os.environ.get("COMPLIANCE_STAGE") or "dev",
+        "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": DEV_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    if prefect_url:
+        env["PREFECT_API_URL"] = prefect_url
+    return env

@@ -1,0 +1,399 @@
+"""The `compliance` command line (SPEC §5). Every subcommand exits 0 on success, 1 when a check fails,
+2 when the input is refused (the message names the field and what to change)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, NoReturn
+
+from compliance.settings import Settings, SettingsError
+
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+
+class NotBuilt(RuntimeError):
+    """A command of the contract that this version does not implement yet."""
+
+
+def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def resolve_settings(*, s3: bool = False) -> Settings:
+    """Settings from the environment; unset database or S3 endpoint means the local stack (started if needed)."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+    updates: dict[str, Any] = {}
+    if settings.database_url is None:
+        from cli.devstack import Stack
+
+        stack = Stack()
+        updates["database_url"] = stack.up_postgres()
+        _migrate_quietly(updates["database_url"])
+        if stack.prefect_url_if_running() and not os.environ.get("PREFECT_API_URL"):
+            os.environ["PREFECT_API_URL"] = stack.prefect_url_if_running()  # type: ignore[assignment]
+    if s3 and settings.s3_endpoint_url is None and not (
+        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    ):
+        from cli.devstack import Stack
+
+        updates["s3_endpoint_url"] = Stack().up_s3()
+    if updates:
+        from dataclasses import replace
+
+        settings = replace(settings, **updates)
+        # Flows and subprocesses read the environment: let them see the local stack too.
+        for key, var in (("database_url", "COMPLIANCE_DATABASE_URL"), ("s3_endpoint_url", "COMPLIANCE_S3_ENDPOINT_URL")):
+            if key in updates:
+                os.environ[var] = updates[key]
+        if "s3_endpoint_url" in updates:
+            _provision_buckets(settings)
+    return settings
+
+
+def _migrate_quietly(url: str) -> None:
+    import psycopg
+
+    from tasks.schema import apply_migrations
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn)
+
+
+def _provision_buckets(settings: Settings) -> None:
+    from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
+
+    s3 = s3_client(settings)
+    provision_anchor_bucket(s3, settings.anchor_bucket, mode=settings.lock_mode, retention_days=settings.retention_days)
+    provision_export_bucket(s3, settings.export_bucket)
+
+
+# ---------------------------------------------------------------- dev stack
+
+
+def cmd_dev_up(args: argparse.Namespace) -> int:
+    from cli.devstack import Stack, StackError, dev_env
+
+    stack = Stack()
+    try:
+        pg_url = stack.up_postgres()
+        _migrate_quietly(pg_url)
+        s3_url = stack.up_s3()
+        prefect_url = None if args.no_prefect else stack.up_prefect()
+    except StackError as exc:
+        fail(str(exc), EXIT_FAILED)
+    env = dev_env(pg_url, s3_url, prefect_url)
+    os.environ.update(env)
+    settings = Settings.from_env()
+    _provision_buckets(settings)
+    for name, value in env.items():
+        print(f"export {name}={value}")
+    if prefect_url:
+        print(f"# Prefect UI: {prefect_url.removesuffix('/api')}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_dev_down(args: argparse.Namespace) -> int:
+    from cli.devstack import Stack
+
+    Stack().down(purge=args.purge)
+    print("local stack stopped" + (" and its data deleted" if args.purge else "; data kept"), file=sys.stderr)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- schema
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tasks.db import owner_connection
+    from tasks.schema import apply_migrations
+
+    settings = resolve_settings()
+    with owner_connection(settings) as conn:
+        applied = apply_migrations(conn)
+    print("\n".join(f"applied {f}" for f in applied) or "nothing to apply")
+    return EXIT_OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from tasks.db import owner_connection
+    from tasks.schema import drift_report
+
+    settings = resolve_settings()
+    with owner_connection(settings) as conn:
+        rows = drift_report(conn)
+    bad = [r for r in rows if r.status in ("MISSING", "MODIFIED")]
+    if args.json:
+        print(json.dumps({"ok": not bad, "objects": [r._asdict() for r in rows]}, indent=2))
+    else:
+        for r in rows:
+            print(f"{r.status:<10} {r.migration:<24} {r.kind:<9} {r.name} {r.detail}".rstrip())
+        print(f"{len(bad)} problem(s)" if bad else "all APPLIED")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+def cmd_roles_rotate(args: argparse.Namespace) -> int:
+    import secrets
+
+    from psycopg import sql
+
+    from tasks.db import ROLES, owner_connection
+
+    settings = resolve_settings()
+    passwords = {role: secrets.token_urlsafe(32) for role in ROLES}
+    stored = _store_role_secrets(passwords)
+    with owner_connection(settings) as conn:
+        for role, password in passwords.items():
+            # Open sessions keep running: PostgreSQL checks passwords only at login.
+            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+    for role in ROLES:
+        print(f"{role}: new password stored in {stored[role]}")
+    return EXIT_OK
+
+
+def _store_role_secrets(passwords: dict[str, str]) -> dict[str, str]:
+    if not os.environ.get("PREFECT_API_URL"):
+        from cli.devstack import Stack
+
+        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    from prefect.blocks.system import Secret
+
+    where = {}
+    for role, password in passwords.items():
+        name = f"{role.replace('_', '-')}-password"
+        Secret(value=password).save(name, overwrite=True)
+        where[role] = f"Prefect Secret block '{name}' at {os.environ['PREFECT_API_URL']}"
+    return where
+
+
+# ---------------------------------------------------------------- write side
+
+
+def cmd_emit(args: argparse.Namespace) -> int:
+    from compliance.events import EventRefused
+    from tasks.db import connect
+    from tasks.outbox import emit
+
+    try:
+        payload = json.loads(args.payload, object_pairs_hook=_no_duplicate_keys,
+                             parse_constant=_no_constant)
+    except (ValueError, json.JSONDecodeError) as exc:
+        fail(f"payload: not valid JSON ({exc}); pass a JSON object, e.g. --payload '{{\"userId\": \"u-1\"}}'")
+    event = {
+        "tenant_id": args.tenant_id, "event_type": args.event_type, "actor_type": args.actor_type,
+        "actor_id": args.actor_id, "source": args.source, "payload": payload,
+        "occurred_at": args.occurred_at or _now_text(),
+    }
+    if args.event_id:
+        event["event_id"] = args.event_id
+    settings = resolve_settings()
+    conn = connect(settings, "compliance_writer")
+    try:
+        with conn.transaction():
+            result = emit(conn, event)
+    except EventRefused as exc:
+        fail(f"{exc.field}: {exc.reason}")
+    finally:
+        conn.close()
+    print(result.event_id)
+    if result.duplicate:
+        print(f"duplicate: event {result.event_id} is already stored; not stored again", file=sys.stderr)
+    return EXIT_OK
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(keys) != len(set(keys)):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {dup!r}")
+    return dict(pairs)
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _now_text() -> str:
+    from datetime import datetime, timezone
+
+    from compliance.timefmt import utc_text
+
+    return utc_text(datetime.now(timezone.utc))
+
+
+def cmd_drain(args: argparse.Namespace) -> int:
+    from flows.drain import drain_outbox
+
+    settings = resolve_settings()
+    _ensure_prefect_env()
+    result = drain_outbox(run_seconds=0, batch_size=args.batch_size or settings.drain_batch_size)
+    print(json.dumps(result))
+    return EXIT_OK
+
+
+def _ensure_prefect_env() -> None:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+# ---------------------------------------------------------------- read side
+
+
+def _reader_scope(settings: Settings, tenant: str | None, operator: str | None) -> str | None:
+    """The tenant a read is confined to, or None for an operator's cross-tenant read."""
+    if tenant:
+        return tenant
+    if operator and settings.is_operator(operator):
+        return None
+    if operator:
+        fail(f"OPERATOR_NOT_ALLOWED: {operator} is not on COMPLIANCE_OPERATOR_EMAILS; pass --tenant to read one tenant")
+    fail("pass --tenant T, or --operator EMAIL (on COMPLIANCE_OPERATOR_EMAILS) for a cross-tenant read")
+
+
+def cmd_events_list(args: argparse.Namespace) -> int:
+    from tasks.reads import list_events
+
+    settings = resolve_settings()
+    scope = _reader_scope(settings, args.tenant, args.operator)
+    rows = list_events(settings, tenant=scope, since=args.since, until=args.until,
+                       event_types=args.event_type, actor_types=args.actor_type, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['tenant_id']}\t{r['seq']}\t{r['occurred_at']}\t{r['event_type']}\t{r['actor_type']}:{r['actor_id']}"
+              f"\t{r['event_id']}\t{r['anchor']}")
+    print(f"{len(rows)} event(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_events_show(args: argparse.Namespace) -> int:
+    from tasks.reads import show_event
+
+    settings = resolve_settings()
+    scope = _reader_scope(settings, args.tenant, args.operator)
+    detail = show_event(settings, args.event_id, tenant=scope)
+    if detail is None:
+        fail(f"event {args.event_id} not found" + (f" for tenant {scope}" if scope else ""), EXIT_FAILED)
+    if args.json:
+        print(json.dumps(detail, indent=2, default=str))
+    else:
+        for key, value in detail.items():
+            print(f"{key:>16}: {value}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- verification
+
+
+def cmd_verify_chain(args: argparse.Namespace) -> int:
+    from tasks.verify import verify_chain
+
+    settings = resolve_settings()
+    report = verify_chain(settings, tenant=args.tenant)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def cmd_not_built(what: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        fail(f"`compliance {what}` is not built yet in this version (see the open issues)", EXIT_FAILED)
+
+    return run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compliance", description="Tamper-evident compliance ledger.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    dev = sub.add_parser("dev", help="the local stack").add_subparsers(dest="dev_command", required=True)
+    up = dev.add_parser("up", help="start PostgreSQL, S3 and Prefect locally; print export lines")
+    up.add_argument("--no-prefect", action="store_true", help="skip the Prefect server")
+    up.set_defaults(func=cmd_dev_up)
+    down = dev.add_parser("down", help="stop the local stack (keeps data)")
+    down.add_argument("--purge", action="store_true", help="also delete its data")
+    down.set_defaults(func=cmd_dev_down)
+
+    sub.add_parser("migrate", help="apply pending sql/ migrations").set_defaults(func=cmd_migrate)
+    drift = sub.add_parser("drift", help="check every '-- creates:' object exists")
+    drift.add_argument("--json", action="store_true")
+    drift.set_defaults(func=cmd_drift)
+    roles = sub.add_parser("roles").add_subparsers(dest="roles_command", required=True)
+    roles.add_parser("rotate", help="new passwords for the three roles, stored as Prefect Secret blocks").set_defaults(
+        func=cmd_roles_rotate)
+
+    emit = sub.add_parser("emit", help="emit one event")
+    emit.add_argument("--tenant-id", required=True)
+    emit.add_argument("--event-type", required=True)
+    emit.add_argument("--actor-type", required=True)
+    emit.add_argument("--actor-id", required=True)
+    emit.add_argument("--source", required=True)
+    emit.add_argument("--occurred-at")
+    emit.add_argument("--event-id")
+    emit.add_argument("--payload", required=True, help="a JSON object")
+    emit.set_defaults(func=cmd_emit)
+
+    drain = sub.add_parser("drain", help="run the drain-outbox flow once, now")
+    drain.add_argument("--batch-size", type=int)
+    drain.set_defaults(func=cmd_drain)
+    for name in ("anchor", "watchdog"):
+        sub.add_parser(name, help=f"run the {name} flow once, now").set_defaults(func=cmd_not_built(name))
+
+    export = sub.add_parser("export").add_subparsers(dest="export_command", required=True)
+    for name in ("request", "status", "url"):
+        e = export.add_parser(name)
+        e.add_argument("rest", nargs=argparse.REMAINDER)
+        e.set_defaults(func=cmd_not_built(f"export {name}"))
+
+    events = sub.add_parser("events").add_subparsers(dest="events_command", required=True)
+    ls = events.add_parser("list", help="list chained events")
+    ls.add_argument("--tenant")
+    ls.add_argument("--operator", help="operator email, for a cross-tenant listing")
+    ls.add_argument("--since")
+    ls.add_argument("--until")
+    ls.add_argument("--event-type", action="append")
+    ls.add_argument("--actor-type", action="append")
+    ls.add_argument("--limit", type=int, default=100)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_events_list)
+    show = events.add_parser("show", help="one event with its chain position and anchor status")
+    show.add_argument("event_id")
+    show.add_argument("--tenant")
+    show.add_argument("--operator")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_events_show)
+
+    verify = sub.add_parser("verify").add_subparsers(dest="verify_command", required=True)
+    vc = verify.add_parser("chain", help="recompute every hash and link from the database")
+    vc.add_argument("--tenant")
+    vc.add_argument("--json", action="store_true")
+    vc.set_defaults(func=cmd_verify_chain)
+    ve = verify.add_parser("export")
+    ve.add_argument("rest", nargs=argparse.REMAINDER)
+    ve.set_defaults(func=cmd_not_built("verify export"))
+
+    sub.add_parser("health", help="one screen of the ledger's state").set_defaults(func=cmd_not_built("health"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SettingsError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

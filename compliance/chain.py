@@ -1,0 +1,99 @@
+"""Per-tenant hash chains (SPEC §2).
+
+    >>> body = canonical_body(seq=1, event_id="019a8b2c-0000-7001-8000-000000000001",
+    ...     tenant_id="t", occurred_at="2026-11-22T00:00:00.000000Z",
+    ...     recorded_at="2026-11-22T00:00:01.000000Z", actor_type="user", actor_id="u",
+    ...     source="web", event_type="auth.signout", payload_jcs="{}", redacted_fields_jcs="[]")
+    >>> event_hash(GENESIS_HASH, body).hex()[:16]
+    '0af0916133618ae7'
+
+``canonical_body`` assembles the RFC 8785 bytes of the hashed object from
+parts that are already canonical (the payload and the redacted-field list are
+stored in their RFC 8785 form), so chaining costs a string join and one
+SHA-256, not a JSON serialization.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Iterable, Iterator, NamedTuple
+
+from compliance.jcs import encode_string
+
+__all__ = ["GENESIS_HASH", "canonical_body", "event_hash", "ChainLink", "chain_events", "ChainedEvent"]
+
+GENESIS_HASH = bytes(32)
+_sha256 = hashlib.sha256
+
+
+def canonical_body(
+    *,
+    seq: int,
+    event_id: str,
+    tenant_id: str,
+    occurred_at: str,
+    recorded_at: str,
+    actor_type: str,
+    actor_id: str,
+    source: str,
+    event_type: str,
+    payload_jcs: str,
+    redacted_fields_jcs: str,
+) -> bytes:
+    """The RFC 8785 bytes of the v1 event object. Keys appear in RFC 8785 order."""
+    return (
+        '{"actor":{"id":' + encode_string(actor_id)
+        + ',"type":' + encode_string(actor_type)
+        + '},"event_id":"' + event_id
+        + '","event_type":' + encode_string(event_type)
+        + ',"occurred_at":"' + occurred_at
+        + '","payload":' + payload_jcs
+        + ',"recorded_at":"' + recorded_at
+        + '","redacted_fields":' + redacted_fields_jcs
+        + ',"seq":' + str(seq)
+        + ',"source":' + encode_string(source)
+        + ',"tenant_id":' + encode_string(tenant_id)
+        + ',"v":1}'
+    ).encode("utf-8")
+
+
+def event_hash(prev_hash: bytes, body: bytes) -> bytes:
+    """SHA-256(prev_hash || body), 32 raw bytes."""
+    return _sha256(prev_hash + body).digest()
+
+
+class ChainLink(NamedTuple):
+    seq: int
+    prev_hash: bytes
+    event_hash: bytes
+
+
+class ChainedEvent(NamedTuple):
+    """What the chain needs of one event, in the order it is chained."""
+
+    event_id: str
+    tenant_id: str
+    occurred_at: str
+    actor_type: str
+    actor_id: str
+    source: str
+    event_type: str
+    payload_jcs: str
+    redacted_fields_jcs: str
+
+
+def chain_events(
+    events: Iterable[ChainedEvent], *, last_seq: int, head_hash: bytes, recorded_at: str
+) -> Iterator[ChainLink]:
+    """Extend one tenant's chain from (last_seq, head_hash) by ``events``, in order."""
+    seq, prev = last_seq, head_hash
+    for e in events:
+        seq += 1
+        body = canonical_body(
+            seq=seq, event_id=e.event_id, tenant_id=e.tenant_id, occurred_at=e.occurred_at,
+            recorded_at=recorded_at, actor_type=e.actor_type, actor_id=e.actor_id, source=e.source,
+            event_type=e.event_type, payload_jcs=e.payload_jcs, redacted_fields_jcs=e.redacted_fields_jcs,
+        )
+        digest = _sha256(prev + body).digest()
+        yield ChainLink(seq, prev, digest)
+        prev = digest

@@ -1,0 +1,162 @@
+"""RFC 8785 (JSON Canonicalization Scheme) serialization.
+
+    >>> canonical({"b": [1, 2.5, None], "a": "zoë"})
+    b'{"a":"zo\\xc3\\xab","b":[1,2.5,null]}'
+
+The fast path hands the value to orjson, whose output is byte-identical to
+RFC 8785 when the value holds no float (orjson and ECMAScript format numbers
+differently) and no object key outside the Basic Multilingual Plane (RFC 8785
+sorts keys by UTF-16 code units, orjson by code points). Values that have
+either go through the exact, slower serializer below. Both are pinned against
+the reference ``rfc8785`` package by property tests.
+
+Numbers are IEEE doubles in RFC 8785, so integers outside +-(2**53 - 1) and
+non-finite floats are refused with :class:`CanonicalError`, as the reference
+implementation does.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+__all__ = ["CanonicalError", "canonical", "canonical_str", "encode_string", "MAX_SAFE_INTEGER"]
+
+MAX_SAFE_INTEGER = 2**53 - 1
+_SORT_KEYS = orjson.OPT_SORT_KEYS
+
+
+class CanonicalError(ValueError):
+    """A value has no RFC 8785 form (unsafe integer, NaN, lone surrogate, non-JSON type)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"{path or '<root>'}: {reason}")
+
+
+def canonical(value: Any) -> bytes:
+    """The RFC 8785 UTF-8 bytes of a JSON value (dict, list, str, int, float, bool, None)."""
+    if _orjson_is_exact(value, ""):
+        try:
+            return orjson.dumps(value, option=_SORT_KEYS)
+        except orjson.JSONEncodeError as exc:  # lone surrogates, non-str keys
+            raise CanonicalError("", str(exc)) from None
+    parts: list[str] = []
+    _write(value, parts, "")
+    try:
+        return "".join(parts).encode("utf-8")
+    except UnicodeEncodeError:
+        raise CanonicalError("", "string is not valid Unicode (lone surrogate)") from None
+
+
+def canonical_str(value: Any) -> str:
+    """:func:`canonical` decoded, for building larger canonical documents."""
+    return canonical(value).decode("utf-8")
+
+
+def encode_string(text: str) -> str:
+    """The RFC 8785 form of one string, quotes included."""
+    try:
+        return orjson.dumps(text).decode("utf-8")
+    except orjson.JSONEncodeError:
+        raise CanonicalError("", "string is not valid Unicode (lone surrogate)") from None
+
+
+def _orjson_is_exact(value: Any, path: str) -> bool:
+    """True when orjson's sorted output is already RFC 8785; raises on values with no JSON form."""
+    kind = type(value)
+    if kind is str or value is None or kind is bool:
+        return True
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return True
+        raise CanonicalError(path, f"integer {value} is outside +-(2**53 - 1); send it as a string")
+    if kind is dict:
+        exact = True
+        for key, item in value.items():
+            if type(key) is not str:
+                raise CanonicalError(path, f"object key {key!r} is not a string")
+            if key and max(key) > "\uffff":
+                exact = False
+            if not _orjson_is_exact(item, f"{path}.{key}" if path else key):
+                exact = False
+        return exact
+    if kind is list or kind is tuple:
+        exact = True
+        for index, item in enumerate(value):
+            if not _orjson_is_exact(item, f"{path}[{index}]"):
+                exact = False
+        return exact
+    if kind is float:
+        if not math.isfinite(value):
+            raise CanonicalError(path, f"{value} is not a JSON number")
+        return False
+    raise CanonicalError(path, f"{kind.__name__} is not a JSON type")
+
+
+def _utf16_key(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
+
+
+def _write(value: Any, out: list[str], path: str) -> None:
+    kind = type(value)
+    if kind is str:
+        out.append(encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif kind is int:
+        out.append(str(value))
+    elif kind is float:
+        out.append(format_number(value))
+    elif kind is dict:
+        out.append("{")
+        for i, key in enumerate(sorted(value, key=_utf16_key)):
+            if i:
+                out.append(",")
+            out.append(encode_string(key))
+            out.append(":")
+            _write(value[key], out, f"{path}.{key}" if path else key)
+        out.append("}")
+    else:  # list or tuple, already checked by _orjson_is_exact
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _write(item, out, f"{path}[{i}]")
+        out.append("]")
+
+
+def format_number(value: float) -> str:
+    """ECMAScript Number.prototype.toString of a finite double (RFC 8785 §3.2.2.3)."""
+    if value == 0:
+        return "0"
+    if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
+        return str(int(value))  # exact: every integer of this size is a double
+    sign = "-" if value < 0 else ""
+    # repr gives the shortest round-tripping digits, as ECMAScript requires.
+    text = repr(abs(value))
+    mantissa, _, exp_text = text.partition("e")
+    exponent = int(exp_text) if exp_text else 0
+    whole, _, frac = mantissa.partition(".")
+    digits = (whole + frac).lstrip("0")
+    # value = 0.digits * 10**n
+    n = len(whole) + exponent if whole != "0" else exponent - (len(frac) - len(frac.lstrip("0")))
+    digits = digits.rstrip("0") or "0"
+    k = len(digits)
+    if k <= n <= 21:
+        body = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        body = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        body = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        body = digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e))
+    return sign + body

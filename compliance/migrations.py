@@ -1,0 +1,63 @@
+"""Migration files (SPEC §7): ``sql/NNNN_name.sql`` with ``-- creates: <kind> <name>`` headers.
+
+    >>> m = parse_migration("0001_x.sql", "-- creates: table compliance.t\\nCREATE TABLE compliance.t ();")
+    >>> m.version, m.creates
+    (1, (CreatedObject(kind='table', name='compliance.t'),))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+__all__ = ["KINDS", "CreatedObject", "Migration", "MigrationError", "parse_migration", "load_migrations"]
+
+KINDS = ("schema", "table", "index", "view", "sequence", "function", "trigger", "role", "type")
+_FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
+_MARKER_RE = re.compile(r"^--\s*creates:\s*(\S+)\s+(\S+)\s*$", re.MULTILINE)
+
+
+class MigrationError(ValueError):
+    """A migration file is misnamed or has a malformed marker."""
+
+
+class CreatedObject(NamedTuple):
+    kind: str
+    name: str
+
+
+class Migration(NamedTuple):
+    version: int
+    name: str
+    filename: str
+    sql: str
+    sha256: str
+    creates: tuple[CreatedObject, ...]
+
+
+def parse_migration(filename: str, text: str) -> Migration:
+    match = _FILE_RE.fullmatch(filename)
+    if match is None:
+        raise MigrationError(f"{filename}: migration files are named NNNN_name.sql (lower-case name)")
+    creates = []
+    for kind, name in _MARKER_RE.findall(text):
+        if kind not in KINDS:
+            raise MigrationError(f"{filename}: '-- creates: {kind} {name}': kind must be one of {', '.join(KINDS)}")
+        if kind == "trigger" and "/" not in name:
+            raise MigrationError(f"{filename}: trigger markers are written <schema.table>/<trigger>, got {name!r}")
+        creates.append(CreatedObject(kind, name))
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return Migration(int(match.group(1)), match.group(2), filename, text, digest, tuple(creates))
+
+
+def load_migrations(directory: Path) -> list[Migration]:
+    """Every migration under ``directory``, in version order; refuses duplicate versions."""
+    migrations = [parse_migration(p.name, p.read_text("utf-8")) for p in sorted(directory.glob("*.sql"))]
+    seen: dict[int, str] = {}
+    for m in migrations:
+        if m.version in seen:
+            raise MigrationError(f"{m.filename} and {seen[m.version]} share version {m.version:04d}")
+        seen[m.version] = m.filename
+    return migrations

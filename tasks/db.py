@@ -1,0 +1,56 @@
+"""PostgreSQL connections, each acting as one least-privilege role.
+
+``connect(settings, role=...)`` opens a psycopg connection. With a per-role URL
+configured (``COMPLIANCE_<ROLE>_DATABASE_URL``) it logs in as that role;
+otherwise it logs in with ``COMPLIANCE_DATABASE_URL`` (the owner) and does
+``SET ROLE`` before handing the connection over, so every query still runs
+with only that role's grants.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import psycopg
+from psycopg import sql
+
+from compliance.settings import Settings
+
+__all__ = ["ROLES", "connect", "owner_connection", "database_url"]
+
+ROLES = ("compliance_writer", "compliance_drainer", "compliance_reader")
+
+
+def database_url(settings: Settings) -> str:
+    if not settings.database_url:
+        raise RuntimeError(
+            "COMPLIANCE_DATABASE_URL is not set; run `eval \"$(compliance dev up)\"` or point it at PostgreSQL"
+        )
+    return settings.database_url
+
+
+def connect(settings: Settings, role: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A connection acting as ``role`` (None: the owner), with the session in UTC."""
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    url = settings.role_urls.get(role) if role else None
+    conn = psycopg.connect(url or database_url(settings), autocommit=True, application_name=role or "compliance")
+    try:
+        conn.execute("SET TIME ZONE 'UTC'")
+        if role and not url:
+            conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+        conn.autocommit = autocommit
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextmanager
+def owner_connection(settings: Settings) -> Iterator[psycopg.Connection]:
+    conn = connect(settings, None, autocommit=True)
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,278 @@
+"""Draining the outbox into the per-tenant hash chains, one transaction per batch.
+
+A batch: lock the outbox shards no other drainer holds (transaction-scoped
+advisory locks; a tenant always falls in the same shard, so one tenant's
+chain is only ever extended by one drainer at a time, in outbox order), claim
+up to ``batch_size`` pending rows of those shards (``FOR UPDATE SKIP
+LOCKED``), lock the tenants' chain heads, chain the rows (SPEC §2), COPY them
+into ``compliance.events``, mark the outbox rows drained and move the heads,
+then commit. A crash anywhere before the commit leaves every row pending; after
+it, every row is chained exactly once.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Sequence
+
+import orjson
+import psycopg
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from compliance.chain import GENESIS_HASH, canonical_body
+from compliance.jcs import CanonicalError, canonical
+from compliance.settings import Settings
+from compliance.timefmt import utc_text
+from tasks.db import connect
+
+__all__ = ["drain_batch", "drain_pending", "purge_drained", "pending_count", "DrainResult", "SHARDS"]
+
+SHARDS = 64
+_LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
+_sha256 = __import__("hashlib").sha256
+
+_CLAIM = """
+SELECT id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields
+FROM compliance.outbox
+WHERE drained_at IS NULL AND poisoned_at IS NULL AND shard = ANY(%s)
+ORDER BY id
+LIMIT %s
+FOR UPDATE SKIP LOCKED
+"""
+_EVENT_COLUMNS = (
+    "tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
+    "payload, redacted_fields, prev_hash, event_hash"
+)
+
+
+@dataclass
+class DrainResult:
+    """What one or more batches did."""
+
+    drained: int = 0
+    poisoned: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    per_tenant: dict[str, list[int]] = field(default_factory=dict)  # tenant -> [events, first_seq, last_seq]
+
+    def add(self, other: "DrainResult") -> None:
+        self.drained += other.drained
+        self.poisoned += other.poisoned
+        self.duplicates += other.duplicates
+        self.batches += other.batches
+        self.seconds += other.seconds
+        for tenant, (n, first, last) in other.per_tenant.items():
+            mine = self.per_tenant.get(tenant)
+            if mine is None:
+                self.per_tenant[tenant] = [n, first, last]
+            else:
+                mine[0] += n
+                mine[1] = min(mine[1], first)
+                mine[2] = max(mine[2], last)
+
+
+def _poison_reason(row: Sequence[Any]) -> str | None:
+    """Why an outbox row cannot be chained, or None. Rows written by emit() always pass."""
+    payload, redacted = row[8], row[9]
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return f"payload is not JSON: {exc}"
+    if type(parsed) is not dict:
+        return "payload is not a JSON object"
+    try:
+        if canonical(parsed) != payload.encode("utf-8"):
+            return "payload is not in RFC 8785 canonical form"
+        fields = orjson.loads(redacted)
+        if type(fields) is not list or any(type(f) is not str for f in fields) or fields != sorted(fields):
+            return "redacted_fields is not a sorted JSON list of strings"
+        if canonical(fields) != redacted.encode("utf-8"):
+            return "redacted_fields is not in RFC 8785 canonical form"
+    except (CanonicalError, orjson.JSONDecodeError) as exc:
+        return f"not canonicalizable: {exc}"
+    return None
+
+
+def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> list[int]:
+    wanted = list(range(SHARDS)) if shards is None else list(shards)
+    rows = conn.execute(
+        "SELECT s FROM unnest(%s::int[]) s WHERE pg_try_advisory_xact_lock(%s, s)", (wanted, _LOCK_CLASS)
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def drain_batch(
+    conn: psycopg.Connection, batch_size: int = 20_000, shards: Sequence[int] | None = None
+) -> DrainResult:
+    """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer)."""
+    started = time.perf_counter()
+    result = DrainResult()
+    with conn.transaction():
+        mine = _locked_shards(conn, shards)
+        if not mine:
+            return result
+        rows = conn.execute(_CLAIM, (mine, batch_size)).fetchall()
+        if not rows:
+            return result
+        recorded_at_dt: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        recorded_at = utc_text(recorded_at_dt)
+
+        poisoned: list[tuple[int, str]] = []
+        by_tenant: dict[str, list[Any]] = defaultdict(list)
+        for row in rows:
+            reason = _poison_reason(row)
+            if reason is None:
+                by_tenant[row[2]].append(row)
+            else:
+                poisoned.append((row[0], reason))
+
+        duplicate_ids: set[str] = set()
+        while True:
+            try:
+                with conn.transaction():  # savepoint: a duplicate event_id rolls back only this attempt
+                    heads = _lock_heads(conn, sorted(by_tenant))
+                    drained_ids, new_heads, per_tenant = _chain_and_copy(conn, by_tenant, heads, recorded_at)
+                break
+            except psycopg.errors.UniqueViolation:
+                # An id already chained (emitted again after its outbox row was purged): never chain it twice.
+                all_ids = [r[1] for rs in by_tenant.values() for r in rs]
+                dup = {
+                    r[0] for r in conn.execute(
+                        "SELECT event_id::text FROM compliance.events WHERE event_id = ANY(%s::uuid[])", (all_ids,)
+                    )
+                }
+                if not dup:
+                    raise
+                duplicate_ids |= dup
+                for tenant in list(by_tenant):
+                    by_tenant[tenant] = [r for r in by_tenant[tenant] if r[1] not in dup]
+                    if not by_tenant[tenant]:
+                        del by_tenant[tenant]
+
+        dup_outbox_ids = [r[0] for r in rows if r[1] in duplicate_ids]
+        if drained_ids or dup_outbox_ids:
+            conn.execute(
+                "UPDATE compliance.outbox SET drained_at = %s WHERE id = ANY(%s)",
+                (recorded_at_dt, drained_ids + dup_outbox_ids),
+            )
+        if new_heads:
+            conn.execute(
+                "UPDATE compliance.tenant_heads h SET last_seq = v.last_seq, head_hash = v.head_hash, "
+                "updated_at = %s FROM unnest(%s::text[], %s::bigint[], %s::bytea[]) AS v(tenant_id, last_seq, head_hash) "
+                "WHERE h.tenant_id = v.tenant_id",
+                (recorded_at_dt, [h[0] for h in new_heads], [h[1] for h in new_heads], [h[2] for h in new_heads]),
+            )
+        if poisoned:
+            conn.execute(
+                "UPDATE compliance.outbox SET poisoned_at = %s, poison_error = v.err "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, err) WHERE outbox.id = v.id",
+                (recorded_at_dt, [p[0] for p in poisoned], [p[1] for p in poisoned]),
+            )
+    result.drained = len(drained_ids)
+    result.poisoned = len(poisoned)
+    result.duplicates = len(dup_outbox_ids)
+    result.batches = 1
+    result.per_tenant = per_tenant
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _lock_heads(conn: psycopg.Connection, tenants: list[str]) -> dict[str, tuple[int, bytes]]:
+    if not tenants:
+        return {}
+    conn.execute(
+        "INSERT INTO compliance.tenant_heads (tenant_id, last_seq, head_hash) "
+        "SELECT t, 0, %s FROM unnest(%s::text[]) t ON CONFLICT (tenant_id) DO NOTHING",
+        (GENESIS_HASH, tenants),
+    )
+    rows = conn.execute(
+        "SELECT tenant_id, last_seq, head_hash FROM compliance.tenant_heads WHERE tenant_id = ANY(%s) "
+        "ORDER BY tenant_id FOR UPDATE",
+        (tenants,),
+    ).fetchall()
+    return {t: (s, bytes(h)) for t, s, h in rows}
+
+
+def _chain_and_copy(
+    conn: psycopg.Connection,
+    by_tenant: dict[str, list[Any]],
+    heads: dict[str, tuple[int, bytes]],
+    recorded_at: str,
+) -> tuple[list[int], list[tuple[str, int, bytes]], dict[str, list[int]]]:
+    drained_ids: list[int] = []
+    new_heads: list[tuple[str, int, bytes]] = []
+    per_tenant: dict[str, list[int]] = {}
+    sha256 = _sha256
+    with conn.cursor().copy(f"COPY compliance.events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+        write = copy.write_row
+        for tenant, rows in by_tenant.items():
+            seq, prev = heads[tenant]
+            first = seq + 1
+            for (oid, event_id, _t, occurred, actor_type, actor_id, source, event_type, payload, redacted) in rows:
+                seq += 1
+                occurred_at = utc_text(occurred)
+                body = canonical_body(
+                    seq=seq, event_id=event_id, tenant_id=tenant, occurred_at=occurred_at, recorded_at=recorded_at,
+                    actor_type=actor_type, actor_id=actor_id, source=source, event_type=event_type,
+                    payload_jcs=payload, redacted_fields_jcs=redacted,
+                )
+                digest = sha256(prev + body).digest()
+                write((tenant, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
+                       payload, redacted, prev, digest))
+                prev = digest
+                drained_ids.append(oid)
+            new_heads.append((tenant, seq, prev))
+            per_tenant[tenant] = [seq - first + 1, first, seq]
+    return drained_ids, new_heads, per_tenant
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    return int(conn.execute(
+        "SELECT count(*) FROM compliance.outbox WHERE drained_at IS NULL AND poisoned_at IS NULL"
+    ).fetchone()[0])  # type: ignore[index]
+
+
+@task(name="drain-pending", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
+      retry_condition_fn=lambda task, run, state: _transient(state))
+def drain_pending(settings: Settings, batch_size: int | None = None, shards: list[int] | None = None,
+                  max_batches: int | None = None) -> DrainResult:
+    """Drain batch after batch until the outbox (of the shards this drainer can lock) is empty."""
+    total = DrainResult()
+    conn = connect(settings, "compliance_drainer")
+    try:
+        while max_batches is None or total.batches < max_batches:
+            one = drain_batch(conn, batch_size or settings.drain_batch_size, shards)
+            if one.batches == 0:
+                break
+            total.add(one)
+    finally:
+        conn.close()
+    return total
+
+
+def _transient(state: Any) -> bool:
+    """Retry database outages and serialization trouble; a bug is not retried."""
+    try:
+        state.result()
+    except (psycopg.OperationalError, psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected):
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="purge-drained-outbox", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
+def purge_drained(settings: Settings, older_than_hours: int | None = None) -> int:
+    """Delete outbox rows drained longer ago than the retention; returns how many."""
+    hours = settings.outbox_retention_hours if older_than_hours is None else older_than_hours
+    with connect(settings, "compliance_drainer", autocommit=True) as conn:
+        cur = conn.execute(
+            "DELETE FROM compliance.outbox WHERE drained_at < clock_timestamp() - make_interval(hours => %s)",
+            (hours,),
+        )
+        return int(cur.rowcount)

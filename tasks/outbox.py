@@ -1,0 +1,95 @@
+"""Emitting events into the transactional outbox, inside the caller's own transaction.
+
+    from tasks.outbox import emit
+    with psycopg.connect(url) as conn:          # or a SQLAlchemy Connection
+        with conn.transaction():
+            ...                                 # the caller's own writes
+            result = emit(conn, {"tenant_id": "acme", "event_type": "auth.signout", ...})
+        # roll back, and the event is gone with the caller's writes
+
+Nothing here commits: the event becomes visible to the drainer exactly when
+the caller's transaction commits. Every event of a batch is validated before
+anything is written, so a refused event leaves the transaction untouched.
+Idempotent on ``event_id``: a second emit of an id still in the outbox is not
+stored again and is reported as a duplicate (ids drained and purged from the
+outbox are caught by the drainer, which never chains an id twice).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+
+from compliance.events import PreparedEvent, Registry, prepare_event
+
+__all__ = ["emit", "emit_batch", "insert_prepared", "EmitResult", "BatchResult"]
+
+_COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
+_INSERT_ONE = (
+    f"INSERT INTO compliance.outbox ({_COLUMNS}) VALUES "
+    "(%s::uuid, %s, %s::timestamptz, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+)
+_INSERT_MANY = (
+    f"INSERT INTO compliance.outbox ({_COLUMNS}) "
+    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+)
+
+_registry: Registry | None = None
+
+
+def _default_registry() -> Registry:
+    global _registry
+    if _registry is None:
+        _registry = Registry.default()
+    return _registry
+
+
+class EmitResult(NamedTuple):
+    event_id: str
+    stored: bool  # False: an event with this id is already in the outbox
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.stored
+
+
+class BatchResult(NamedTuple):
+    event_ids: list[str]
+    stored: int
+    duplicates: int
+
+
+def _row(e: PreparedEvent) -> tuple[str, ...]:
+    return (e.event_id, e.tenant_id, e.occurred_at, e.actor_type, e.actor_id, e.source, e.event_type,
+            e.payload_jcs, e.redacted_fields_jcs)
+
+
+def _execute(conn: Any, sql: str, params: Sequence[Any]) -> int:
+    """Run one statement on a psycopg or SQLAlchemy connection without committing; the row count."""
+    if hasattr(conn, "exec_driver_sql"):  # SQLAlchemy Connection
+        return int(conn.exec_driver_sql(sql, tuple(params)).rowcount)
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return int(cur.rowcount)
+
+
+def emit(conn: Any, event: Mapping[str, Any], *, registry: Registry | None = None) -> EmitResult:
+    """Validate, redact and add one event to the outbox in ``conn``'s current transaction."""
+    prepared = prepare_event(event, registry or _default_registry())
+    stored = _execute(conn, _INSERT_ONE, _row(prepared)) == 1
+    return EmitResult(prepared.event_id, stored)
+
+
+def emit_batch(conn: Any, events: Iterable[Mapping[str, Any]], *, registry: Registry | None = None) -> BatchResult:
+    """Validate every event first (the first refusal raises, nothing written), then add them in one statement."""
+    reg = registry or _default_registry()
+    prepared = [prepare_event(e, reg) for e in events]
+    return insert_prepared(conn, prepared)
+
+
+def insert_prepared(conn: Any, prepared: Sequence[PreparedEvent]) -> BatchResult:
+    if not prepared:
+        return BatchResult([], 0, 0)
+    columns = [list(col) for col in zip(*(_row(e) for e in prepared))]
+    stored = _execute(conn, _INSERT_MANY, columns)
+    return BatchResult([e.event_id for e in prepared], stored, len(prepared) - stored)

@@ -1,0 +1,131 @@
+"""S3 clients and bucket provisioning, in plain S3 calls (AWS S3, MinIO or the local moto server)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from compliance.settings import Settings
+
+__all__ = ["s3_client", "provision_anchor_bucket", "provision_export_bucket", "bucket_exists"]
+
+_DEV_KEY = "compliance-dev"
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint (unset: AWS with the ambient credentials)."""
+    kwargs: dict[str, Any] = {
+        "config": Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+                         s3={"addressing_style": "path"}),
+        "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
+    }
+    if settings.s3_endpoint_url:
+        kwargs["endpoint_url"] = settings.s3_endpoint_url
+        if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+            kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
+    return boto3.client("s3", **kwargs)
+
+
+def bucket_exists(s3: Any, bucket: str) -> bool:
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def _create(s3: Any, bucket: str, **extra: Any) -> bool:
+    if bucket_exists(s3, bucket):
+        return False
+    region = s3.meta.region_name
+    if region and region != "us-east-1":
+        extra["CreateBucketConfiguration"] = {"LocationConstraint": region}
+    s3.create_bucket(Bucket=bucket, **extra)
+    return True
+
+
+def provision_anchor_bucket(s3: Any, bucket: str, *, mode: str, retention_days: int, deny_deletes: bool = True) -> bool:
+    """Create the anchor bucket in its WORM posture; returns False when it already existed (left as is).
+
+    Object Lock at creation (which turns on versioning), default retention,
+    public access blocked, default encryption, and a policy denying deletes of
+    objects, versions and the bucket itself.
+    """
+    created = _create(s3, bucket, ObjectLockEnabledForBucket=True)
+    if not created:
+        return False
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object_lock_configuration(
+        Bucket=bucket,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": mode, "Days": retention_days}},
+        },
+    )
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+    )
+    if deny_deletes:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(anchor_bucket_policy(bucket)))
+    return True
+
+
+def anchor_bucket_policy(bucket: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DenyObjectDeletes",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+            },
+            {
+                "Sid": "DenyBucketDelete",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucketObjectLockConfiguration"],
+                "Resource": f"arn:aws:s3:::{bucket}",
+            },
+        ],
+    }
+
+
+def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> bool:
+    """Create the export bucket: versioned, private, encrypted, objects expiring after ``expire_days``."""
+    if not _create(s3, bucket):
+        return False
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+        },
+    )
+    s3.put_bucket_encryption(
+        Bucket=bucket,
+        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+    )
+    s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={"Rules": [{
+            "ID": "expire-exports", "Status": "Enabled", "Filter": {"Prefix": "exports/"},
+            "Expiration": {"Days": expire_days}, "NoncurrentVersionExpiration": {"NoncurrentDays": expire_days},
+        }]},
+    )
+    return True

@@ -1,0 +1,99 @@
+"""`compliance verify chain`: stream every event from the database and recompute its chain."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from compliance.settings import Settings
+from compliance.timefmt import utc_text
+from compliance.verify import ChainVerifier, Failure, StoredEvent
+from tasks.db import connect
+
+__all__ = ["verify_chain", "ChainReport", "verify_chain_task"]
+
+_SELECT = """
+SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
+       payload, redacted_fields, prev_hash, event_hash
+FROM compliance.events {where}
+ORDER BY tenant_id, seq
+"""
+
+
+@dataclass
+class ChainReport:
+    ok: bool
+    events: int
+    tenants: int
+    seconds: float
+    failure: Failure | None = None
+    checked: list[str] = field(default_factory=lambda: ["hashes", "links", "gaps", "heads"])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "events": self.events, "tenants": self.tenants, "seconds": round(self.seconds, 3),
+            "checked": self.checked,
+            "failure": None if self.failure is None else {**self.failure._asdict(), "message": str(self.failure)},
+        }
+
+    def summary(self) -> str:
+        head = f"checked {self.events} events of {self.tenants} tenants in {self.seconds:.1f} s ({', '.join(self.checked)})"
+        if self.ok:
+            return f"OK: {head}"
+        return f"FAILED: {self.failure}\n{head}"
+
+
+def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_000) -> ChainReport:
+    """Recompute every event hash, link and seq, and each tenant's head; stops at the first failure."""
+    started = time.perf_counter()
+    verifier = ChainVerifier()
+    conn = connect(settings, "compliance_reader")
+    try:
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            where, params = ("WHERE tenant_id = %s", (tenant,)) if tenant else ("", ())
+            heads = {
+                t: (s, bytes(h)) for t, s, h in conn.execute(
+                    "SELECT tenant_id, last_seq, head_hash FROM compliance.tenant_heads " + where, params
+                )
+            }
+            cur = conn.cursor(name="verify_chain")
+            cur.itersize = batch
+            cur.execute(_SELECT.format(where=where), params)
+            current: str | None = None
+            seen: set[str] = set()
+            ok = True
+            check = verifier.check
+            while ok:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                for r in rows:
+                    if r[0] != current:
+                        if current is not None and not verifier.finish_tenant(current, heads.get(current)):
+                            ok = False
+                            break
+                        current = r[0]
+                        seen.add(current)
+                    if not check(StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])):
+                        ok = False
+                        break
+            if ok and current is not None:
+                verifier.finish_tenant(current, heads.get(current))
+            if verifier.failure is None:
+                for t in sorted(set(heads) - seen):
+                    if heads[t][0] > 0:
+                        verifier.finish_tenant(t, heads[t])
+                        break
+            cur.close()
+    finally:
+        conn.close()
+    return ChainReport(verifier.failure is None, verifier.events, verifier.tenants,
+                       time.perf_counter() - started, verifier.failure)
+
+
+verify_chain_task = task(verify_chain, name="verify-chain", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
