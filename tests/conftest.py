@@ -1,0 +1,142 @@
+"""Real parts for the tests: a PostgreSQL 15 cluster and a moto S3 server (an HTTP subprocess), both
+started once per run on free ports; each test gets a fresh database cloned from a migrated template."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterator
+
+import psycopg
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+for _var in ("COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL"):
+    os.environ.pop(_var, None)
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "compliance-test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "compliance-test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from cli.devstack import Postgres, free_port, start_s3_server  # noqa: E402
+from compliance.settings import Settings  # noqa: E402
+from tasks.schema import apply_migrations  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPLATE = "compliance_template"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="compliance-tests-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster(workdir: Path) -> Iterator[Postgres]:
+    pg = Postgres(workdir / "pg" / "data", free_port())
+    pg.start()
+    with psycopg.connect(pg.admin_url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}"')
+    with psycopg.connect(pg.admin_url(TEMPLATE), autocommit=True) as conn:
+        apply_migrations(conn)
+    yield pg
+    pg.stop("immediate")
+
+
+@pytest.fixture
+def db_url(pg_cluster: Postgres) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_cluster.admin_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE}"')
+    yield pg_cluster.admin_url(name)
+    with psycopg.connect(pg_cluster.admin_url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(workdir: Path) -> Iterator[str]:
+    port = free_port()
+    pid = start_s3_server(port, workdir / "s3.log")
+    yield f"http://127.0.0.1:{port}"
+    try:
+        os.killpg(pid, 15)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url, operator_emails=frozenset({"ops@example.com"}))
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, s3_endpoint: str) -> Iterator[Settings]:
+    """Settings with fresh anchor and export buckets on the S3 server, provisioned as `dev up` does."""
+    from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
+
+    suffix = uuid.uuid4().hex[:10]
+    s = replace(settings, s3_endpoint_url=s3_endpoint, anchor_bucket=f"anchors-{suffix}", export_bucket=f"exports-{suffix}")
+    s3 = s3_client(s)
+    provision_anchor_bucket(s3, s.anchor_bucket, mode="GOVERNANCE", retention_days=1)
+    provision_export_bucket(s3, s.export_bucket)
+    yield s
+
+
+@pytest.fixture
+def env_for(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Point the process environment (read by flows and the CLI) at the given settings."""
+
+    def apply(s: Settings) -> dict[str, str]:
+        env = {
+            "COMPLIANCE_DATABASE_URL": s.database_url or "",
+            "COMPLIANCE_OPERATOR_EMAILS": ",".join(sorted(s.operator_emails)),
+            "COMPLIANCE_ANCHOR_BUCKET": s.anchor_bucket,
+            "COMPLIANCE_EXPORT_BUCKET": s.export_bucket,
+        }
+        if s.s3_endpoint_url:
+            env["COMPLIANCE_S3_ENDPOINT_URL"] = s.s3_endpoint_url
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        return env
+
+    return apply
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One offline Prefect server for the whole run (about 11 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `compliance ...` as a real subprocess."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
+                          env=full_env, cwd=REPO, timeout=timeout)
+
+
+def sample_event(i: int = 0, tenant: str = "acme", **overrides: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "tenant_id": tenant,
+        "occurred_at": f"2026-11-22T10:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000000:06d}+00:00",
+        "actor_type": "user",
+        "actor_id": f"user-{i % 7}",
+        "source": "web",
+        "event_type": "auth.signin.success",
+        "payload": {"userId": f"u-{i}", "method": "password", "ip": "10.0.0.1", "userAgent": "curl/8"},
+    }
+    event.update(overrides)
+    return event

@@ -1,0 +1,154 @@
+"""The drain: exactly once, in order, no fork under races or crashes; verify chain catches tampering."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from compliance.settings import Settings
+from tasks.db import connect
+from tasks.drain import drain_batch, drain_pending, purge_drained
+from tasks.outbox import emit, emit_batch
+from tasks.verify import verify_chain
+from tests.conftest import REPO, run_cli, sample_event
+
+
+def emit_many(settings: Settings, n: int, tenants: int) -> None:
+    with connect(settings, "compliance_writer") as conn, conn.transaction():
+        emit_batch(conn, [sample_event(i, tenant=f"tenant-{i % tenants:03d}") for i in range(n)])
+
+
+def chain_facts(settings: Settings) -> dict[str, object]:
+    with connect(settings, None, autocommit=True) as conn:
+        return {
+            "events": conn.execute("SELECT count(*) FROM compliance.events").fetchone()[0],
+            "distinct_ids": conn.execute("SELECT count(DISTINCT event_id) FROM compliance.events").fetchone()[0],
+            "pending": conn.execute("SELECT count(*) FROM compliance.outbox WHERE drained_at IS NULL").fetchone()[0],
+            # per tenant: seq 1..n with no gap, and chained in outbox (emission) order
+            "gapless": conn.execute(
+                "SELECT bool_and(n = max_seq) FROM (SELECT count(*) n, max(seq) max_seq FROM compliance.events "
+                "GROUP BY tenant_id) t").fetchone()[0],
+            "in_outbox_order": conn.execute(
+                "SELECT bool_and(ok) FROM (SELECT o.id > lag(o.id, 1, 0::bigint) OVER (PARTITION BY e.tenant_id "
+                "ORDER BY e.seq) AS ok FROM compliance.events e JOIN compliance.outbox o USING (event_id)) x"
+            ).fetchone()[0],
+        }
+
+
+def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Settings) -> None:
+    emit_many(settings, 3000, tenants=97)
+    with connect(settings, "compliance_drainer") as conn:
+        result = drain_batch(conn, 10_000)
+    assert (result.drained, result.batches, len(result.per_tenant)) == (3000, 1, 97)
+    assert chain_facts(settings) == {"events": 3000, "distinct_ids": 3000, "pending": 0, "gapless": True,
+                                     "in_outbox_order": True}
+    report = verify_chain(settings)
+    assert report.ok and report.events == 3000 and report.tenants == 97
+
+
+def test_two_drainer_processes_racing_produce_no_fork_gap_or_duplicate(settings: Settings) -> None:
+    emit_many(settings, 20_000, tenants=50)
+    cmd = [sys.executable, "-m", "tests.helpers.drainer", settings.database_url or "", "400"]
+    procs = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    counts = [int(p.communicate(timeout=240)[0]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(counts) == 20_000
+    assert chain_facts(settings) == {"events": 20_000, "distinct_ids": 20_000, "pending": 0, "gapless": True,
+                                     "in_outbox_order": True}
+    assert verify_chain(settings).ok
+
+
+def test_a_drainer_killed_mid_batch_loses_and_duplicates_nothing(settings: Settings, tmp_path: Path) -> None:
+    emit_many(settings, 5000, tenants=20)
+    marker = tmp_path / "copied"
+    proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.drainer", settings.database_url or "", "2000",
+                             "--hang", str(marker)], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, "the drainer never reached the middle of a batch"
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    # The killed batch's transaction is rolled back by the server once it notices the dead client.
+    deadline = time.monotonic() + 30
+    while chain_facts(settings)["events"] != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert chain_facts(settings)["events"] == 0
+    assert chain_facts(settings)["pending"] == 5000
+    with connect(settings, "compliance_drainer") as conn:
+        while drain_batch(conn, 2000).batches:
+            pass
+    assert chain_facts(settings) == {"events": 5000, "distinct_ids": 5000, "pending": 0, "gapless": True,
+                                     "in_outbox_order": True}
+    assert verify_chain(settings).ok
+
+
+def test_a_poison_row_is_quarantined_and_the_rest_drain(settings: Settings) -> None:
+    emit_many(settings, 10, tenants=2)
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        # Another runtime wrote a row that bypassed validation: its payload is not canonical JSON.
+        w.execute(
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, source, "
+            "event_type, payload) VALUES ('019a8b2c-0000-7001-8000-0000000000ff', 'tenant-000', now(), 'user', 'u', "
+            "'s', 'auth.signout', '{\"b\": 1, \"a\": 2}')"
+        )
+    emit_many(settings, 10, tenants=2)
+    result = drain_pending.fn(settings)
+    assert (result.drained, result.poisoned) == (20, 1)
+    with connect(settings, None, autocommit=True) as conn:
+        err = conn.execute("SELECT poison_error FROM compliance.outbox WHERE poisoned_at IS NOT NULL").fetchone()[0]
+    assert "canonical" in err
+    assert verify_chain(settings).ok
+
+
+def test_an_event_id_emitted_again_after_purge_is_never_chained_twice(settings: Settings) -> None:
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        first = emit(w, sample_event(1))
+    drain_pending.fn(settings)
+    assert purge_drained.fn(settings, older_than_hours=0) == 1
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        assert emit(w, sample_event(1, event_id=first.event_id)).stored  # the outbox no longer knows it
+        emit(w, sample_event(2))
+    result = drain_pending.fn(settings)
+    assert (result.drained, result.duplicates) == (1, 1)
+    assert chain_facts(settings)["events"] == 2
+
+
+def _tamper(settings: Settings, statement: str) -> None:
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("ALTER TABLE compliance.events DISABLE TRIGGER events_immutable")
+        conn.execute(statement)
+        conn.execute("ALTER TABLE compliance.events ENABLE TRIGGER events_immutable")
+
+
+@pytest.mark.parametrize(
+    "statement, what, seq",
+    [
+        ("UPDATE compliance.events SET payload = '{\"userId\":\"someone-else\"}' WHERE tenant_id = 'tenant-001' AND seq = 4",
+         "hash_mismatch", 4),
+        ("UPDATE compliance.events SET occurred_at = occurred_at + interval '1 microsecond' "
+         "WHERE tenant_id = 'tenant-001' AND seq = 2", "hash_mismatch", 2),
+        ("DELETE FROM compliance.events WHERE tenant_id = 'tenant-001' AND seq = 3", "gap", 3),
+        ("DELETE FROM compliance.events WHERE tenant_id = 'tenant-001' AND seq = 5", "head_mismatch", 5),
+    ],
+)
+def test_verify_chain_names_the_tenant_and_seq_of_tampering(
+    settings: Settings, env_for, statement: str, what: str, seq: int
+) -> None:
+    emit_many(settings, 15, tenants=3)
+    drain_pending.fn(settings)
+    assert verify_chain(settings).ok
+    _tamper(settings, statement)
+    report = verify_chain(settings)
+    assert not report.ok and report.failure is not None
+    assert (report.failure.tenant_id, report.failure.seq, report.failure.what) == ("tenant-001", seq, what)
+    cli = run_cli(["verify", "chain"], env_for(settings))
+    assert cli.returncode == 1
+    assert f"tenant tenant-001 seq {seq}: {what}" in cli.stdout
+    assert verify_chain(settings, tenant="tenant-002").ok

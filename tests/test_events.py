@@ -1,0 +1,135 @@
+"""SPEC §1: every validation rule refuses with the field named; redaction drops, scrubs and truncates."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+
+from compliance.events import (
+    MAX_PAYLOAD_BYTES, REDACTED_SECRET, EventRefused, Registry, new_event_id, prepare_event,
+)
+from tests.conftest import sample_event
+
+REG = Registry.default()
+
+
+def refused_field(event: dict) -> str:
+    with pytest.raises(EventRefused) as info:
+        prepare_event(event, REG)
+    return info.value.field
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"tenant_id": None}, "tenant_id"),
+        ({"tenant_id": ""}, "tenant_id"),
+        ({"tenant_id": "a" * 129}, "tenant_id"),
+        ({"tenant_id": "acme corp"}, "tenant_id"),
+        ({"tenant_id": "acme\n"}, "tenant_id"),
+        ({"tenant_id": "acmé"}, "tenant_id"),
+        ({"occurred_at": None}, "occurred_at"),
+        ({"occurred_at": "2026-11-22T10:00:00"}, "occurred_at"),
+        ({"occurred_at": "2026-11-22"}, "occurred_at"),
+        ({"occurred_at": "2026-13-22T10:00:00Z"}, "occurred_at"),
+        ({"occurred_at": "2026-11-22T10:00:00.1234567Z"}, "occurred_at"),
+        ({"occurred_at": datetime(2026, 1, 1)}, "occurred_at"),
+        ({"actor_type": "robot"}, "actor_type"),
+        ({"actor_type": None}, "actor_type"),
+        ({"actor_id": ""}, "actor_id"),
+        ({"actor_id": "x" * 257}, "actor_id"),
+        ({"actor_id": 42}, "actor_id"),
+        ({"actor_id": "a\x00b"}, "actor_id"),
+        ({"source": ""}, "source"),
+        ({"source": "s" * 129}, "source"),
+        ({"event_type": "auth.signin.sucess"}, "event_type"),
+        ({"event_type": None}, "event_type"),
+        ({"event_id": "not-a-uuid"}, "event_id"),
+        ({"event_id": "019a8b2c-0000-4001-8000-000000000001"}, "event_id"),  # v4, not v7
+        ({"payload": [1, 2]}, "payload"),
+        ({"payload": "text"}, "payload"),
+        ({"payload": {"userId": "x" * (MAX_PAYLOAD_BYTES + 1)}}, "payload"),
+        ({"payload": {"userId": 2**53}}, "payload.userId"),
+        ({"payload": {"userId": float("nan")}}, "payload.userId"),
+        ({"payload": {"userId": "\ud800"}}, "payload"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_each_rule_refuses_naming_the_field(overrides: dict, field: str) -> None:
+    assert refused_field(sample_event(**overrides)) == field
+
+
+def test_accepts_exact_limits() -> None:
+    e = prepare_event(sample_event(tenant_id="T" * 128, actor_id="a" * 256, source="s" * 128), REG)
+    assert e.tenant_id == "T" * 128
+
+
+def test_occurred_at_is_stored_as_utc_with_microseconds() -> None:
+    e = prepare_event(sample_event(occurred_at="2026-11-22T10:00:00.5+01:30"), REG)
+    assert e.occurred_at == "2026-11-22T08:30:00.500000Z"
+    e = prepare_event(sample_event(occurred_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)), REG)
+    assert e.occurred_at == "2026-01-02T03:04:05.000006Z"
+
+
+def test_event_id_is_assigned_as_uuid_v7_and_lowercased() -> None:
+    e = prepare_event(sample_event(), REG)
+    assert e.event_id[14] == "7" and e.event_id == e.event_id.lower()
+    given = new_event_id().upper()
+    assert prepare_event(sample_event(event_id=given), REG).event_id == given.lower()
+
+
+def test_keys_off_the_allow_list_are_dropped_and_recorded() -> None:
+    e = prepare_event(sample_event(payload={"userId": "u", "password": "p", "extra": {"a": 1}}), REG)
+    assert json.loads(e.payload_jcs) == {"userId": "u"}
+    assert e.redacted_fields == ("extra", "password")
+
+
+def test_credentials_are_scrubbed_in_kept_keys() -> None:
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"
+    payload = {
+        "reason": "Bearer abcdefghijklmnopqrstuvwxyz",
+        "subject": {"token": jwt, "key": "AKIAIOSFODNN7EXAMPLE", "ok": "fine"},
+        "policyId": "ghp_" + "a" * 36,
+        "decision": "allow",
+    }
+    e = prepare_event(sample_event(event_type="policy.evaluated", payload=payload), REG)
+    kept = json.loads(e.payload_jcs)
+    assert kept == {
+        "reason": REDACTED_SECRET, "policyId": REDACTED_SECRET, "decision": "allow",
+        "subject": {"token": REDACTED_SECRET, "key": REDACTED_SECRET, "ok": "fine"},
+    }
+    assert e.redacted_fields == ("policyId:scrubbed", "reason:scrubbed", "subject.key:scrubbed", "subject.token:scrubbed")
+
+
+def test_strings_are_capped_at_4_kib_and_preview_at_2_kib() -> None:
+    e = prepare_event(sample_event(payload={"userId": "é" * 3000, "method": "m" * 4096}), REG)
+    kept = json.loads(e.payload_jcs)
+    assert len(kept["userId"].encode()) <= 4096 and kept["userId"] == "é" * 2048
+    assert kept["method"] == "m" * 4096
+    assert e.redacted_fields == ("userId:truncated",)
+    e = prepare_event(sample_event(event_type="workspace.governance_file_edited",
+                                   payload={"file": "AGENTS.md", "preview": "p" * 3000}), REG)
+    assert json.loads(e.payload_jcs)["preview"] == "p" * 2048
+    assert e.redacted_fields == ("preview:truncated",)
+
+
+def test_mcp_url_loses_its_credentials() -> None:
+    e = prepare_event(sample_event(event_type="mcp.added", payload={
+        "mcpId": "m1", "url": "https://bob:s3cret@mcp.example.com/v1?token=abc&region=eu", "scopes": ["read"]}), REG)
+    kept = json.loads(e.payload_jcs)
+    assert kept["url"] == "https://mcp.example.com/v1?region=eu"
+    assert e.redacted_fields == ("url:scrubbed",)
+
+
+def test_nested_allow_list_paths_keep_only_named_subkeys(tmp_path, monkeypatch) -> None:
+    extra = tmp_path / "types.json"
+    extra.write_text(json.dumps({"types": {"billing.plan_changed": {"keep": ["plan.name", "plan.seats", "orgId"]}}}))
+    monkeypatch.setenv("COMPLIANCE_EVENT_TYPES_FILE", str(extra))
+    reg = Registry.default()
+    e = prepare_event(sample_event(event_type="billing.plan_changed",
+                                   payload={"orgId": "o", "plan": {"name": "pro", "seats": 5, "card": "4111"}}), reg)
+    assert json.loads(e.payload_jcs) == {"orgId": "o", "plan": {"name": "pro", "seats": 5}}
+    assert e.redacted_fields == ("plan.card",)
+    assert "auth.signout" in reg  # the packaged registry is still there
