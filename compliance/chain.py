@@ -40,21 +40,35 @@ def canonical_body(
     payload_jcs: str,
     redacted_fields_jcs: str,
 ) -> bytes:
-    """The RFC 8785 bytes of the v1 event object. Keys appear in RFC 8785 order."""
+    """The RFC 8785 bytes of the v1 event object. Keys appear in RFC 8785 order.
+
+    ``tenant_id``, ``event_type``, ``actor_type``, ``event_id`` and the timestamps
+    must already be valid (SPEC §1): their character sets never need escaping,
+    so they are written as they are; the free-text ``actor_id`` and ``source``
+    are escaped. (A tampered stored value still changes the hash, so
+    verification does not depend on that precondition.)
+    """
     return (
-        '{"actor":{"id":' + encode_string(actor_id)
-        + ',"type":' + encode_string(actor_type)
-        + '},"event_id":"' + event_id
-        + '","event_type":' + encode_string(event_type)
-        + ',"occurred_at":"' + occurred_at
+        '{"actor":{"id":' + _quote(actor_id)
+        + ',"type":"' + actor_type
+        + '"},"event_id":"' + event_id
+        + '","event_type":"' + event_type
+        + '","occurred_at":"' + occurred_at
         + '","payload":' + payload_jcs
         + ',"recorded_at":"' + recorded_at
         + '","redacted_fields":' + redacted_fields_jcs
         + ',"seq":' + str(seq)
-        + ',"source":' + encode_string(source)
-        + ',"tenant_id":' + encode_string(tenant_id)
-        + ',"v":1}'
+        + ',"source":' + _quote(source)
+        + ',"tenant_id":"' + tenant_id
+        + '","v":1}'
     ).encode("utf-8")
+
+
+def _quote(text: str) -> str:
+    """The RFC 8785 string form; printable ASCII without quote or backslash needs no escaping."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return encode_string(text)
 
 
 def event_hash(prev_hash: bytes, body: bytes) -> bytes:

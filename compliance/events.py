@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,7 +31,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from compliance.jcs import CanonicalError, canonical_str
+from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical_str, format_number
 from compliance.timefmt import utc_text
 
 __all__ = [
@@ -49,6 +50,9 @@ ACTOR_TYPES = frozenset({"user", "service", "agent", "system", "operator"})
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4 * 1024
 REDACTED_SECRET = "<REDACTED:secret>"
+_SORT = orjson.OPT_SORT_KEYS
+_new_tuple = tuple.__new__
+_INF = float("inf")
 EVENT_FIELDS = frozenset(
     {"event_id", "tenant_id", "occurred_at", "actor_type", "actor_id", "source", "event_type", "payload"}
 )
@@ -72,6 +76,8 @@ _SECRET_RE = re.compile(
     r"|\bglpat-[A-Za-z0-9_-]{20,}"
     r"|\bnpm_[A-Za-z0-9]{30,}"
 )
+# Every shape above holds a run of 16 token characters or the word bearer: a cheap first look.
+_SECRET_HINT = re.compile(r"[A-Za-z0-9_-]{16}|[Bb][Ee][Aa][Rr][Ee][Rr]\s")
 _SECRET_QUERY_KEYS = re.compile(r"(?i)(token|secret|password|passwd|pwd|key|sig|signature|auth|credential)")
 
 
@@ -96,10 +102,7 @@ class PreparedEvent(NamedTuple):
     event_type: str
     payload_jcs: str  # RFC 8785 text of the redacted payload
     redacted_fields: tuple[str, ...]  # sorted
-
-    @property
-    def redacted_fields_jcs(self) -> str:
-        return canonical_str(list(self.redacted_fields))
+    redacted_fields_jcs: str  # RFC 8785 text of the sorted list
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,10 @@ class Registry:
                 types.update(json.load(fh)["types"])
         return cls(types)
 
+    @property
+    def rules(self) -> Mapping[str, TypeRule]:
+        return self._rules
+
     def __contains__(self, name: object) -> bool:
         return name in self._rules
 
@@ -168,16 +175,25 @@ class Registry:
 
 
 def new_event_id() -> str:
-    """A fresh UUID v7 (RFC 9562): 48-bit millisecond time, then random bits."""
-    ms = int(datetime.now(timezone.utc).timestamp() * 1000)
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
-    value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    """A fresh UUID v7 (RFC 9562): 48-bit millisecond time, version 7, 74 random bits from the OS CSPRNG."""
+    global _random_pool, _random_at
+    if _random_at + 20 > len(_random_pool):  # 20 hex characters per id
+        _random_pool, _random_at = os.urandom(10 * 4096).hex(), 0
+    r = _random_pool[_random_at : _random_at + 20]
+    _random_at += 20
+    h = "%012x" % (time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF)
+    return f"{h[:8]}-{h[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10xx
+_random_pool = ""
+_random_at = 0
 
 
 def _text(raw: Mapping[str, Any], field: str, max_chars: int) -> str:
     value = raw.get(field)
+    if type(value) is str and 0 < len(value) <= max_chars and value.isascii() and "\x00" not in value:
+        return value  # the common case, in one look
     if value is None:
         raise EventRefused(field, "is required")
     if type(value) is not str:
@@ -208,6 +224,15 @@ def _occurred_at(value: Any) -> str:
         return utc_text(value)
     if type(value) is not str:
         raise EventRefused("occurred_at", "is required, as an RFC 3339 timestamp with offset")
+    if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T" and value[:4].isdigit():
+        # Already the stored form: only check it is a real date and time.
+        try:
+            datetime.fromisoformat(value[:26])
+        except ValueError:
+            pass
+        else:
+            if value[20:26].isdigit():
+                return value
     match = _RFC3339_RE.fullmatch(value)
     if match is None:
         raise EventRefused(
@@ -240,10 +265,10 @@ def _event_id(value: Any) -> str:
 
 def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     """Validate and redact one event as handed over by a caller. Raises :class:`EventRefused`."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):
         raise EventRefused("event", "must be an object")
-    unknown = raw.keys() - EVENT_FIELDS
-    if unknown:
+    if not EVENT_FIELDS.issuperset(raw):
+        unknown = raw.keys() - EVENT_FIELDS
         raise EventRefused(sorted(unknown)[0], f"is not an event field; allowed: {', '.join(sorted(EVENT_FIELDS))}")
     tenant_id = raw.get("tenant_id")
     if type(tenant_id) is not str or not _TENANT_RE.fullmatch(tenant_id):
@@ -252,7 +277,8 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     if actor_type not in ACTOR_TYPES:
         raise EventRefused("actor_type", f"must be one of {', '.join(sorted(ACTOR_TYPES))}; got {actor_type!r}")
     event_type = raw.get("event_type")
-    if type(event_type) is not str or event_type not in registry:
+    rule = registry.rules.get(event_type) if type(event_type) is str else None
+    if rule is None:
         raise EventRefused("event_type", f"{event_type!r} is not a registered event type")
     actor_id = _text(raw, "actor_id", 256)
     source = _text(raw, "source", 128)
@@ -265,15 +291,22 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
         raise EventRefused("payload", f"must be a JSON object, not {type(payload).__name__}")
     _check_size(payload)
     redacted: set[str] = set()
-    kept = _redact(payload, registry.rule(event_type), "", redacted)
+    walk = _Walk(redacted)
+    kept = walk.redact(payload, rule, "")
     try:
-        payload_jcs = canonical_str(kept)
-    except CanonicalError as exc:
-        raise EventRefused(f"payload.{exc.path}" if exc.path else "payload", exc.reason) from None
-    return PreparedEvent(
+        # orjson's sorted output is RFC 8785 unless a key lies outside the BMP (RFC 8785 sorts by UTF-16).
+        payload_jcs = (canonical_str(_plain(kept)) if walk.exact_needed
+                       else orjson.dumps(kept, option=_SORT).decode("utf-8"))
+    except (CanonicalError, orjson.JSONEncodeError) as exc:
+        path = getattr(exc, "path", "")
+        reason = getattr(exc, "reason", "string is not valid Unicode (lone surrogate)")
+        raise EventRefused(f"payload.{path}" if path else "payload", reason) from None
+    fields = tuple(sorted(redacted)) if redacted else ()
+    # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call on the hot path.
+    return _new_tuple(PreparedEvent, (
         event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload_jcs,
-        tuple(sorted(redacted)),
-    )
+        fields, orjson.dumps(fields).decode("utf-8") if fields else "[]",
+    ))
 
 
 def _check_size(payload: dict[str, Any]) -> None:
@@ -288,46 +321,87 @@ def _check_size(payload: dict[str, Any]) -> None:
         raise EventRefused("payload", f"is {size} bytes serialized; the limit is {MAX_PAYLOAD_BYTES} (64 KiB)")
 
 
-def _redact(obj: dict[str, Any], rule: TypeRule, prefix: str, redacted: set[str]) -> dict[str, Any]:
-    kept: dict[str, Any] = {}
-    for key, value in obj.items():
-        if type(key) is not str:
-            raise EventRefused(f"payload.{prefix}{key}", "object keys must be strings")
-        path = prefix + key
-        if key in rule.keep:
-            cap = rule.caps.get(key, MAX_STRING_BYTES)
-            if key in rule.urls and type(value) is str:
-                stripped = strip_url_credentials(value)
-                if stripped != value:
-                    redacted.add(path + ":scrubbed")
-                    value = stripped
-            kept[key] = _scrub(value, path, cap, redacted)
-        elif key in rule.nested and isinstance(value, dict):
-            kept[key] = _redact(value, rule.nested[key], path + ".", redacted)
-        else:
-            redacted.add(path)
-    return kept
-
-
-def _scrub(value: Any, path: str, cap: int, redacted: set[str]) -> Any:
+def _plain(value: Any) -> Any:
+    """Fragments back to floats, for the exact serializer."""
     kind = type(value)
-    if kind is str:
-        if _SECRET_RE.search(value):
-            redacted.add(path + ":scrubbed")
-            return REDACTED_SECRET
-        if len(value) > cap // 4 and len(value.encode("utf-8", "surrogatepass")) > cap:
-            redacted.add(path + ":truncated")
-            return value.encode("utf-8", "surrogatepass")[:cap].decode("utf-8", "ignore")
-        return value
+    if kind is orjson.Fragment:
+        return float(value.contents)
     if kind is dict:
-        return {k: _scrub(v, f"{path}.{k}", cap, redacted) for k, v in value.items()}
+        return {k: _plain(v) for k, v in value.items()}
     if kind is list:
-        return [_scrub(v, path, cap, redacted) for v in value]
+        return [_plain(v) for v in value]
     return value
+
+
+class _Walk:
+    """One pass over a payload: allow-list, URL credentials, secret scrubbing, caps, number checks."""
+
+    __slots__ = ("redacted", "exact_needed")
+
+    def __init__(self, redacted: set[str]) -> None:
+        self.redacted = redacted
+        self.exact_needed = False
+
+    def redact(self, obj: dict[str, Any], rule: TypeRule, prefix: str) -> dict[str, Any]:
+        kept: dict[str, Any] = {}
+        for key, value in obj.items():
+            if type(key) is not str:
+                raise EventRefused(f"payload.{prefix}{key}", "object keys must be strings")
+            if key in rule.keep:
+                path = prefix + key
+                if rule.urls and key in rule.urls and type(value) is str:
+                    stripped = strip_url_credentials(value)
+                    if stripped != value:
+                        self.redacted.add(path + ":scrubbed")
+                        value = stripped
+                kept[key] = self.scrub(value, path, rule.caps.get(key, MAX_STRING_BYTES) if rule.caps else MAX_STRING_BYTES)
+            elif key in rule.nested and isinstance(value, dict):
+                kept[key] = self.redact(value, rule.nested[key], prefix + key + ".")
+            else:
+                self.redacted.add(prefix + key)
+        return kept
+
+    def scrub(self, value: Any, path: str, cap: int) -> Any:
+        kind = type(value)
+        if kind is str:
+            n = len(value)
+            # The shortest credential shape is 15 characters long.
+            if n >= 15 and _SECRET_HINT.search(value) and _SECRET_RE.search(value):
+                self.redacted.add(path + ":scrubbed")
+                return REDACTED_SECRET
+            if n > cap // 4 and len(value.encode("utf-8", "surrogatepass")) > cap:
+                self.redacted.add(path + ":truncated")
+                return value.encode("utf-8", "surrogatepass")[:cap].decode("utf-8", "ignore")
+            return value
+        if kind is int:
+            if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                raise EventRefused(f"payload.{path}", f"integer {value} is outside +-(2**53 - 1); send it as a string")
+            return value
+        if kind is dict:
+            out = {}
+            for k, v in value.items():
+                if type(k) is not str:
+                    raise EventRefused(f"payload.{path}", f"object key {k!r} is not a string")
+                if k and max(k) > "\uffff":
+                    self.exact_needed = True
+                out[k] = self.scrub(v, f"{path}.{k}", cap)
+            return out
+        if kind is list or kind is tuple:
+            return [self.scrub(v, path, cap) for v in value]
+        if kind is float:
+            if value != value or value in (_INF, -_INF):
+                raise EventRefused(f"payload.{path}", f"{value} is not a JSON number")
+            # orjson writes a Fragment verbatim: the number in its RFC 8785 (ECMAScript) form.
+            return orjson.Fragment(format_number(value))
+        if value is None or kind is bool:
+            return value
+        raise EventRefused(f"payload.{path}", f"{kind.__name__} is not a JSON type")
 
 
 def strip_url_credentials(url: str) -> str:
     """The URL without user-info and without query parameters whose names suggest a secret."""
+    if "@" not in url and "?" not in url:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:
