@@ -58,7 +58,7 @@ EVENT_FIELDS = frozenset(
 )
 
 _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_EVENT_TYPE_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+EVENT_TYPE_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 _UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:\d{2})"
@@ -143,7 +143,7 @@ class Registry:
     def __init__(self, types: Mapping[str, Mapping[str, Any]]) -> None:
         self._rules: dict[str, TypeRule] = {}
         for name, spec in types.items():
-            if not _EVENT_TYPE_RE.fullmatch(name):
+            if not EVENT_TYPE_RE.fullmatch(name):
                 raise ValueError(f"event type {name!r} is not dotted lower-case (e.g. auth.signin.success)")
             self._rules[name] = TypeRule.from_spec(
                 list(spec.get("keep", [])), dict(spec.get("caps", {})), list(spec.get("urls", []))

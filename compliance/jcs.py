@@ -17,12 +17,14 @@ implementation does.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from typing import Any
 
 import orjson
 
-__all__ = ["CanonicalError", "canonical", "canonical_str", "encode_string", "MAX_SAFE_INTEGER"]
+__all__ = ["CanonicalError", "canonical", "canonical_str", "canonical_problem", "encode_string", "MAX_SAFE_INTEGER"]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _SORT_KEYS = orjson.OPT_SORT_KEYS
@@ -160,3 +162,37 @@ def format_number(value: float) -> str:
         e = n - 1
         body = digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e))
     return sign + body
+
+
+# orjson writes what RFC 8785 writes except for some numbers (1e21 vs 1e+21, 1.0 vs 1) and the order of
+# keys outside the BMP; text with neither pattern that survives an orjson round trip is canonical.
+_NUMBER_FORMS_DIFFER = re.compile(r"[0-9][eE]|\.0[,\]}]|[0-9]{16}")
+
+
+def canonical_problem(text: str, want: type) -> str | None:
+    """None when ``text`` is the RFC 8785 form of a JSON value of type ``want``; else why not."""
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        return f"not JSON: {exc}"
+    if type(parsed) is not want:
+        return f"not a JSON {want.__name__}"
+    encoded = text.encode("utf-8")
+    if (
+        orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS) == encoded
+        and (text.isascii() or max(text) <= "\uffff")
+        and not _NUMBER_FORMS_DIFFER.search(text)
+    ):
+        return None
+    try:
+        # RFC 8785 numbers are doubles: an integer too large for exactness is the double it denotes.
+        if canonical(json.loads(text, parse_int=_int_or_double)) == encoded:
+            return None
+    except CanonicalError as exc:
+        return f"has no RFC 8785 form: {exc}"
+    return "not in RFC 8785 canonical form"
+
+
+def _int_or_double(digits: str) -> int | float:
+    value = int(digits)
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)

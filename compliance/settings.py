@@ -47,7 +47,6 @@ class Settings:
     lock_mode: str = "GOVERNANCE"
     retention_days: int = 365
     drain_batch_size: int = 20_000
-    outbox_retention_hours: int = 168
     role_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -77,7 +76,6 @@ class Settings:
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),
             retention_days=_int(env, "COMPLIANCE_RETENTION_DAYS", 365),
             drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 20_000),
-            outbox_retention_hours=_int(env, "COMPLIANCE_OUTBOX_RETENTION_HOURS", 168),
             role_urls=role_urls,
         )
         settings.check()

@@ -6,9 +6,9 @@ Runbook paragraph: every scheduled run lives for about five minutes
 until the outbox is empty, so an event waits at most about one poll interval
 plus one batch before it is chained, while the Prefect UI sees one flow run per
 five minutes (12 an hour). Each batch is one transaction: a crash leaves the
-batch's events in the outbox, never half-chained. Afterwards it purges outbox
-rows drained longer ago than the retention, and leaves a table artifact of what
-it chained per tenant.
+batch's events in the outbox, never half-chained; a chained event leaves the
+outbox in the same transaction. It leaves a table artifact of what it chained
+per tenant.
 """
 
 from __future__ import annotations
@@ -21,14 +21,14 @@ from prefect.artifacts import create_table_artifact
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.drain import DrainResult, drain_pending, purge_drained
+from tasks.drain import DrainResult, drain_pending
 
 ARTIFACT_ROWS = 200
 
 
 def _has_pending(conn: Any) -> bool:
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM compliance.outbox WHERE drained_at IS NULL AND poisoned_at IS NULL)"
+        "SELECT EXISTS (SELECT 1 FROM compliance.outbox WHERE poisoned_at IS NULL)"
     ).fetchone()
     return bool(row[0])
 
@@ -40,7 +40,7 @@ def drain_outbox(
     batch_size: int = 20_000,
     shards: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Drain the outbox for ``run_seconds`` (0: until it is empty once), then purge old drained rows.
+    """Drain the outbox for ``run_seconds`` (0: until it is empty once).
 
     ``shards`` (0–63) restricts this drainer to part of the tenants, so several
     drainers can share the work; by default it takes every shard no other
@@ -60,9 +60,8 @@ def drain_outbox(
             time.sleep(poll_seconds)
     finally:
         watcher.close()
-    purged = purge_drained(settings)
-    logger.info("drained %d events (%d poisoned, %d duplicates) in %d batches; purged %d old outbox rows",
-                total.drained, total.poisoned, total.duplicates, total.batches, purged)
+    logger.info("drained %d events (%d poisoned, %d duplicates) in %d batches",
+                total.drained, total.poisoned, total.duplicates, total.batches)
     top = sorted(total.per_tenant.items(), key=lambda kv: -kv[1][0])[:ARTIFACT_ROWS]
     create_table_artifact(
         key="drain-outbox",
@@ -70,9 +69,9 @@ def drain_outbox(
         or [{"tenant_id": "-", "events": 0, "first_seq": None, "last_seq": None}],
         description=(
             f"Chained {total.drained} events of {len(total.per_tenant)} tenants in {total.batches} batches; "
-            f"{total.poisoned} poisoned, {total.duplicates} duplicates, {purged} old outbox rows purged."
+            f"{total.poisoned} poisoned (left in the outbox with their error), {total.duplicates} duplicates."
             + (f" Showing the {ARTIFACT_ROWS} busiest tenants." if len(total.per_tenant) > ARTIFACT_ROWS else "")
         ),
     )
     return {"drained": total.drained, "poisoned": total.poisoned, "duplicates": total.duplicates,
-            "batches": total.batches, "tenants": len(total.per_tenant), "purged": purged}
+            "batches": total.batches, "tenants": len(total.per_tenant)}

@@ -2,7 +2,6 @@
 -- creates: schema compliance
 -- creates: table compliance.outbox
 -- creates: index compliance.outbox_pending
--- creates: index compliance.outbox_drained_at
 -- creates: table compliance.events
 -- creates: index compliance.events_event_id
 -- creates: index compliance.events_occurred_at_brin
@@ -13,6 +12,7 @@
 -- creates: table compliance.export_jobs
 -- creates: index compliance.export_jobs_status
 -- creates: function compliance.refuse_change
+-- creates: function compliance.event_chained
 -- creates: trigger compliance.events/events_immutable
 -- creates: trigger compliance.events/events_no_truncate
 -- creates: trigger compliance.anchors/anchors_immutable
@@ -24,6 +24,8 @@ CREATE SCHEMA IF NOT EXISTS compliance;
 
 -- Transactional outbox: written in the caller's transaction, drained into the chains.
 -- payload and redacted_fields hold the exact RFC 8785 text that will be hashed.
+-- A row is pending until the drain chains it and deletes it in the same transaction;
+-- a row that cannot be chained stays here, poisoned, with its error.
 CREATE TABLE compliance.outbox (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id        uuid        NOT NULL UNIQUE,
@@ -37,12 +39,10 @@ CREATE TABLE compliance.outbox (
     payload         text        NOT NULL CHECK (octet_length(payload) <= 1048576),
     redacted_fields text        NOT NULL DEFAULT '[]',
     enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    drained_at      timestamptz,
     poisoned_at     timestamptz,
     poison_error    text
 );
-CREATE INDEX outbox_pending ON compliance.outbox (shard, id) WHERE drained_at IS NULL AND poisoned_at IS NULL;
-CREATE INDEX outbox_drained_at ON compliance.outbox (drained_at) WHERE drained_at IS NOT NULL;
+CREATE INDEX outbox_pending ON compliance.outbox (shard, id) WHERE poisoned_at IS NULL;
 
 -- The chains. Rows are immutable (triggers below); prev_hash/event_hash per SPEC §2.
 CREATE TABLE compliance.events (
@@ -125,6 +125,11 @@ CREATE TABLE compliance.export_jobs (
     job_error       text
 );
 CREATE INDEX export_jobs_status ON compliance.export_jobs (status, requested_at);
+
+-- "Unique forever": emit asks whether an id is already chained without being able to read events.
+CREATE FUNCTION compliance.event_chained(p_event_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+    AS $$ SELECT EXISTS (SELECT 1 FROM compliance.events WHERE event_id = p_event_id) $$;
 
 -- Append-only tables refuse UPDATE, DELETE and TRUNCATE for every role, the owner included.
 CREATE FUNCTION compliance.refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$

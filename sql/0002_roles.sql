@@ -21,15 +21,17 @@ $$;
 REVOKE ALL ON SCHEMA compliance FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA compliance FROM PUBLIC;
 REVOKE ALL ON FUNCTION compliance.refuse_change() FROM PUBLIC;
+REVOKE ALL ON FUNCTION compliance.event_chained(uuid) FROM PUBLIC;
 GRANT USAGE ON SCHEMA compliance TO compliance_writer, compliance_drainer, compliance_reader;
 
 -- writer: may only add to the outbox.
 GRANT INSERT (event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields)
     ON compliance.outbox TO compliance_writer;
+GRANT EXECUTE ON FUNCTION compliance.event_chained(uuid) TO compliance_writer;
 
--- drainer: moves outbox rows into the chains; may add events, never change one.
+-- drainer: moves outbox rows into the chains (deleting them as it chains them); may add events, never change one.
 GRANT SELECT, DELETE ON compliance.outbox TO compliance_drainer;
-GRANT UPDATE (drained_at, poisoned_at, poison_error) ON compliance.outbox TO compliance_drainer;
+GRANT UPDATE (poisoned_at, poison_error) ON compliance.outbox TO compliance_drainer;
 GRANT SELECT, INSERT ON compliance.events TO compliance_drainer;
 GRANT SELECT, INSERT, UPDATE ON compliance.tenant_heads TO compliance_drainer;
 

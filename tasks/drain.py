@@ -5,8 +5,8 @@ advisory locks; a tenant always falls in the same shard, so one tenant's
 chain is only ever extended by one drainer at a time, in outbox order), claim
 up to ``batch_size`` pending rows of those shards (``FOR UPDATE SKIP
 LOCKED``), lock the tenants' chain heads, chain the rows (SPEC §2), COPY them
-into ``compliance.events``, mark the outbox rows drained and move the heads,
-then commit. A crash anywhere before the commit leaves every row pending; after
+into ``compliance.events``, delete the chained rows from the outbox and move
+the heads, then commit. A crash anywhere before the commit leaves every row pending; after
 it, every row is chained exactly once.
 """
 
@@ -24,12 +24,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from compliance.chain import GENESIS_HASH, canonical_body
-from compliance.jcs import CanonicalError, canonical
+from compliance.events import EVENT_TYPE_RE as _EVENT_TYPE_RE
+from compliance.jcs import canonical_problem
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
-__all__ = ["drain_batch", "drain_pending", "purge_drained", "pending_count", "DrainResult", "SHARDS"]
+__all__ = ["drain_batch", "drain_pending", "pending_count", "DrainResult", "SHARDS"]
 
 SHARDS = 64
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
@@ -38,7 +39,7 @@ _sha256 = __import__("hashlib").sha256
 _CLAIM = """
 SELECT id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields
 FROM compliance.outbox
-WHERE drained_at IS NULL AND poisoned_at IS NULL AND shard = ANY(%s)
+WHERE poisoned_at IS NULL AND shard = ANY(%s)
 ORDER BY id
 LIMIT %s
 FOR UPDATE SKIP LOCKED
@@ -78,23 +79,19 @@ class DrainResult:
 
 def _poison_reason(row: Sequence[Any]) -> str | None:
     """Why an outbox row cannot be chained, or None. Rows written by emit() always pass."""
-    payload, redacted = row[8], row[9]
-    try:
-        parsed = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        return f"payload is not JSON: {exc}"
-    if type(parsed) is not dict:
-        return "payload is not a JSON object"
-    try:
-        if canonical(parsed) != payload.encode("utf-8"):
-            return "payload is not in RFC 8785 canonical form"
+    event_type, payload, redacted = row[7], row[8], row[9]
+    if not _EVENT_TYPE_RE.fullmatch(event_type):
+        return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
+    reason = canonical_problem(payload, dict)
+    if reason is not None:
+        return f"payload is {reason}"
+    if redacted != "[]":
+        reason = canonical_problem(redacted, list)
+        if reason is not None:
+            return f"redacted_fields is {reason}"
         fields = orjson.loads(redacted)
-        if type(fields) is not list or any(type(f) is not str for f in fields) or fields != sorted(fields):
-            return "redacted_fields is not a sorted JSON list of strings"
-        if canonical(fields) != redacted.encode("utf-8"):
-            return "redacted_fields is not in RFC 8785 canonical form"
-    except (CanonicalError, orjson.JSONDecodeError) as exc:
-        return f"not canonicalizable: {exc}"
+        if any(type(f) is not str for f in fields) or fields != sorted(fields):
+            return "redacted_fields is not a sorted list of strings"
     return None
 
 
@@ -139,7 +136,7 @@ def drain_batch(
                     drained_ids, new_heads, per_tenant = _chain_and_copy(conn, by_tenant, heads, recorded_at)
                 break
             except psycopg.errors.UniqueViolation:
-                # An id already chained (emitted again after its outbox row was purged): never chain it twice.
+                # An id already chained (two emits of one id racing the drain): never chain it twice.
                 all_ids = [r[1] for rs in by_tenant.values() for r in rs]
                 dup = {
                     r[0] for r in conn.execute(
@@ -156,10 +153,9 @@ def drain_batch(
 
         dup_outbox_ids = [r[0] for r in rows if r[1] in duplicate_ids]
         if drained_ids or dup_outbox_ids:
-            conn.execute(
-                "UPDATE compliance.outbox SET drained_at = %s WHERE id = ANY(%s)",
-                (recorded_at_dt, drained_ids + dup_outbox_ids),
-            )
+            # Chained rows leave the outbox in the transaction that chains them (a DELETE costs a fifth of
+            # an UPDATE here); the event itself now lives in compliance.events.
+            conn.execute("DELETE FROM compliance.outbox WHERE id = ANY(%s)", (drained_ids + dup_outbox_ids,))
         if new_heads:
             conn.execute(
                 "UPDATE compliance.tenant_heads h SET last_seq = v.last_seq, head_hash = v.head_hash, "
@@ -233,7 +229,7 @@ def _chain_and_copy(
 
 def pending_count(conn: psycopg.Connection) -> int:
     return int(conn.execute(
-        "SELECT count(*) FROM compliance.outbox WHERE drained_at IS NULL AND poisoned_at IS NULL"
+        "SELECT count(*) FROM compliance.outbox WHERE poisoned_at IS NULL"
     ).fetchone()[0])  # type: ignore[index]
 
 
@@ -264,15 +260,3 @@ def _transient(state: Any) -> bool:
     except Exception:
         return False
     return False
-
-
-@task(name="purge-drained-outbox", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
-def purge_drained(settings: Settings, older_than_hours: int | None = None) -> int:
-    """Delete outbox rows drained longer ago than the retention; returns how many."""
-    hours = settings.outbox_retention_hours if older_than_hours is None else older_than_hours
-    with connect(settings, "compliance_drainer", autocommit=True) as conn:
-        cur = conn.execute(
-            "DELETE FROM compliance.outbox WHERE drained_at < clock_timestamp() - make_interval(hours => %s)",
-            (hours,),
-        )
-        return int(cur.rowcount)

@@ -10,9 +10,10 @@
 Nothing here commits: the event becomes visible to the drainer exactly when
 the caller's transaction commits. Every event of a batch is validated before
 anything is written, so a refused event leaves the transaction untouched.
-Idempotent on ``event_id``: a second emit of an id still in the outbox is not
-stored again and is reported as a duplicate (ids drained and purged from the
-outbox are caught by the drainer, which never chains an id twice).
+Idempotent on ``event_id``, forever: a second emit of an id that is waiting in
+the outbox or already chained is not stored again and is reported as a
+duplicate. (Two transactions emitting the same new id at the same moment are
+settled by the outbox's unique index; the drainer, too, never chains an id twice.)
 """
 
 from __future__ import annotations
@@ -24,14 +25,18 @@ from compliance.events import PreparedEvent, Registry, prepare_event
 __all__ = ["emit", "emit_batch", "insert_prepared", "EmitResult", "BatchResult"]
 
 _COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
+# An id already in the outbox conflicts on its unique index; one already chained (and so gone from the
+# outbox) is caught by compliance.event_chained(). Either way the row is not stored and the caller is told.
 _INSERT_ONE = (
-    f"INSERT INTO compliance.outbox ({_COLUMNS}) VALUES "
-    "(%s::uuid, %s, %s::timestamptz, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+    f"INSERT INTO compliance.outbox ({_COLUMNS}) "
+    "SELECT %s::uuid, %s, %s::timestamptz, %s, %s, %s, %s, %s, %s "
+    "WHERE NOT compliance.event_chained(%s::uuid) ON CONFLICT DO NOTHING"
 )
 _INSERT_MANY = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
     "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING"
+    f"%s::text[], %s::text[], %s::text[]) AS e({_COLUMNS}) WHERE NOT compliance.event_chained(e.event_id) "
+    "ON CONFLICT DO NOTHING"
 )
 
 _registry: Registry | None = None
@@ -46,7 +51,7 @@ def _default_registry() -> Registry:
 
 class EmitResult(NamedTuple):
     event_id: str
-    stored: bool  # False: an event with this id is already in the outbox
+    stored: bool  # False: an event with this id is already in the outbox or chained
 
     @property
     def duplicate(self) -> bool:
@@ -76,7 +81,8 @@ def _execute(conn: Any, sql: str, params: Sequence[Any]) -> int:
 def emit(conn: Any, event: Mapping[str, Any], *, registry: Registry | None = None) -> EmitResult:
     """Validate, redact and add one event to the outbox in ``conn``'s current transaction."""
     prepared = prepare_event(event, registry or _default_registry())
-    stored = _execute(conn, _INSERT_ONE, _row(prepared)) == 1
+    row = _row(prepared)
+    stored = _execute(conn, _INSERT_ONE, (*row, row[0])) == 1
     return EmitResult(prepared.event_id, stored)
 
 

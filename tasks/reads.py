@@ -76,11 +76,11 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
             r = conn.execute(sql, params).fetchone()
             if r is None:
                 pending = conn.execute(
-                    "SELECT tenant_id FROM compliance.outbox WHERE event_id = %s::uuid AND drained_at IS NULL"
+                    "SELECT tenant_id, poison_error FROM compliance.outbox WHERE event_id = %s::uuid"
                     + (" AND tenant_id = %s" if tenant else ""), params).fetchone()
                 if pending is not None:
-                    return {"event_id": event_id.lower(), "tenant_id": pending[0], "status": "IN OUTBOX (not chained yet)",
-                            "anchor": "PENDING"}
+                    status = f"POISONED: {pending[1]}" if pending[1] else "IN OUTBOX (not chained yet)"
+                    return {"event_id": event_id.lower(), "tenant_id": pending[0], "status": status, "anchor": "PENDING"}
                 return None
     except Exception as exc:  # a malformed id is "not found", not a crash
         if "invalid input syntax for type uuid" in str(exc):

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical, format_number
 
-EXAMPLES = int(os.environ.get("COMPLIANCE_FUZZ_EXAMPLES", "3000"))
+EXAMPLES = int(os.environ.get("COMPLIANCE_FUZZ_EXAMPLES", "1500"))
 
 # Unicode without lone surrogates (those have no UTF-8 form; refused separately below).
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
@@ -78,3 +78,32 @@ def test_string_escapes_match_reference() -> None:
 def test_values_without_a_canonical_form_are_refused(value: object) -> None:
     with pytest.raises(CanonicalError):
         canonical(value)
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(st.dictionaries(keys, json_values, max_size=6))
+def test_canonical_problem_accepts_exactly_the_canonical_text(value: dict) -> None:
+    from compliance.jcs import canonical_problem
+
+    text = canonical(value).decode("utf-8")
+    assert canonical_problem(text, dict) is None
+    for other in (
+        __import__("json").dumps(value, ensure_ascii=False),  # spaces, Python number forms
+        __import__("json").dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")),
+        __import__("orjson").dumps(value, option=__import__("orjson").OPT_SORT_KEYS).decode("utf-8"),
+    ):
+        assert (canonical_problem(other, dict) is None) == (other == text)
+
+
+def test_canonical_problem_accepts_keys_in_utf16_order() -> None:
+    from compliance.jcs import canonical_problem
+
+    assert canonical_problem('{"\U0001f600":1,"\ue000":2}', dict) is None
+
+
+@pytest.mark.parametrize("text", ['{"a":1e21}', '{"a":1.0}', '{"a":1e+21 }', '{"b":1,"a":2}', '{"a":9007199254740993}',
+                                  '{"\ue000":2,"\U0001f600":1}', "[1]", "{", '{"a":NaN}'])
+def test_canonical_problem_names_non_canonical_text(text: str) -> None:
+    from compliance.jcs import canonical_problem
+
+    assert canonical_problem(text, dict) is not None

@@ -13,7 +13,7 @@ import pytest
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.drain import drain_batch, drain_pending, purge_drained
+from tasks.drain import drain_batch, drain_pending
 from tasks.outbox import emit, emit_batch
 from tasks.verify import verify_chain
 from tests.conftest import REPO, run_cli, sample_event
@@ -29,14 +29,14 @@ def chain_facts(settings: Settings) -> dict[str, object]:
         return {
             "events": conn.execute("SELECT count(*) FROM compliance.events").fetchone()[0],
             "distinct_ids": conn.execute("SELECT count(DISTINCT event_id) FROM compliance.events").fetchone()[0],
-            "pending": conn.execute("SELECT count(*) FROM compliance.outbox WHERE drained_at IS NULL").fetchone()[0],
-            # per tenant: seq 1..n with no gap, and chained in outbox (emission) order
+            "pending": conn.execute("SELECT count(*) FROM compliance.outbox WHERE poisoned_at IS NULL").fetchone()[0],
+            # per tenant: seq 1..n with no gap, and chained in emission order (sample i carries userId u-i)
             "gapless": conn.execute(
                 "SELECT bool_and(n = max_seq) FROM (SELECT count(*) n, max(seq) max_seq FROM compliance.events "
                 "GROUP BY tenant_id) t").fetchone()[0],
-            "in_outbox_order": conn.execute(
-                "SELECT bool_and(ok) FROM (SELECT o.id > lag(o.id, 1, 0::bigint) OVER (PARTITION BY e.tenant_id "
-                "ORDER BY e.seq) AS ok FROM compliance.events e JOIN compliance.outbox o USING (event_id)) x"
+            "in_emission_order": conn.execute(
+                "SELECT bool_and(ok) FROM (SELECT i > lag(i, 1, -1) OVER (PARTITION BY tenant_id ORDER BY seq) AS ok "
+                "FROM (SELECT tenant_id, seq, substr(payload::jsonb->>'userId', 3)::int AS i FROM compliance.events) e) x"
             ).fetchone()[0],
         }
 
@@ -47,7 +47,7 @@ def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Sett
         result = drain_batch(conn, 10_000)
     assert (result.drained, result.batches, len(result.per_tenant)) == (3000, 1, 97)
     assert chain_facts(settings) == {"events": 3000, "distinct_ids": 3000, "pending": 0, "gapless": True,
-                                     "in_outbox_order": True}
+                                     "in_emission_order": True}
     report = verify_chain(settings)
     assert report.ok and report.events == 3000 and report.tenants == 97
 
@@ -60,7 +60,7 @@ def test_two_drainer_processes_racing_produce_no_fork_gap_or_duplicate(settings:
     assert all(p.returncode == 0 for p in procs)
     assert sum(counts) == 20_000
     assert chain_facts(settings) == {"events": 20_000, "distinct_ids": 20_000, "pending": 0, "gapless": True,
-                                     "in_outbox_order": True}
+                                     "in_emission_order": True}
     assert verify_chain(settings).ok
 
 
@@ -85,7 +85,7 @@ def test_a_drainer_killed_mid_batch_loses_and_duplicates_nothing(settings: Setti
         while drain_batch(conn, 2000).batches:
             pass
     assert chain_facts(settings) == {"events": 5000, "distinct_ids": 5000, "pending": 0, "gapless": True,
-                                     "in_outbox_order": True}
+                                     "in_emission_order": True}
     assert verify_chain(settings).ok
 
 
@@ -107,17 +107,32 @@ def test_a_poison_row_is_quarantined_and_the_rest_drain(settings: Settings) -> N
     assert verify_chain(settings).ok
 
 
-def test_an_event_id_emitted_again_after_purge_is_never_chained_twice(settings: Settings) -> None:
+def test_an_event_id_emitted_again_after_it_was_chained_is_a_duplicate(settings: Settings) -> None:
     with connect(settings, "compliance_writer", autocommit=True) as w:
         first = emit(w, sample_event(1))
     drain_pending.fn(settings)
-    assert purge_drained.fn(settings, older_than_hours=0) == 1
     with connect(settings, "compliance_writer", autocommit=True) as w:
-        assert emit(w, sample_event(1, event_id=first.event_id)).stored  # the outbox no longer knows it
+        assert emit(w, sample_event(1, event_id=first.event_id)).duplicate
+        batch = emit_batch(w, [sample_event(1, event_id=first.event_id), sample_event(2)])
+    assert (batch.stored, batch.duplicates) == (1, 1)
+
+
+def test_a_duplicate_that_slipped_into_the_outbox_is_never_chained_twice(settings: Settings) -> None:
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        first = emit(w, sample_event(1))
+    drain_pending.fn(settings)
+    # Two emits of one id racing the drain can both pass the emit-time check; simulate the loser.
+    with connect(settings, None, autocommit=True) as owner:
+        owner.execute(
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, "
+            "payload) SELECT event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload "
+            "FROM compliance.events WHERE event_id = %s", (first.event_id,))
+    with connect(settings, "compliance_writer", autocommit=True) as w:
         emit(w, sample_event(2))
     result = drain_pending.fn(settings)
     assert (result.drained, result.duplicates) == (1, 1)
-    assert chain_facts(settings)["events"] == 2
+    assert chain_facts(settings)["events"] == 2 and chain_facts(settings)["pending"] == 0
+    assert verify_chain(settings).ok
 
 
 def _tamper(settings: Settings, statement: str) -> None:

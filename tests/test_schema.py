@@ -45,7 +45,7 @@ def test_immutability_triggers_fire_for_the_owner(chained: Settings, statement: 
     [
         ("compliance_writer", "SELECT * FROM compliance.events"),
         ("compliance_writer", "SELECT * FROM compliance.outbox"),
-        ("compliance_writer", "UPDATE compliance.outbox SET drained_at = now()"),
+        ("compliance_writer", "UPDATE compliance.outbox SET poisoned_at = now()"),
         ("compliance_writer", "DELETE FROM compliance.outbox"),
         ("compliance_drainer", "UPDATE compliance.events SET actor_id = 'x'"),
         ("compliance_drainer", "DELETE FROM compliance.events"),
