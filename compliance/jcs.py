@@ -166,7 +166,7 @@ def format_number(value: float) -> str:
 
 # orjson writes what RFC 8785 writes except for some numbers (1e21 vs 1e+21, 1.0 vs 1) and the order of
 # keys outside the BMP; text with neither pattern that survives an orjson round trip is canonical.
-_NUMBER_FORMS_DIFFER = re.compile(r"[0-9][eE]|\.0[,\]}]|[0-9]{16}")
+_NUMBER_FORMS_DIFFER = re.compile(r"[0-9](?:[eE]|\.0[,\]}]|[0-9]{15})")
 
 
 def canonical_problem(text: str, want: type) -> str | None:

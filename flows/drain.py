@@ -28,7 +28,7 @@ ARTIFACT_ROWS = 200
 
 def _has_pending(conn: Any) -> bool:
     row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM compliance.outbox WHERE poisoned_at IS NULL)"
+        "SELECT EXISTS (SELECT 1 FROM compliance.outbox)"
     ).fetchone()
     return bool(row[0])
 
@@ -69,7 +69,7 @@ def drain_outbox(
         or [{"tenant_id": "-", "events": 0, "first_seq": None, "last_seq": None}],
         description=(
             f"Chained {total.drained} events of {len(total.per_tenant)} tenants in {total.batches} batches; "
-            f"{total.poisoned} poisoned (left in the outbox with their error), {total.duplicates} duplicates."
+            f"{total.poisoned} poisoned (set aside in compliance.outbox_poison), {total.duplicates} duplicates."
             + (f" Showing the {ARTIFACT_ROWS} busiest tenants." if len(total.per_tenant) > ARTIFACT_ROWS else "")
         ),
     )

@@ -1,7 +1,8 @@
 -- The ledger: outbox, per-tenant chains, anchors, export jobs.
 -- creates: schema compliance
 -- creates: table compliance.outbox
--- creates: index compliance.outbox_pending
+-- creates: index compliance.outbox_shard
+-- creates: table compliance.outbox_poison
 -- creates: table compliance.events
 -- creates: index compliance.events_event_id
 -- creates: index compliance.events_occurred_at_brin
@@ -23,26 +24,42 @@
 CREATE SCHEMA IF NOT EXISTS compliance;
 
 -- Transactional outbox: written in the caller's transaction, drained into the chains.
--- payload and redacted_fields hold the exact RFC 8785 text that will be hashed.
--- A row is pending until the drain chains it and deletes it in the same transaction;
--- a row that cannot be chained stays here, poisoned, with its error.
+-- payload, redacted_fields and occurred_at hold the exact text that will be hashed (RFC 8785 JSON, the
+-- SPEC §2 timestamp form). A row waits here until the drain claims it: the drain deletes it in the same
+-- transaction that chains it, or moves it to compliance.outbox_poison when it cannot be chained.
 CREATE TABLE compliance.outbox (
-    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id        uuid        NOT NULL UNIQUE,
     tenant_id       text        NOT NULL CHECK (tenant_id ~ '^[A-Za-z0-9._:-]{1,128}$'),
     shard           smallint    NOT NULL GENERATED ALWAYS AS (hashtext(tenant_id) & 63) STORED,
-    occurred_at     timestamptz NOT NULL,
+    occurred_at     text        NOT NULL CHECK (occurred_at ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$'),
     actor_type      text        NOT NULL CHECK (actor_type IN ('user', 'service', 'agent', 'system', 'operator')),
     actor_id        text        NOT NULL CHECK (length(actor_id) BETWEEN 1 AND 256),
     source          text        NOT NULL CHECK (length(source) BETWEEN 1 AND 128),
     event_type      text        NOT NULL,
     payload         text        NOT NULL CHECK (octet_length(payload) <= 1048576),
     redacted_fields text        NOT NULL DEFAULT '[]',
-    enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
-    poisoned_at     timestamptz,
-    poison_error    text
+    enqueued_at     timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE INDEX outbox_pending ON compliance.outbox (shard, id) WHERE poisoned_at IS NULL;
+-- For drainers that share the work by shard; a single drainer walks the primary key.
+CREATE INDEX outbox_shard ON compliance.outbox (shard, id);
+
+-- Rows the drain could not chain, set aside with the reason; they hold up nobody.
+CREATE TABLE compliance.outbox_poison (
+    id              bigint      PRIMARY KEY,
+    event_id        uuid        NOT NULL,
+    tenant_id       text        NOT NULL,
+    occurred_at     text        NOT NULL,
+    actor_type      text        NOT NULL,
+    actor_id        text        NOT NULL,
+    source          text        NOT NULL,
+    event_type      text        NOT NULL,
+    payload         text        NOT NULL,
+    redacted_fields text        NOT NULL,
+    enqueued_at     timestamptz NOT NULL,
+    poisoned_at     timestamptz NOT NULL DEFAULT clock_timestamp(),
+    error           text        NOT NULL
+);
 
 -- The chains. Rows are immutable (triggers below); prev_hash/event_hash per SPEC §2.
 CREATE TABLE compliance.events (

@@ -31,7 +31,9 @@ GRANT EXECUTE ON FUNCTION compliance.event_chained(uuid) TO compliance_writer;
 
 -- drainer: moves outbox rows into the chains (deleting them as it chains them); may add events, never change one.
 GRANT SELECT, DELETE ON compliance.outbox TO compliance_drainer;
-GRANT UPDATE (poisoned_at, poison_error) ON compliance.outbox TO compliance_drainer;
+-- FOR UPDATE (the claim's row locks) needs UPDATE on some column; enqueued_at is the least harmful one.
+GRANT UPDATE (enqueued_at) ON compliance.outbox TO compliance_drainer;
+GRANT SELECT, INSERT ON compliance.outbox_poison TO compliance_drainer;
 GRANT SELECT, INSERT ON compliance.events TO compliance_drainer;
 GRANT SELECT, INSERT, UPDATE ON compliance.tenant_heads TO compliance_drainer;
 

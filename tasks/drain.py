@@ -3,10 +3,12 @@
 A batch: lock the outbox shards no other drainer holds (transaction-scoped
 advisory locks; a tenant always falls in the same shard, so one tenant's
 chain is only ever extended by one drainer at a time, in outbox order), claim
-up to ``batch_size`` pending rows of those shards (``FOR UPDATE SKIP
+and delete up to ``batch_size`` rows of those shards (``FOR UPDATE SKIP
 LOCKED``), lock the tenants' chain heads, chain the rows (SPEC §2), COPY them
-into ``compliance.events``, delete the chained rows from the outbox and move
-the heads, then commit. A crash anywhere before the commit leaves every row pending; after
+into ``compliance.events``, quarantine rows that cannot be chained in
+``compliance.outbox_poison``, move the heads, then commit. A crash anywhere
+before the commit leaves every row pending; after it, every row is chained
+exactly once (or set aside with its reason). A crash anywhere before the commit leaves every row pending; after
 it, every row is chained exactly once.
 """
 
@@ -36,13 +38,15 @@ SHARDS = 64
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
 _sha256 = __import__("hashlib").sha256
 
+# Claim and remove in one statement: the rows are locked (SKIP LOCKED) and deleted in this transaction,
+# so a crash before commit leaves them in the outbox and a commit leaves them chained (or quarantined).
 _CLAIM = """
-SELECT id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields
-FROM compliance.outbox
-WHERE poisoned_at IS NULL AND shard = ANY(%s)
-ORDER BY id
-LIMIT %s
-FOR UPDATE SKIP LOCKED
+DELETE FROM compliance.outbox
+WHERE id IN (
+    SELECT id FROM compliance.outbox {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
+)
+RETURNING id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
+          redacted_fields, enqueued_at
 """
 _EVENT_COLUMNS = (
     "tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
@@ -113,27 +117,31 @@ def drain_batch(
         mine = _locked_shards(conn, shards)
         if not mine:
             return result
-        rows = conn.execute(_CLAIM, (mine, batch_size)).fetchall()
+        if len(mine) == SHARDS:
+            rows = conn.execute(_CLAIM.format(where=""), (batch_size,)).fetchall()
+        else:
+            rows = conn.execute(_CLAIM.format(where="WHERE shard = ANY(%s)"), (mine, batch_size)).fetchall()
         if not rows:
             return result
+        rows.sort()  # RETURNING has no order; a tenant's events are chained in outbox order
         recorded_at_dt: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         recorded_at = utc_text(recorded_at_dt)
 
-        poisoned: list[tuple[int, str]] = []
+        poisoned: list[tuple[Any, str]] = []
         by_tenant: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
             reason = _poison_reason(row)
             if reason is None:
                 by_tenant[row[2]].append(row)
             else:
-                poisoned.append((row[0], reason))
+                poisoned.append((row, reason))
 
-        duplicate_ids: set[str] = set()
+        duplicates = 0
         while True:
             try:
                 with conn.transaction():  # savepoint: a duplicate event_id rolls back only this attempt
                     heads = _lock_heads(conn, sorted(by_tenant))
-                    drained_ids, new_heads, per_tenant = _chain_and_copy(conn, by_tenant, heads, recorded_at)
+                    new_heads, per_tenant = _chain_and_copy(conn, by_tenant, heads, recorded_at)
                 break
             except psycopg.errors.UniqueViolation:
                 # An id already chained (two emits of one id racing the drain): never chain it twice.
@@ -145,17 +153,14 @@ def drain_batch(
                 }
                 if not dup:
                     raise
-                duplicate_ids |= dup
                 for tenant in list(by_tenant):
-                    by_tenant[tenant] = [r for r in by_tenant[tenant] if r[1] not in dup]
-                    if not by_tenant[tenant]:
+                    kept = [r for r in by_tenant[tenant] if r[1] not in dup]
+                    duplicates += len(by_tenant[tenant]) - len(kept)
+                    if kept:
+                        by_tenant[tenant] = kept
+                    else:
                         del by_tenant[tenant]
 
-        dup_outbox_ids = [r[0] for r in rows if r[1] in duplicate_ids]
-        if drained_ids or dup_outbox_ids:
-            # Chained rows leave the outbox in the transaction that chains them (a DELETE costs a fifth of
-            # an UPDATE here); the event itself now lives in compliance.events.
-            conn.execute("DELETE FROM compliance.outbox WHERE id = ANY(%s)", (drained_ids + dup_outbox_ids,))
         if new_heads:
             conn.execute(
                 "UPDATE compliance.tenant_heads h SET last_seq = v.last_seq, head_hash = v.head_hash, "
@@ -164,14 +169,15 @@ def drain_batch(
                 (recorded_at_dt, [h[0] for h in new_heads], [h[1] for h in new_heads], [h[2] for h in new_heads]),
             )
         if poisoned:
-            conn.execute(
-                "UPDATE compliance.outbox SET poisoned_at = %s, poison_error = v.err "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, err) WHERE outbox.id = v.id",
-                (recorded_at_dt, [p[0] for p in poisoned], [p[1] for p in poisoned]),
-            )
-    result.drained = len(drained_ids)
+            with conn.cursor().copy(
+                "COPY compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, source, "
+                "event_type, payload, redacted_fields, enqueued_at, error) FROM STDIN"
+            ) as copy:
+                for row, reason in poisoned:
+                    copy.write_row((*row, reason))
+    result.drained = sum(v[0] for v in per_tenant.values())
     result.poisoned = len(poisoned)
-    result.duplicates = len(dup_outbox_ids)
+    result.duplicates = duplicates
     result.batches = 1
     result.per_tenant = per_tenant
     result.seconds = time.perf_counter() - started
@@ -199,8 +205,7 @@ def _chain_and_copy(
     by_tenant: dict[str, list[Any]],
     heads: dict[str, tuple[int, bytes]],
     recorded_at: str,
-) -> tuple[list[int], list[tuple[str, int, bytes]], dict[str, list[int]]]:
-    drained_ids: list[int] = []
+) -> tuple[list[tuple[str, int, bytes]], dict[str, list[int]]]:
     new_heads: list[tuple[str, int, bytes]] = []
     per_tenant: dict[str, list[int]] = {}
     sha256 = _sha256
@@ -209,9 +214,9 @@ def _chain_and_copy(
         for tenant, rows in by_tenant.items():
             seq, prev = heads[tenant]
             first = seq + 1
-            for (oid, event_id, _t, occurred, actor_type, actor_id, source, event_type, payload, redacted) in rows:
+            for (_id, event_id, _t, occurred_at, actor_type, actor_id, source, event_type, payload, redacted,
+                 _enqueued) in rows:
                 seq += 1
-                occurred_at = utc_text(occurred)
                 body = canonical_body(
                     seq=seq, event_id=event_id, tenant_id=tenant, occurred_at=occurred_at, recorded_at=recorded_at,
                     actor_type=actor_type, actor_id=actor_id, source=source, event_type=event_type,
@@ -221,15 +226,14 @@ def _chain_and_copy(
                 write((tenant, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
                        payload, redacted, prev, digest))
                 prev = digest
-                drained_ids.append(oid)
             new_heads.append((tenant, seq, prev))
             per_tenant[tenant] = [seq - first + 1, first, seq]
-    return drained_ids, new_heads, per_tenant
+    return new_heads, per_tenant
 
 
 def pending_count(conn: psycopg.Connection) -> int:
     return int(conn.execute(
-        "SELECT count(*) FROM compliance.outbox WHERE poisoned_at IS NULL"
+        "SELECT count(*) FROM compliance.outbox"
     ).fetchone()[0])  # type: ignore[index]
 
 

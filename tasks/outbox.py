@@ -29,12 +29,12 @@ _COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, even
 # outbox) is caught by compliance.event_chained(). Either way the row is not stored and the caller is told.
 _INSERT_ONE = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
-    "SELECT %s::uuid, %s, %s::timestamptz, %s, %s, %s, %s, %s, %s "
+    "SELECT %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s "
     "WHERE NOT compliance.event_chained(%s::uuid) ON CONFLICT DO NOTHING"
 )
 _INSERT_MANY = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
-    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], "
+    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
     f"%s::text[], %s::text[], %s::text[]) AS e({_COLUMNS}) WHERE NOT compliance.event_chained(e.event_id) "
     "ON CONFLICT DO NOTHING"
 )

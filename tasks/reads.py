@@ -76,8 +76,10 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
             r = conn.execute(sql, params).fetchone()
             if r is None:
                 pending = conn.execute(
-                    "SELECT tenant_id, poison_error FROM compliance.outbox WHERE event_id = %s::uuid"
-                    + (" AND tenant_id = %s" if tenant else ""), params).fetchone()
+                    "SELECT tenant_id, NULL FROM compliance.outbox WHERE event_id = %s::uuid"
+                    + (" AND tenant_id = %s" if tenant else "")
+                    + " UNION ALL SELECT tenant_id, error FROM compliance.outbox_poison WHERE event_id = %s::uuid"
+                    + (" AND tenant_id = %s" if tenant else ""), params + params).fetchone()
                 if pending is not None:
                     status = f"POISONED: {pending[1]}" if pending[1] else "IN OUTBOX (not chained yet)"
                     return {"event_id": event_id.lower(), "tenant_id": pending[0], "status": status, "anchor": "PENDING"}

@@ -45,15 +45,18 @@ def test_immutability_triggers_fire_for_the_owner(chained: Settings, statement: 
     [
         ("compliance_writer", "SELECT * FROM compliance.events"),
         ("compliance_writer", "SELECT * FROM compliance.outbox"),
-        ("compliance_writer", "UPDATE compliance.outbox SET poisoned_at = now()"),
+        ("compliance_writer", "UPDATE compliance.outbox SET actor_id = 'x'"),
         ("compliance_writer", "DELETE FROM compliance.outbox"),
         ("compliance_drainer", "UPDATE compliance.events SET actor_id = 'x'"),
         ("compliance_drainer", "DELETE FROM compliance.events"),
         ("compliance_drainer", "TRUNCATE compliance.events"),
         ("compliance_drainer", "UPDATE compliance.outbox SET payload = '{}'"),
+        ("compliance_drainer", "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+                               "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', "
+                               "'user', 'a', 's', 'auth.signout', '{}')"),
         ("compliance_reader", "INSERT INTO compliance.tenant_heads VALUES ('x', 0, '\\x00')"),
         ("compliance_reader", "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                              "source, event_type, payload) VALUES (gen_random_uuid(), 't', now(), 'user', 'a', 's', "
+                              "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', 'user', 'a', 's', "
                               "'auth.signout', '{}')"),
         ("compliance_reader", "UPDATE compliance.export_jobs SET status = 'failed'"),
         ("compliance_reader", "DELETE FROM compliance.outbox"),
