@@ -60,6 +60,7 @@ class Settings:
                 ("compliance_writer", "COMPLIANCE_WRITER_DATABASE_URL"),
                 ("compliance_drainer", "COMPLIANCE_DRAINER_DATABASE_URL"),
                 ("compliance_reader", "COMPLIANCE_READER_DATABASE_URL"),
+                ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
             )
             if env.get(var)
         }

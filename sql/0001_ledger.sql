@@ -23,6 +23,9 @@
 
 CREATE SCHEMA IF NOT EXISTS compliance;
 
+-- Every tenant_id is compared byte by byte (COLLATE "C"): SPEC §3 orders tenants by their UTF-8 bytes,
+-- and memcmp is also the cheapest comparison for the chains' primary key.
+
 -- Transactional outbox: written in the caller's transaction, drained into the chains.
 -- payload, redacted_fields and occurred_at hold the exact text that will be hashed (RFC 8785 JSON, the
 -- SPEC §2 timestamp form). A row waits here until the drain claims it: the drain deletes it in the same
@@ -30,7 +33,7 @@ CREATE SCHEMA IF NOT EXISTS compliance;
 CREATE TABLE compliance.outbox (
     id              bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id        uuid        NOT NULL UNIQUE,
-    tenant_id       text        NOT NULL CHECK (tenant_id ~ '^[A-Za-z0-9._:-]{1,128}$'),
+    tenant_id       text COLLATE "C" NOT NULL CHECK (tenant_id ~ '^[A-Za-z0-9._:-]{1,128}$'),
     shard           smallint    NOT NULL GENERATED ALWAYS AS (hashtext(tenant_id) & 63) STORED,
     occurred_at     text        NOT NULL CHECK (occurred_at ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$'),
     actor_type      text        NOT NULL CHECK (actor_type IN ('user', 'service', 'agent', 'system', 'operator')),
@@ -48,7 +51,7 @@ CREATE INDEX outbox_shard ON compliance.outbox (shard, id);
 CREATE TABLE compliance.outbox_poison (
     id              bigint      PRIMARY KEY,
     event_id        uuid        NOT NULL,
-    tenant_id       text        NOT NULL,
+    tenant_id       text COLLATE "C" NOT NULL,
     occurred_at     text        NOT NULL,
     actor_type      text        NOT NULL,
     actor_id        text        NOT NULL,
@@ -63,7 +66,7 @@ CREATE TABLE compliance.outbox_poison (
 
 -- The chains. Rows are immutable (triggers below); prev_hash/event_hash per SPEC §2.
 CREATE TABLE compliance.events (
-    tenant_id       text        NOT NULL,
+    tenant_id       text COLLATE "C" NOT NULL,
     seq             bigint      NOT NULL CHECK (seq >= 1),
     event_id        uuid        NOT NULL,
     occurred_at     timestamptz NOT NULL,
@@ -83,14 +86,14 @@ CREATE UNIQUE INDEX events_event_id ON compliance.events (event_id);
 CREATE INDEX events_occurred_at_brin ON compliance.events USING brin (occurred_at);
 
 CREATE TABLE compliance.tenant_heads (
-    tenant_id   text        PRIMARY KEY,
+    tenant_id   text COLLATE "C" PRIMARY KEY,
     last_seq    bigint      NOT NULL CHECK (last_seq >= 0),
     head_hash   bytea       NOT NULL CHECK (octet_length(head_hash) = 32),
     updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
 );
 
 CREATE TABLE compliance.tenant_anchor_state (
-    tenant_id          text        PRIMARY KEY,
+    tenant_id          text COLLATE "C" PRIMARY KEY,
     last_anchored_seq  bigint      NOT NULL,
     last_cadence_id    text        NOT NULL,
     updated_at         timestamptz NOT NULL DEFAULT clock_timestamp()
@@ -114,7 +117,7 @@ CREATE TABLE compliance.anchors (
 );
 
 CREATE TABLE compliance.anchor_ranges (
-    tenant_id    text    NOT NULL,
+    tenant_id    text COLLATE "C" NOT NULL,
     first_seq    bigint  NOT NULL,
     last_seq     bigint  NOT NULL CHECK (last_seq >= first_seq),
     cadence_id   text    NOT NULL REFERENCES compliance.anchors (cadence_id),

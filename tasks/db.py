@@ -19,7 +19,7 @@ from compliance.settings import Settings
 
 __all__ = ["ROLES", "connect", "owner_connection", "database_url"]
 
-ROLES = ("compliance_writer", "compliance_drainer", "compliance_reader")
+ROLES = ("compliance_writer", "compliance_drainer", "compliance_reader", "compliance_anchorer")
 
 
 def database_url(settings: Settings) -> str:
