@@ -40,14 +40,19 @@ class StoredEvent(NamedTuple):
 
 
 class Failure(NamedTuple):
-    tenant_id: str
+    tenant_id: str | None
     seq: int | None
-    what: str  # hash_mismatch, broken_link, gap, head_mismatch, ...
+    what: str  # hash_mismatch, broken_link, gap, head_mismatch, bad_signature, retention, ...
     detail: str
+    anchor: str | None = None  # the cadence id, for failures of an anchor
 
     def __str__(self) -> str:
-        where = f"tenant {self.tenant_id}" + (f" seq {self.seq}" if self.seq is not None else "")
-        return f"{where}: {self.what}: {self.detail}"
+        parts = []
+        if self.anchor:
+            parts.append(f"anchor {self.anchor}")
+        if self.tenant_id is not None:
+            parts.append(f"tenant {self.tenant_id}" + (f" seq {self.seq}" if self.seq is not None else ""))
+        return f"{', '.join(parts) or 'ledger'}: {self.what}: {self.detail}"
 
 
 @dataclass

@@ -31,24 +31,29 @@ class ChainReport:
     tenants: int
     seconds: float
     failure: Failure | None = None
+    anchors: int = 0
     checked: list[str] = field(default_factory=lambda: ["hashes", "links", "gaps", "heads"])
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "events": self.events, "tenants": self.tenants, "seconds": round(self.seconds, 3),
+            "ok": self.ok, "events": self.events, "tenants": self.tenants, "anchors": self.anchors,
+            "seconds": round(self.seconds, 3),
             "checked": self.checked,
             "failure": None if self.failure is None else {**self.failure._asdict(), "message": str(self.failure)},
         }
 
     def summary(self) -> str:
-        head = f"checked {self.events} events of {self.tenants} tenants in {self.seconds:.1f} s ({', '.join(self.checked)})"
+        head = (f"checked {self.events} events of {self.tenants} tenants and {self.anchors} anchors in "
+                f"{self.seconds:.1f} s ({', '.join(self.checked)})")
         if self.ok:
             return f"OK: {head}"
         return f"FAILED: {self.failure}\n{head}"
 
 
-def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_000) -> ChainReport:
-    """Recompute every event hash, link and seq, and each tenant's head; stops at the first failure."""
+def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_000,
+                 anchors: bool | None = None) -> ChainReport:
+    """Recompute every event hash, link and seq, and each tenant's head; then, with an anchor bucket
+    configured (``anchors`` None: when an S3 endpoint is set), every anchor. Stops at the first failure."""
     started = time.perf_counter()
     verifier = ChainVerifier()
     conn = connect(settings, "compliance_reader")
@@ -90,10 +95,20 @@ def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_
                         verifier.finish_tenant(t, heads[t])
                         break
             cur.close()
+            failure = verifier.failure
+            checked_anchors = 0
+            check_anchors = bool(settings.s3_endpoint_url) if anchors is None else anchors
+            if failure is None and check_anchors:
+                from tasks.verify_anchors import verify_anchors
+
+                checked_anchors, failure = verify_anchors(settings, conn, tenant)
     finally:
         conn.close()
-    return ChainReport(verifier.failure is None, verifier.events, verifier.tenants,
-                       time.perf_counter() - started, verifier.failure)
+    report = ChainReport(failure is None, verifier.events, verifier.tenants, time.perf_counter() - started, failure,
+                         checked_anchors)
+    if check_anchors:
+        report.checked += ["anchor signatures", "anchor links", "retention", "proofs", "events roots", "tiling"]
+    return report
 
 
 verify_chain_task = task(verify_chain, name="verify-chain", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)

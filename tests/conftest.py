@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,8 +19,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 for _var in ("COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL"):
     os.environ.pop(_var, None)
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "compliance-test")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "compliance-test")
+for _var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "COMPLIANCE_SIGNING_KEY"):
+    os.environ.pop(_var, None)  # the tests never reach a real AWS account
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 from cli.devstack import Postgres, free_port, start_s3_server  # noqa: E402
@@ -74,22 +73,21 @@ def s3_endpoint(workdir: Path) -> Iterator[str]:
         pass
 
 
-@pytest.fixture
-def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url, operator_emails=frozenset({"ops@example.com"}))
+TEST_SIGNING_KEY = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"  # the vectors' published test key
 
 
 @pytest.fixture
-def s3_settings(settings: Settings, s3_endpoint: str) -> Iterator[Settings]:
-    """Settings with fresh anchor and export buckets on the S3 server, provisioned as `dev up` does."""
+def settings(db_url: str, s3_endpoint: str) -> Settings:
+    """A fresh database and fresh anchor and export buckets on the S3 server, provisioned as `dev up` does."""
     from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
 
     suffix = uuid.uuid4().hex[:10]
-    s = replace(settings, s3_endpoint_url=s3_endpoint, anchor_bucket=f"anchors-{suffix}", export_bucket=f"exports-{suffix}")
+    s = Settings(database_url=db_url, s3_endpoint_url=s3_endpoint, anchor_bucket=f"anchors-{suffix}",
+                 export_bucket=f"exports-{suffix}", operator_emails=frozenset({"ops@example.com"}), retention_days=1)
     s3 = s3_client(s)
     provision_anchor_bucket(s3, s.anchor_bucket, mode="GOVERNANCE", retention_days=1)
     provision_export_bucket(s3, s.export_bucket)
-    yield s
+    return s
 
 
 @pytest.fixture
@@ -102,6 +100,8 @@ def env_for(monkeypatch: pytest.MonkeyPatch) -> Any:
             "COMPLIANCE_OPERATOR_EMAILS": ",".join(sorted(s.operator_emails)),
             "COMPLIANCE_ANCHOR_BUCKET": s.anchor_bucket,
             "COMPLIANCE_EXPORT_BUCKET": s.export_bucket,
+            "COMPLIANCE_RETENTION_DAYS": str(s.retention_days),
+            "COMPLIANCE_SIGNING_KEY": TEST_SIGNING_KEY,
         }
         if s.s3_endpoint_url:
             env["COMPLIANCE_S3_ENDPOINT_URL"] = s.s3_endpoint_url
