@@ -24,6 +24,8 @@ __all__ = [
     "merkle_tree_hash",
     "audit_path",
     "tree_root_and_paths",
+    "tree_levels",
+    "path_from_levels",
     "verify_inclusion",
     "root_from_path",
 ]
@@ -40,68 +42,62 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
-def _split(n: int) -> int:
-    """The largest power of two strictly below n (n >= 2)."""
-    return 1 << ((n - 1).bit_length() - 1)
-
-
-def _root_of_hashes(hashes: Sequence[bytes]) -> bytes:
-    n = len(hashes)
-    if n == 1:
-        return hashes[0]
-    k = _split(n)
-    return node_hash(_root_of_hashes(hashes[:k]), _root_of_hashes(hashes[k:]))
+def _levels(hashes: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree, leaves first. An unpaired last node moves up unchanged: bottom-up, that is
+    exactly RFC 6962's split at the largest power of two below n (never a node paired with itself)."""
+    levels = [hashes]
+    sha256 = _sha256
+    while len(hashes) > 1:
+        nxt = [sha256(b"\x01" + a + b).digest() for a, b in zip(hashes[0::2], hashes[1::2])]
+        if len(hashes) & 1:
+            nxt.append(hashes[-1])
+        levels.append(nxt)
+        hashes = nxt
+    return levels
 
 
 def merkle_tree_hash(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]); MTH of no leaves is SHA-256 of the empty string."""
     if not leaves:
         return EMPTY_ROOT
-    return _root_of_hashes([leaf_hash(d) for d in leaves])
+    sha256 = _sha256
+    return _levels([sha256(b"\x00" + d).digest() for d in leaves])[-1][0]
 
 
-def audit_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
-    """PATH(m, D[n]) for one leaf. For every leaf of a tree use :func:`tree_root_and_paths`."""
-    if not 0 <= index < len(leaves):
-        raise IndexError(f"leaf index {index} is outside a tree of {len(leaves)} leaves")
-    hashes = [leaf_hash(d) for d in leaves]
-    path: list[bytes] = []
-    lo, hi = 0, len(hashes)
-    # Walk down from the root, collecting the sibling subtree roots, then reverse (leaf first).
-    while hi - lo > 1:
-        k = _split(hi - lo)
-        if index - lo < k:
-            path.append(_root_of_hashes(hashes[lo + k : hi]))
-            hi = lo + k
-        else:
-            path.append(_root_of_hashes(hashes[lo : lo + k]))
-            lo = lo + k
-    path.reverse()
+def _path(levels: list[list[bytes]], index: int) -> list[bytes]:
+    path = []
+    for level in levels[:-1]:
+        sibling = index ^ 1
+        if sibling < len(level):
+            path.append(level[sibling])
+        index >>= 1
     return path
 
 
+def audit_path(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) for one leaf, leaf end first."""
+    if not 0 <= index < len(leaves):
+        raise IndexError(f"leaf index {index} is outside a tree of {len(leaves)} leaves")
+    return _path(_levels([leaf_hash(d) for d in leaves]), index)
+
+
 def tree_root_and_paths(leaves: Sequence[bytes], *, hashed: bool = False) -> tuple[bytes, list[list[bytes]]]:
-    """The root and every leaf's audit path in O(n log n). ``hashed``: leaves are already leaf hashes."""
+    """The root and every leaf's audit path, in O(n log n). ``hashed``: leaves are already leaf hashes."""
     if not leaves:
         return EMPTY_ROOT, []
-    hashes = list(leaves) if hashed else [leaf_hash(d) for d in leaves]
-    paths: list[list[bytes]] = [[] for _ in hashes]
-    root = _build(hashes, 0, len(hashes), paths)
-    return root, paths
+    levels = tree_levels(leaves, hashed=hashed)
+    return levels[-1][0], [_path(levels, i) for i in range(len(leaves))]
 
 
-def _build(hashes: list[bytes], lo: int, hi: int, paths: list[list[bytes]]) -> bytes:
-    if hi - lo == 1:
-        return hashes[lo]
-    k = lo + _split(hi - lo)
-    left = _build(hashes, lo, k, paths)
-    right = _build(hashes, k, hi, paths)
-    # Children are built first, so each path grows from the leaf upwards.
-    for i in range(lo, k):
-        paths[i].append(right)
-    for i in range(k, hi):
-        paths[i].append(left)
-    return node_hash(left, right)
+def tree_levels(leaves: Sequence[bytes], *, hashed: bool = False) -> list[list[bytes]]:
+    """All levels of the tree (leaf hashes first, the root last), for taking paths one at a time."""
+    sha256 = _sha256
+    return _levels(list(leaves) if hashed else [sha256(b"\x00" + d).digest() for d in leaves])
+
+
+def path_from_levels(levels: list[list[bytes]], index: int) -> list[bytes]:
+    """The audit path of leaf ``index`` from :func:`tree_levels`."""
+    return _path(levels, index)
 
 
 def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes], *, hashed: bool = False) -> bytes | None:
