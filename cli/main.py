@@ -317,6 +317,59 @@ def cmd_verify_chain(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_bucket_check(args: argparse.Namespace) -> int:
+    from compliance.posture import judge_posture
+    from tasks.storage import bucket_facts, s3_client
+
+    settings = resolve_settings(s3=True)
+    facts = bucket_facts(s3_client(settings), settings.anchor_bucket)
+    findings = judge_posture(facts, stage=settings.stage, mode=settings.lock_mode,
+                             retention_days=settings.retention_days,
+                             allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod)
+    ok = all(f.ok for f in findings)
+    if args.json:
+        print(json.dumps({"bucket": settings.anchor_bucket, "ok": ok, "findings": [f._asdict() for f in findings]},
+                         indent=2))
+    else:
+        print(f"anchor bucket {settings.anchor_bucket} (stage {settings.stage}, configured {settings.lock_mode} "
+              f"{settings.retention_days} days)")
+        for f in findings:
+            print(f"  {'OK  ' if f.ok else 'FAIL'} {f.check:<20} {f.detail}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_bucket_provision(args: argparse.Namespace) -> int:
+    from tasks.storage import provision_anchor_bucket, s3_client
+
+    settings = resolve_settings(s3=True)
+    bucket = args.bucket or settings.anchor_bucket
+    created = provision_anchor_bucket(s3_client(settings), bucket, mode=settings.lock_mode,
+                                      retention_days=settings.retention_days)
+    print(f"{'created' if created else 'already exists (left unchanged)'}: {bucket} "
+          f"({settings.lock_mode}, {settings.retention_days} days)")
+    return EXIT_OK
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from compliance.anchor import public_key_key, public_key_pem
+    from tasks.signing import rotate_signing_key
+    from tasks.storage import s3_client
+
+    settings = resolve_settings(s3=True)
+    if os.environ.get("COMPLIANCE_SIGNING_KEY"):
+        fail("COMPLIANCE_SIGNING_KEY is set and would override the rotated key; unset it first")
+    if not os.environ.get("PREFECT_API_URL"):
+        from cli.devstack import Stack
+
+        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    key = rotate_signing_key()
+    s3_client(settings).put_object(Bucket=settings.anchor_bucket, Key=public_key_key(key.key_id),
+                                   Body=public_key_pem(key.key), ContentType="application/x-pem-file")
+    print(f"new signing key {key.key_id}; public key at s3://{settings.anchor_bucket}/{public_key_key(key.key_id)}; "
+          "older keys stay published, so older anchors keep verifying")
+    return EXIT_OK
+
+
 def cmd_not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         fail(f"`compliance {what}` is not built yet in this version (see the open issues)", EXIT_FAILED)
@@ -393,6 +446,18 @@ def build_parser() -> argparse.ArgumentParser:
     ve = verify.add_parser("export")
     ve.add_argument("rest", nargs=argparse.REMAINDER)
     ve.set_defaults(func=cmd_not_built("verify export"))
+
+    bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(dest="bucket_command",
+                                                                                          required=True)
+    bc = bucket.add_parser("check", help="Object Lock, retention, versioning, public access, encryption, policy")
+    bc.add_argument("--json", action="store_true")
+    bc.set_defaults(func=cmd_bucket_check)
+    bp = bucket.add_parser("provision", help="create the anchor bucket in its WORM posture")
+    bp.add_argument("--bucket", help="name (default COMPLIANCE_ANCHOR_BUCKET)")
+    bp.set_defaults(func=cmd_bucket_provision)
+    keys = sub.add_parser("keys", help="the anchor signing key").add_subparsers(dest="keys_command", required=True)
+    keys.add_parser("rotate", help="a new signing key; the old public keys stay published").set_defaults(
+        func=cmd_keys_rotate)
 
     sub.add_parser("health", help="one screen of the ledger's state").set_defaults(func=cmd_not_built("health"))
     return p

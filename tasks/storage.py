@@ -129,3 +129,43 @@ def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> b
         }]},
     )
     return True
+
+
+def bucket_facts(s3: Any, bucket: str) -> "BucketFacts":
+    """Read the anchor bucket's configuration (read-only calls)."""
+    from compliance.posture import BucketFacts
+
+    def call(fn: Any, **kw: Any) -> Any:
+        try:
+            return fn(Bucket=bucket, **kw)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("NoSuchBucket",):
+                raise
+            return None
+
+    versioning = (call(s3.get_bucket_versioning) or {}).get("Status")
+    lock = (call(s3.get_object_lock_configuration) or {}).get("ObjectLockConfiguration", {})
+    rule = lock.get("Rule", {}).get("DefaultRetention", {})
+    days = rule.get("Days") or (rule.get("Years", 0) * 365 if rule.get("Years") else None)
+    pab = (call(s3.get_public_access_block) or {}).get("PublicAccessBlockConfiguration", {})
+    enc = (call(s3.get_bucket_encryption) or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
+    policy_text = (call(s3.get_bucket_policy) or {}).get("Policy")
+    denies = False
+    if policy_text:
+        for st in json.loads(policy_text).get("Statement", []):
+            actions = st.get("Action", [])
+            actions = [actions] if isinstance(actions, str) else actions
+            if st.get("Effect") == "Deny" and any(a in ("s3:DeleteObjectVersion", "s3:DeleteObject*", "s3:*")
+                                                  for a in actions):
+                denies = True
+    return BucketFacts(
+        versioning=versioning,
+        lock_enabled=lock.get("ObjectLockEnabled") == "Enabled",
+        default_mode=rule.get("Mode"),
+        default_days=days,
+        public_access_blocked=bool(pab) and all(pab.get(k) for k in (
+            "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")),
+        encryption=(enc[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if enc else None),
+        policy_denies_deletes=denies,
+    )
