@@ -370,6 +370,107 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_request(args: argparse.Namespace) -> int:
+    from compliance.exports import ExportRefused
+    from tasks.exports import request_export
+
+    settings = resolve_settings(s3=True)
+    try:
+        job_id = request_export(settings, operator=args.operator, fmt=args.format, filter_text=args.filter)
+    except ExportRefused as exc:
+        fail(f"{exc.code}: {exc.message}")
+    print(job_id)
+    if args.run:
+        return cmd_export_run(argparse.Namespace(job_id=job_id))
+    started = _start_runner_deployment(job_id)
+    print(started, file=sys.stderr)
+    return EXIT_OK
+
+
+def _start_runner_deployment(job_id: str) -> str:
+    if not os.environ.get("PREFECT_API_URL"):
+        return f"queued; no Prefect server configured: run it with `compliance export run {job_id}`"
+    try:
+        from prefect.deployments import run_deployment
+
+        run = run_deployment("export-runner/export-runner", parameters={"job_id": job_id}, timeout=0)
+        return f"queued; export-runner flow run {run.name} started"
+    except Exception as exc:  # no deployment yet: the job stays queued, nothing is lost
+        return f"queued; could not start the export-runner deployment ({exc}): run `compliance export run {job_id}`"
+
+
+def cmd_export_run(args: argparse.Namespace) -> int:
+    from flows.export import export_runner
+
+    resolve_settings(s3=True)
+    _ensure_prefect_env()
+    result = export_runner(job_id=args.job_id)
+    print(json.dumps(result, indent=2))
+    return EXIT_OK if result.get("status") == "complete" else EXIT_FAILED
+
+
+def cmd_export_status(args: argparse.Namespace) -> int:
+    from tasks.exports import job_status
+
+    settings = resolve_settings()
+    status = job_status(settings, args.job_id)
+    if status is None:
+        fail(f"no export job {args.job_id}", EXIT_FAILED)
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        for key in ("job_id", "status", "operator", "format", "row_count", "requested_at", "finished_at",
+                    "download_url", "url_expires_at", "data_sha256", "job_error"):
+            if status.get(key) is not None:
+                print(f"{key:>15}: {status[key]}")
+    return EXIT_OK
+
+
+def cmd_export_url(args: argparse.Namespace) -> int:
+    from compliance.exports import ExportRefused
+    from tasks.exports import fresh_url
+
+    settings = resolve_settings(s3=True)
+    try:
+        url, expires = fresh_url(settings, args.job_id, args.operator)
+    except ExportRefused as exc:
+        fail(f"{exc.code}: {exc.message}")
+    except ValueError as exc:
+        fail(str(exc), EXIT_FAILED)
+    print(url)
+    print(f"valid until {expires}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_verify_export(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from compliance.verify_export import ExportFailure, ExportVerifier, manifest_from_bytes
+    from tasks.storage import S3AnchorStore, s3_client
+
+    data = Path(args.file)
+    if not data.is_file():
+        fail(f"{data}: no such file")
+    manifest = None
+    manifest_path = Path(args.manifest) if args.manifest else data.with_name("manifest.json")
+    if args.manifest or manifest_path.is_file():
+        try:
+            manifest = manifest_from_bytes(manifest_path.read_bytes())
+        except (OSError, ExportFailure) as exc:
+            fail(f"{manifest_path}: {exc}")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+    bucket = args.bucket or (manifest or {}).get("anchor_bucket") or settings.anchor_bucket
+    settings = replace(settings, anchor_bucket=bucket)
+    store = S3AnchorStore(s3_client(settings), bucket)
+    report = ExportVerifier(store, manifest, min_retention_days=args.min_retention_days).verify_file(data)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
 def cmd_not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         fail(f"`compliance {what}` is not built yet in this version (see the open issues)", EXIT_FAILED)
@@ -414,11 +515,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("anchor", help="run the anchor flow once, now").set_defaults(func=cmd_anchor)
     sub.add_parser("watchdog", help="run the watchdog flow once, now").set_defaults(func=cmd_not_built("watchdog"))
 
-    export = sub.add_parser("export").add_subparsers(dest="export_command", required=True)
-    for name in ("request", "status", "url"):
-        e = export.add_parser(name)
-        e.add_argument("rest", nargs=argparse.REMAINDER)
-        e.set_defaults(func=cmd_not_built(f"export {name}"))
+    export = sub.add_parser("export", help="exports for auditors").add_subparsers(dest="export_command", required=True)
+    er = export.add_parser("request", help="queue an export (and start the export-runner deployment)")
+    er.add_argument("--operator", required=True)
+    er.add_argument("--format", required=True, choices=["csv", "ndjson"])
+    er.add_argument("--filter", required=True, help='JSON, e.g. {"since": "...", "until": "...", "tenant_id": "t"}')
+    er.add_argument("--run", action="store_true", help="run the job here and now instead of via the deployment")
+    er.set_defaults(func=cmd_export_request)
+    es = export.add_parser("status", help="status, row count, download URL and its expiry")
+    es.add_argument("job_id")
+    es.add_argument("--json", action="store_true")
+    es.set_defaults(func=cmd_export_status)
+    eu = export.add_parser("url", help="a fresh 15-minute URL for a complete export whose URL expired (audited)")
+    eu.add_argument("job_id")
+    eu.add_argument("--operator", required=True)
+    eu.set_defaults(func=cmd_export_url)
+    erun = export.add_parser("run", help="run a queued export job here and now")
+    erun.add_argument("job_id")
+    erun.set_defaults(func=cmd_export_run)
 
     events = sub.add_parser("events").add_subparsers(dest="events_command", required=True)
     ls = events.add_parser("list", help="list chained events")
@@ -443,9 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
     vc.add_argument("--tenant")
     vc.add_argument("--json", action="store_true")
     vc.set_defaults(func=cmd_verify_chain)
-    ve = verify.add_parser("export")
-    ve.add_argument("rest", nargs=argparse.REMAINDER)
-    ve.set_defaults(func=cmd_not_built("verify export"))
+    ve = verify.add_parser("export", help="check an export file offline against the anchor bucket")
+    ve.add_argument("file")
+    ve.add_argument("--manifest", help="the export's manifest.json (default: manifest.json beside the file)")
+    ve.add_argument("--bucket", help="the anchor bucket (default: the manifest's, else COMPLIANCE_ANCHOR_BUCKET)")
+    ve.add_argument("--min-retention-days", type=int, help="also require this much Object Lock retention")
+    ve.add_argument("--json", action="store_true")
+    ve.set_defaults(func=cmd_verify_export)
 
     bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(dest="bucket_command",
                                                                                           required=True)

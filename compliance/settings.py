@@ -61,6 +61,7 @@ class Settings:
                 ("compliance_drainer", "COMPLIANCE_DRAINER_DATABASE_URL"),
                 ("compliance_reader", "COMPLIANCE_READER_DATABASE_URL"),
                 ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
+                ("compliance_exporter", "COMPLIANCE_EXPORTER_DATABASE_URL"),
             )
             if env.get(var)
         }

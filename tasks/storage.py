@@ -20,7 +20,8 @@ _DEV_KEY = "compliance-dev"
 def s3_client(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint (unset: AWS with the ambient credentials)."""
     kwargs: dict[str, Any] = {
-        "config": Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+        "config": Config(signature_version="s3v4", retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5,
+                         read_timeout=60,
                          s3={"addressing_style": "path"}),
         "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
     }
@@ -169,3 +170,23 @@ def bucket_facts(s3: Any, bucket: str) -> "BucketFacts":
         encryption=(enc[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if enc else None),
         policy_denies_deletes=denies,
     )
+
+
+class S3AnchorStore:
+    """Read-only access to the anchor bucket, as the export verifier needs it (get, and Object Lock as read
+    back with HEAD: moto answers get_object_retention with HTTP 500)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3, self.bucket = s3, bucket
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def lock(self, key: str) -> tuple[str | None, Any]:
+        head = self.s3.head_object(Bucket=self.bucket, Key=key)
+        return head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")

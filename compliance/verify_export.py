@@ -1,0 +1,359 @@
+"""Verifying an export offline: the file, its manifest, and read access to the anchor bucket.
+
+    from compliance.verify_export import ExportVerifier
+    verifier = ExportVerifier(store, manifest)        # store: get(key) -> bytes | None, lock(key) -> (mode, until)
+    report = verifier.verify_file(Path("events.csv"))
+    print(report.summary())
+
+For every row: the event hash recomputed from the row's own fields; the link
+to the previous row of the same tenant when it is the previous seq; for an
+anchored row, its ``event_path`` from the event to its tenant's
+``events_root``, and the tenant record's path to the anchor's ``merkle_root``;
+for every anchor referenced, its Ed25519 signature with the published key,
+its Object Lock retention, its ``proofs_sha256``, and that the manifest's
+tenant records equal the bucket's ``proofs/`` lines. With a manifest, also the
+data file's SHA-256, its row count, and that exactly the listed (tenant, seq)
+rows are present: a dropped or added row is named. Rows not yet anchored are
+counted separately. The first failure stops the check and is named.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import orjson
+
+from compliance.anchor import (
+    AnchorError, anchor_key, check_proof_line, parse_proofs, proofs_key, public_key_key, verify_anchor_signature,
+)
+from compliance.chain import GENESIS_HASH, canonical_body
+from compliance.exports import EXPORT_COLUMNS, expand_seqs
+from compliance.jcs import CanonicalError, canonical
+from compliance.merkle import root_from_path
+from compliance.timefmt import parse_utc_text
+
+__all__ = ["AnchorStore", "ExportVerifier", "ExportReport", "ExportFailure", "read_rows"]
+
+
+class AnchorStore(Protocol):
+    def get(self, key: str) -> bytes | None: ...
+
+    def lock(self, key: str) -> tuple[str | None, datetime | None]: ...
+
+
+class ExportFailure(Exception):
+    def __init__(self, row: int | None, what: str, detail: str, tenant: str | None = None, seq: int | None = None):
+        self.row, self.what, self.detail, self.tenant, self.seq = row, what, detail, tenant, seq
+        where = f"row {row}" if row is not None else "export"
+        if tenant is not None:
+            where += f" (tenant {tenant}" + (f" seq {seq})" if seq is not None else ")")
+        super().__init__(f"{where}: {what}: {detail}")
+
+
+@dataclass
+class ExportReport:
+    file: str
+    rows: int = 0
+    anchored: int = 0
+    pending: int = 0
+    tenants: int = 0
+    cadences: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    manifest: bool = False
+    failure: ExportFailure | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def as_dict(self) -> dict[str, Any]:
+        f = self.failure
+        return {
+            "ok": self.ok, "file": self.file, "rows": self.rows, "anchored_rows": self.anchored,
+            "pending_rows": self.pending, "tenants": self.tenants, "cadences": self.cadences, "keys": self.keys,
+            "manifest_checked": self.manifest, "seconds": round(self.seconds, 3),
+            "failure": None if f is None else {"row": f.row, "tenant_id": f.tenant, "seq": f.seq, "what": f.what,
+                                               "detail": f.detail, "message": str(f)},
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"Export verification of {self.file}: {'PASSED' if self.ok else 'FAILED'}",
+            f"  rows checked:            {self.rows} ({self.tenants} tenants)",
+            f"  anchored and proven:     {self.anchored}, through {len(self.cadences)} anchor(s): "
+            + (", ".join(self.cadences) or "-"),
+            f"  not yet anchored:        {self.pending} (hashes and links checked; no inclusion proof yet)",
+            f"  signing keys:            {', '.join(self.keys) or '-'}",
+            "  completeness:            " + ("the manifest's row list, row count and SHA-256 match"
+                                            if self.manifest and self.ok else
+                                            "checked against the manifest" if self.manifest else
+                                            "NOT checked (no manifest given): dropped rows cannot be detected"),
+            "  checks: event hashes recomputed from the row fields, links between consecutive rows, audit paths to "
+            "each events_root and merkle_root, Ed25519 signatures, Object Lock retention, proofs files",
+        ]
+        if self.failure is not None:
+            lines.append(f"  FIRST FAILURE: {self.failure}")
+        return "\n".join(lines)
+
+
+def read_rows(path: Path) -> Iterator[dict[str, Any]]:
+    """Rows of an export as dicts; CSV fields are strings, NDJSON keeps its types."""
+    with open(path, "rb") as fh:
+        head = fh.read(1)
+    if head == b"{":
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    row = orjson.loads(line)
+                except orjson.JSONDecodeError as exc:
+                    raise ExportFailure(n, "malformed_row", f"not JSON: {exc}") from None
+                if not isinstance(row, dict):
+                    raise ExportFailure(n, "malformed_row", "not a JSON object")
+                yield row
+        return
+    with open(path, newline="", encoding="utf-8", errors="strict") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ExportFailure(None, "malformed_file", str(exc)) from None
+        if tuple(header) != EXPORT_COLUMNS:
+            raise ExportFailure(None, "malformed_file", "the CSV header is not the export columns of SPEC §4")
+        n = 0
+        try:
+            for n, values in enumerate(reader, 1):
+                if len(values) != len(EXPORT_COLUMNS):
+                    raise ExportFailure(n, "malformed_row", f"{len(values)} fields, expected {len(EXPORT_COLUMNS)}")
+                yield {"__csv__": True, **dict(zip(EXPORT_COLUMNS, values))}
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise ExportFailure(n + 1, "malformed_row", str(exc)) from None
+
+
+def _json_text(value: Any, what: str, row: int) -> str:
+    """The RFC 8785 text of a payload or redacted-field list given as JSON text (CSV) or as JSON (NDJSON)."""
+    try:
+        if isinstance(value, str):
+            value = json.loads(value, parse_constant=_no_constant, object_pairs_hook=_unique)
+        return canonical(value).decode("utf-8")
+    except (ValueError, CanonicalError, RecursionError) as exc:
+        raise ExportFailure(row, "malformed_row", f"{what} is not canonicalizable JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+class ExportVerifier:
+    def __init__(self, store: AnchorStore, manifest: Mapping[str, Any] | None = None, *,
+                 min_retention_days: int | None = None) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.min_retention_days = min_retention_days
+        self._anchors: dict[str, dict[str, Any]] = {}  # cadence -> {"root", "records": {tenant: record}}
+
+    # -- anchors --------------------------------------------------------------------------------------------
+
+    def _anchor(self, cid: str, row: int, report: ExportReport) -> dict[str, Any]:
+        if cid in self._anchors:
+            return self._anchors[cid]
+        body = self.store.get(anchor_key(cid))
+        if body is None:
+            raise ExportFailure(row, "missing_anchor", f"anchor {cid} is not in the bucket")
+        try:
+            sig = json.loads(body).get("signature", {})
+            key_id = sig.get("key_id", "") if isinstance(sig, dict) else ""
+        except ValueError:
+            raise ExportFailure(row, "bad_anchor", f"anchor {cid} is not JSON") from None
+        pem = self.store.get(public_key_key(key_id))
+        if pem is None:
+            raise ExportFailure(row, "missing_key", f"anchor {cid} is signed by {key_id!r}, whose public key is not "
+                                "published at keys/")
+        try:
+            anchor = verify_anchor_signature(body, pem)
+        except AnchorError as exc:
+            raise ExportFailure(row, "bad_signature", f"anchor {cid}: {exc}") from None
+        if anchor.get("cadence_id") != cid:
+            raise ExportFailure(row, "bad_anchor", f"anchors/{cid}.json names cadence {anchor.get('cadence_id')!r}")
+        for key in (anchor_key(cid), proofs_key(cid)):
+            self._check_retention(key, anchor["anchored_at"], row)
+        proofs = self.store.get(proofs_key(cid))
+        if proofs is None or hashlib.sha256(proofs).hexdigest() != anchor["proofs_sha256"]:
+            raise ExportFailure(row, "bad_proofs", f"proofs/{cid}.ndjson is missing or does not match proofs_sha256")
+        root = bytes.fromhex(anchor["merkle_root"])
+        try:
+            lines = parse_proofs(proofs)
+            records = {}
+            for i, line in enumerate(lines):
+                if line.get("leaf_index") != i:
+                    raise AnchorError(f"proofs line {i + 1} has leaf_index {line.get('leaf_index')}")
+                records[line["tenant_id"]] = (check_proof_line(line, len(lines), root), line)
+        except AnchorError as exc:
+            raise ExportFailure(row, "bad_proofs", f"anchor {cid}: {exc}") from None
+        if self.manifest is not None:
+            listed = self.manifest.get("cadences", {}).get(cid)
+            if listed is None:
+                raise ExportFailure(row, "manifest", f"cadence {cid} is referenced by the file but not in the manifest")
+            for line in listed.get("tenant_records", []):
+                bucket_line = records.get(line.get("tenant_id"), (None, None))[1]
+                if bucket_line != line:
+                    raise ExportFailure(row, "manifest", f"the manifest's tenant record for {line.get('tenant_id')!r} "
+                                        f"in cadence {cid} differs from the bucket's proofs/ line")
+        entry = {"root": root, "records": {t: rec for t, (rec, _line) in records.items()}}
+        self._anchors[cid] = entry
+        report.cadences.append(cid)
+        if key_id not in report.keys:
+            report.keys.append(key_id)
+        return entry
+
+    def _check_retention(self, key: str, anchored_at: str, row: int) -> None:
+        mode, until = self.store.lock(key)
+        if not mode or until is None:
+            raise ExportFailure(row, "retention", f"{key} has no Object Lock retention")
+        if self.min_retention_days is not None:
+            needed = parse_utc_text(anchored_at) + timedelta(days=self.min_retention_days) - timedelta(seconds=1)
+            if until < needed:
+                raise ExportFailure(row, "retention", f"{key} is retained only until {until.isoformat()}")
+
+    # -- rows -----------------------------------------------------------------------------------------------
+
+    def verify_file(self, path: Path, *, clock: Callable[[], float] | None = None) -> ExportReport:
+        import time
+
+        started = time.perf_counter()
+        report = ExportReport(str(path), manifest=self.manifest is not None)
+        try:
+            if self.manifest is not None:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                expected_rows = self._expected_rows()
+            self._verify_rows(read_rows(path), report, expected_rows if self.manifest is not None else None)
+            if self.manifest is not None:
+                if report.rows != self.manifest.get("row_count"):
+                    raise ExportFailure(None, "row_count", f"the file has {report.rows} rows, the manifest says "
+                                        f"{self.manifest.get('row_count')}")
+                if digest != self.manifest.get("data_sha256"):
+                    raise ExportFailure(None, "data_sha256", "the file's SHA-256 differs from the manifest's")
+        except ExportFailure as exc:
+            report.failure = exc
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _expected_rows(self) -> Iterator[tuple[str, int]]:
+        assert self.manifest is not None
+        for tenant, runs in self.manifest.get("rows", {}).items():
+            for seq in expand_seqs(runs):
+                yield tenant, seq
+
+    def _verify_rows(self, rows: Iterator[dict[str, Any]], report: ExportReport,
+                     expected: Iterator[tuple[str, int]] | None) -> None:
+        prev_tenant: str | None = None
+        prev_seq = 0
+        prev_hash = GENESIS_HASH
+        sha256 = hashlib.sha256
+        for n, r in enumerate(rows, 1):
+            try:
+                tenant = r["tenant_id"]
+                seq = int(r["seq"])
+                event_hash = bytes.fromhex(r["event_hash"])
+                stored_prev = bytes.fromhex(r["prev_hash"])
+                fields = (r["event_id"], r["occurred_at"], r["recorded_at"], r["actor_type"], r["actor_id"],
+                          r["source"], r["event_type"])
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ExportFailure(n, "malformed_row", f"missing or malformed field: {exc}") from None
+            if any(type(v) is not str for v in (tenant, *fields)) or len(event_hash) != 32 or len(stored_prev) != 32:
+                raise ExportFailure(n, "malformed_row", "a field has the wrong type or length", tenant, seq)
+            if expected is not None:
+                want = next(expected, None)
+                if want != (tenant, seq):
+                    if want is None:
+                        raise ExportFailure(n, "added_row", "the manifest lists no more rows", tenant, seq)
+                    raise ExportFailure(n, "dropped_or_added_row", f"expected tenant {want[0]} seq {want[1]} here "
+                                        "(per the manifest)", tenant, seq)
+            if tenant != prev_tenant:
+                if prev_tenant is not None and tenant.encode() < prev_tenant.encode():
+                    raise ExportFailure(n, "order", "rows are not ordered by tenant_id, seq", tenant, seq)
+                prev_tenant, prev_seq = tenant, 0
+                report.tenants += 1
+            elif seq <= prev_seq:
+                raise ExportFailure(n, "order", f"seq {seq} after seq {prev_seq}", tenant, seq)
+            elif seq == prev_seq + 1 and stored_prev != prev_hash:
+                raise ExportFailure(n, "broken_link", "prev_hash is not the previous row's event_hash", tenant, seq)
+            body = canonical_body(
+                seq=seq, event_id=fields[0], tenant_id=tenant, occurred_at=fields[1], recorded_at=fields[2],
+                actor_type=fields[3], actor_id=fields[4], source=fields[5], event_type=fields[6],
+                payload_jcs=_json_text(r.get("payload"), "payload", n),
+                redacted_fields_jcs=_json_text(r.get("redacted_fields"), "redacted_fields", n),
+            )
+            if sha256(stored_prev + body).digest() != event_hash:
+                raise ExportFailure(n, "hash_mismatch", "the event_hash recomputed from the row's fields differs "
+                                    "(a field was changed)", tenant, seq)
+            if seq == 1 and stored_prev != GENESIS_HASH:
+                raise ExportFailure(n, "broken_link", "seq 1 must follow 32 zero bytes", tenant, seq)
+            self._check_inclusion(r, n, tenant, seq, event_hash, report)
+            prev_seq, prev_hash = seq, event_hash
+            report.rows += 1
+        if expected is not None:
+            missing = next(expected, None)
+            if missing is not None:
+                raise ExportFailure(report.rows + 1, "dropped_row", "the manifest lists this row but the file ends",
+                                    missing[0], missing[1])
+
+    def _check_inclusion(self, r: Mapping[str, Any], n: int, tenant: str, seq: int, event_hash: bytes,
+                         report: ExportReport) -> None:
+        cid = r.get("cadence_id") or None
+        if cid is None:
+            if r.get("event_path") not in ("", [], None):
+                raise ExportFailure(n, "malformed_row", "an event_path without a cadence_id", tenant, seq)
+            report.pending += 1
+            return
+        anchor = self._anchor(str(cid), n, report)
+        record = anchor["records"].get(tenant)
+        if record is None or not record["first_seq"] <= seq <= record["last_seq"]:
+            raise ExportFailure(n, "bad_proof", f"anchor {cid} has no range of this tenant covering this seq",
+                                tenant, seq)
+        path_value = r.get("event_path")
+        try:
+            if isinstance(path_value, str):
+                path = [bytes.fromhex(p) for p in path_value.split(";")] if path_value else []
+            else:
+                path = [bytes.fromhex(p) for p in path_value or []]
+            index = int(r.get("event_index"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ExportFailure(n, "malformed_row", "event_path or event_index is malformed", tenant, seq) from None
+        if index != seq - record["first_seq"]:
+            raise ExportFailure(n, "bad_proof", f"event_index {index} does not match seq {seq}", tenant, seq)
+        size = record["last_seq"] - record["first_seq"] + 1
+        if root_from_path(event_hash, index, size, path) != bytes.fromhex(record["events_root"]):
+            raise ExportFailure(n, "bad_proof", f"the event_path does not reach the events_root of cadence {cid}",
+                                tenant, seq)
+        if seq == record["last_seq"] and event_hash.hex() != record["head_hash"]:
+            raise ExportFailure(n, "bad_proof", "the last event of the range is not the anchored head", tenant, seq)
+        report.anchored += 1
+
+
+def manifest_from_bytes(data: bytes) -> dict[str, Any]:
+    try:
+        manifest = json.loads(io.BytesIO(data).read())
+    except ValueError as exc:
+        raise ExportFailure(None, "manifest", f"the manifest is not JSON: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise ExportFailure(None, "manifest", "the manifest is not a JSON object")
+    return manifest

@@ -1,0 +1,265 @@
+"""Exports (SPEC §4): refusal codes at their boundaries, the job lifecycle, and offline verification."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from compliance.exports import ExportRefused, parse_filter
+from compliance.settings import Settings
+from compliance.verify_export import ExportVerifier
+from tasks.anchoring import anchor_once
+from tasks.db import connect
+from tasks.drain import drain_pending
+from tasks.exports import fresh_url, job_status, request_export, run_job
+from tasks.outbox import emit_batch
+from tasks.storage import S3AnchorStore, s3_client
+from tests.conftest import run_cli, sample_event
+from tests.test_anchor import KEY
+
+OPS = "ops@example.com"
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+
+
+def code_of(text: str) -> str:
+    with pytest.raises(ExportRefused) as info:
+        parse_filter(text)
+    return info.value.code
+
+
+def test_window_of_exactly_90_days_passes_and_one_second_more_is_too_wide() -> None:
+    assert parse_filter('{"since": "2026-01-01T00:00:00Z", "until": "2026-04-01T00:00:00Z"}')
+    assert code_of('{"since": "2026-01-01T00:00:00Z", "until": "2026-04-01T00:00:01Z"}') == "FILTER_RANGE_TOO_WIDE"
+
+
+def test_filter_of_4096_bytes_passes_and_4097_is_too_large() -> None:
+    base = '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}'
+    at_limit = base[:-1] + " " * (4096 - len(base)) + "}"
+    assert len(at_limit.encode()) == 4096
+    assert parse_filter(at_limit)
+    assert code_of(at_limit[:-1] + " }") == "FILTER_TOO_LARGE"
+
+
+@pytest.mark.parametrize("text", [
+    "not json", "[]", '{"since": "2026-01-01T00:00:00Z"}',
+    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant": "x"}',
+    '{"since": "2026-01-01", "until": "2026-01-02T00:00:00Z"}',
+    '{"since": "2026-01-01T00:00:00", "until": "2026-01-02T00:00:00Z"}',
+    '{"since": "2026-01-01T00:00:00+25:00", "until": "2026-01-02T00:00:00Z"}',
+    '{"since": "2026-01-02T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
+    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "event_types": ["x\'; DROP TABLE x;--"]}',
+    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "actor_types": ["robot"]}',
+    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant_id": "a b"}',
+    '{"since": "2026-01-01T00:00:00Z", "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
+])
+def test_invalid_filters_are_refused_with_filter_invalid(text: str) -> None:
+    assert code_of(text) == "FILTER_INVALID"
+
+
+def counts(settings: Settings) -> tuple[int, int]:
+    with connect(settings, None, autocommit=True) as conn:
+        return (conn.execute("SELECT count(*) FROM compliance.export_jobs").fetchone()[0],
+                conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0])
+
+
+def test_the_10th_request_passes_the_11th_in_the_hour_fails_and_one_an_hour_later_passes(settings: Settings) -> None:
+    for i in range(10):
+        request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=i))
+    with pytest.raises(ExportRefused) as info:
+        request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=30))
+    assert info.value.code == "RATE_LIMIT_EXCEEDED"
+    assert counts(settings) == (10, 10)  # the refusal wrote nothing
+    request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(hours=1, seconds=1))
+    assert counts(settings) == (11, 11)
+
+
+def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, env_for) -> None:
+    with pytest.raises(ExportRefused) as info:
+        request_export(settings, operator="mallory@example.com", fmt="csv", filter_text=WINDOW)
+    assert info.value.code == "OPERATOR_NOT_ALLOWED"
+    out = run_cli(["export", "request", "--operator", "mallory@example.com", "--format", "csv", "--filter",
+                   json.dumps({**WINDOW, "tenant_id": "acme"})], env_for(settings))
+    assert out.returncode == 2 and "OPERATOR_NOT_ALLOWED" in out.stderr
+    bad = run_cli(["export", "request", "--operator", OPS, "--format", "csv", "--filter", '{"since": 1}'],
+                  env_for(settings))
+    assert bad.returncode == 2 and "FILTER_INVALID" in bad.stderr
+    assert counts(settings) == (0, 0)
+
+
+@pytest.fixture
+def ledger(settings: Settings) -> Settings:
+    """Three tenants, mostly anchored, with a tail that is not anchored yet."""
+    def grow(start: int, n: int) -> None:
+        with connect(settings, "compliance_writer") as conn, conn.transaction():
+            emit_batch(conn, [sample_event(i, tenant=f"tenant-{i % 3}", actor_type=["user", "service"][i % 2],
+                                           payload={"userId": f"u-{i}", "method": "sso", "ip": "10.0.0.1",
+                                                    "userAgent": "a \"quoted\", comma\nnewline"})
+                              for i in range(start, start + n)])
+        drain_pending.fn(settings)
+    grow(0, 90)
+    anchor_once(settings, KEY)
+    grow(90, 40)
+    anchor_once(settings, KEY)
+    grow(130, 20)
+    return settings
+
+
+def export(settings: Settings, fmt: str, flt: dict, tmp_path: Path) -> tuple[Path, dict]:
+    job = request_export(settings, operator=OPS, fmt=fmt, filter_text=flt)
+    outcome = run_job(settings, job)
+    assert outcome is not None and outcome.status == "complete"
+    data = tmp_path / f"events.{fmt}"
+    with urllib.request.urlopen(outcome.url) as resp:  # the presigned URL, over HTTP
+        data.write_bytes(resp.read())
+    manifest = s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.manifest_key)["Body"].read()
+    (tmp_path / "manifest.json").write_bytes(manifest)
+    return data, json.loads(manifest)
+
+
+def direct_rows(settings: Settings, tenant: str | None = None, actor: str | None = None) -> list[tuple[str, int]]:
+    with connect(settings, None, autocommit=True) as conn:
+        return [tuple(r) for r in conn.execute(
+            "SELECT tenant_id, seq FROM compliance.events WHERE occurred_at >= '2026-11-22' AND occurred_at < "
+            "'2026-11-23' AND (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR actor_type = %s) "
+            "ORDER BY tenant_id, seq", (tenant, tenant, actor, actor))]
+
+
+def verify(settings: Settings, data: Path, manifest: dict | None):
+    return ExportVerifier(S3AnchorStore(s3_client(settings), settings.anchor_bucket), manifest).verify_file(data)
+
+
+def test_csv_and_ndjson_hold_the_same_rows_as_a_direct_query(ledger: Settings, tmp_path: Path) -> None:
+    csv_file, _ = export(ledger, "csv", WINDOW, tmp_path / "a" if (tmp_path / "a").mkdir() is None else tmp_path)
+    nd_file, _ = export(ledger, "ndjson", WINDOW, tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path)
+    csv_rows = list(csv.DictReader(io.StringIO(csv_file.read_text())))
+    nd_rows = [json.loads(line) for line in nd_file.read_text().splitlines()]
+    expected = direct_rows(ledger)
+    assert [(r["tenant_id"], int(r["seq"])) for r in csv_rows] == expected
+    assert [(r["tenant_id"], r["seq"]) for r in nd_rows] == expected
+    for c, n in zip(csv_rows, nd_rows):
+        assert json.loads(c["payload"]) == n["payload"] and c["event_hash"] == n["event_hash"]
+        assert c["event_path"].split(";") if c["event_path"] else [] == n["event_path"]
+    assert sum(1 for r in nd_rows if r["cadence_id"] is None) == 20
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_verify_export_passes_on_a_real_export(ledger: Settings, tmp_path: Path, fmt: str, env_for) -> None:
+    data, manifest = export(ledger, fmt, WINDOW, tmp_path)
+    report = verify(ledger, data, manifest)
+    assert report.ok, report.summary()
+    assert (report.rows, report.anchored, report.pending, len(report.cadences)) == (150, 130, 20, 2)
+    out = run_cli(["verify", "export", str(data), "--json"], env_for(ledger))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["anchored_rows"] == 130
+
+
+def test_a_filtered_export_verifies_with_gaps_in_seq(ledger: Settings, tmp_path: Path) -> None:
+    data, manifest = export(ledger, "csv", {**WINDOW, "tenant_id": "tenant-1", "actor_types": ["service"]}, tmp_path)
+    assert manifest["row_count"] == len(direct_rows(ledger, "tenant-1", "service")) > 0
+    assert verify(ledger, data, manifest).ok
+
+
+COLUMNS_TO_TAMPER = ["tenant_id", "seq", "event_id", "occurred_at", "recorded_at", "actor_type", "actor_id", "source",
+                     "event_type", "payload", "redacted_fields", "prev_hash", "event_hash", "event_index", "event_path"]
+
+
+@pytest.mark.parametrize("column", COLUMNS_TO_TAMPER)
+def test_verify_export_names_the_row_after_any_field_is_changed(ledger: Settings, tmp_path: Path, column: str) -> None:
+    data, manifest = export(ledger, "ndjson", WINDOW, tmp_path)
+    lines = [json.loads(x) for x in data.read_text().splitlines()]
+    victim = 37  # an anchored row in the middle
+    row = lines[victim]
+    if column == "seq":
+        row[column] += 1
+    elif column in ("payload",):
+        row[column]["userId"] = "someone-else"
+    elif column == "redacted_fields":
+        row[column] = ["password"]
+    elif column in ("prev_hash", "event_hash"):
+        row[column] = ("0" if row[column][0] != "0" else "1") + row[column][1:]
+    elif column == "event_index":
+        row[column] += 1
+    elif column == "event_path":
+        row[column][0] = ("0" if row[column][0][0] != "0" else "1") + row[column][0][1:]
+    elif column == "occurred_at":
+        row[column] = row[column][:-2] + ("1Z" if row[column][-2] != "1" else "2Z")
+    else:
+        row[column] = row[column] + "x" if column != "tenant_id" else "tenant-1"
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    # Without the manifest the rows themselves give the change away; with it, too.
+    for manifest_given in (None, manifest):
+        report = verify(ledger, data, manifest_given)
+        assert not report.ok and report.failure is not None
+        assert report.failure.row == victim + 1, report.failure
+
+
+def test_verify_export_names_a_row_dropped_from_the_middle(ledger: Settings, tmp_path: Path) -> None:
+    data, manifest = export(ledger, "csv", WINDOW, tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    del lines[1 + 20]  # header + 20 rows kept, row 21 dropped
+    data.write_text("".join(lines))
+    report = verify(ledger, data, manifest)
+    assert not report.ok and report.failure.row == 21 and report.failure.what == "dropped_or_added_row"
+
+
+def test_verify_export_names_an_added_row(ledger: Settings, tmp_path: Path) -> None:
+    data, manifest = export(ledger, "csv", WINDOW, tmp_path)
+    lines = data.read_text().splitlines(keepends=True)
+    lines.insert(11, lines[10])  # row 10 again, as row 11
+    data.write_text("".join(lines))
+    report = verify(ledger, data, manifest)
+    assert not report.ok and report.failure.row == 11
+    assert verify(ledger, data, None).failure.row == 11  # without a manifest: out of order
+
+
+def test_a_job_claimed_twice_runs_once(ledger: Settings) -> None:
+    job = request_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
+    assert run_job(ledger, job) is not None
+    assert run_job(ledger, job) is None
+    assert job_status(ledger, job)["status"] == "complete"
+
+
+def test_the_download_url_carries_a_900_second_expiry(ledger: Settings, env_for) -> None:
+    job = request_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
+    run_job(ledger, job)
+    status = job_status(ledger, job)
+    assert "X-Amz-Expires=900" in status["download_url"]
+    expires = datetime.fromisoformat(status["url_expires_at"].replace("Z", "+00:00"))
+    assert timedelta(seconds=890) < expires - datetime.now(timezone.utc) <= timedelta(seconds=900)
+    with pytest.raises(ValueError, match="valid until"):
+        fresh_url(ledger, job, OPS)  # not expired yet
+    with connect(ledger, None, autocommit=True) as conn:
+        conn.execute("UPDATE compliance.export_jobs SET url_expires_at = now() - interval '1 second'")
+    out = run_cli(["export", "url", job, "--operator", OPS], env_for(ledger))
+    assert out.returncode == 0 and "X-Amz-Expires=900" in out.stdout
+    with connect(ledger, None, autocommit=True) as conn:
+        audited = conn.execute("SELECT count(*) FROM compliance.outbox WHERE event_type = 'data.export_url_issued'"
+                               ).fetchone()[0]
+    assert audited == 1
+
+
+def test_a_failing_job_is_marked_failed_with_a_readable_error(ledger: Settings) -> None:
+    broken = Settings(**{**ledger.__dict__, "export_bucket": "no-such-bucket-anywhere"})
+    job = request_export(broken, operator=OPS, fmt="csv", filter_text=WINDOW)
+    with pytest.raises(Exception):
+        run_job(broken, job)
+    status = job_status(broken, job)
+    assert status["status"] == "failed" and "NoSuchBucket" in status["job_error"]
+
+
+def test_requesting_an_export_is_audited_in_the_same_transaction(ledger: Settings) -> None:
+    job = request_export(ledger, operator=OPS, fmt="ndjson", filter_text={**WINDOW, "tenant_id": "tenant-2"})
+    with connect(ledger, None, autocommit=True) as conn:
+        tenant, payload = conn.execute(
+            "SELECT tenant_id, payload FROM compliance.outbox WHERE event_type = 'data.export_initiated'").fetchone()
+    assert tenant == "tenant-2"
+    assert json.loads(payload) == {"exportJobId": job, "filter": {**{"since": "2026-11-22T00:00:00.000000Z",
+                                   "until": "2026-11-23T00:00:00.000000Z"}, "tenant_id": "tenant-2"},
+                                   "format": "ndjson", "requestedBy": OPS}
