@@ -158,8 +158,11 @@ def check_rate(previous: Sequence[datetime], now: datetime) -> None:
 
 # ---------------------------------------------------------------- rows
 
+_NEEDS_QUOTES = re.compile('[,"\r\n]').search
+
+
 def _csv_field(text: str) -> str:
-    if any(c in text for c in ',"\n\r'):
+    if _NEEDS_QUOTES(text):
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -167,18 +170,20 @@ def _csv_field(text: str) -> str:
 CSV_HEADER = ",".join(EXPORT_COLUMNS) + "\r\n"
 
 
-def csv_row(r: Sequence[Any], path: Sequence[bytes] | None, cadence: str | None, index: int | None) -> str:
+def csv_row(r: Sequence[Any], path: str | None, cadence: str | None, index: int | None) -> str:
     """One CSV line (RFC 4180, CRLF) of a stored event ``r`` (tenant_id, seq, event_id, occurred_at,
-    recorded_at, actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash hex, event_hash hex)."""
+    recorded_at, actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash hex, event_hash hex);
+    ``path`` is the audit path already joined by ';'."""
     return ",".join((
-        r[0], str(r[1]), r[2], r[3], r[4], r[5], _csv_field(r[6]), _csv_field(r[7]), r[8], _csv_field(r[9]),
-        _csv_field(r[10]), r[11], r[12], cadence or "", "" if index is None else str(index),
-        ";".join(p.hex() for p in path) if path is not None else "",
+        r[0], str(r[1]), r[2], r[3], r[4], r[5], _csv_field(r[6]), _csv_field(r[7]), r[8],
+        '"' + r[9].replace('"', '""') + '"', _csv_field(r[10]), r[11], r[12], cadence or "",
+        "" if index is None else str(index), path or "",
     )) + "\r\n"
 
 
-def ndjson_line(r: Sequence[Any], path: Sequence[bytes] | None, cadence: str | None, index: int | None) -> str:
-    """One NDJSON line; ``payload`` and ``redacted_fields`` are embedded as the JSON they already are."""
+def ndjson_line(r: Sequence[Any], path: str | None, cadence: str | None, index: int | None) -> str:
+    """One NDJSON line; ``payload`` and ``redacted_fields`` are embedded as the JSON they already are;
+    ``path`` is the audit path already joined by '","'."""
     enc = orjson.dumps
     return (
         '{"tenant_id":' + enc(r[0]).decode() + ',"seq":' + str(r[1]) + ',"event_id":"' + r[2]
@@ -187,7 +192,7 @@ def ndjson_line(r: Sequence[Any], path: Sequence[bytes] | None, cadence: str | N
         + enc(r[8]).decode() + ',"payload":' + r[9] + ',"redacted_fields":' + r[10] + ',"prev_hash":"' + r[11]
         + '","event_hash":"' + r[12] + '","cadence_id":' + ('"' + cadence + '"' if cadence else "null")
         + ',"event_index":' + ("null" if index is None else str(index)) + ',"event_path":'
-        + ("[" + ",".join('"' + p.hex() + '"' for p in path) + "]" if path is not None else "[]") + "}\n"
+        + ('["' + path + '"]' if path else "[]") + "}\n"
     )
 
 

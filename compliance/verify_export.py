@@ -35,8 +35,7 @@ from compliance.anchor import (
 )
 from compliance.chain import GENESIS_HASH, canonical_body
 from compliance.exports import EXPORT_COLUMNS, expand_seqs
-from compliance.jcs import CanonicalError, canonical
-from compliance.merkle import root_from_path
+from compliance.jcs import CanonicalError, canonical_fast
 from compliance.timefmt import parse_utc_text
 
 __all__ = ["AnchorStore", "ExportVerifier", "ExportReport", "ExportFailure", "read_rows"]
@@ -104,8 +103,11 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def read_rows(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of an export as dicts; CSV fields are strings, NDJSON keeps its types."""
+_NDJSON_KEYS = EXPORT_COLUMNS
+
+
+def read_rows(path: Path) -> Iterator[list[Any]]:
+    """Rows of an export as lists in SPEC §4 column order; CSV fields are strings, NDJSON keeps its types."""
     with open(path, "rb") as fh:
         head = fh.read(1)
     if head == b"{":
@@ -115,26 +117,27 @@ def read_rows(path: Path) -> Iterator[dict[str, Any]]:
                     row = orjson.loads(line)
                 except orjson.JSONDecodeError as exc:
                     raise ExportFailure(n, "malformed_row", f"not JSON: {exc}") from None
-                if not isinstance(row, dict):
-                    raise ExportFailure(n, "malformed_row", "not a JSON object")
-                yield row
+                if not isinstance(row, dict) or len(row) != len(_NDJSON_KEYS):
+                    raise ExportFailure(n, "malformed_row", "not an object with the export's fields")
+                try:
+                    yield [row[k] for k in _NDJSON_KEYS]
+                except KeyError as exc:
+                    raise ExportFailure(n, "malformed_row", f"field {exc} is missing") from None
         return
     with open(path, newline="", encoding="utf-8", errors="strict") as fh:
         reader = csv.reader(fh)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise ExportFailure(None, "malformed_file", str(exc)) from None
-        if tuple(header) != EXPORT_COLUMNS:
-            raise ExportFailure(None, "malformed_file", "the CSV header is not the export columns of SPEC §4")
         n = 0
         try:
+            header = next(reader, None)
+            if header is None:
+                return
+            if tuple(header) != EXPORT_COLUMNS:
+                raise ExportFailure(None, "malformed_file", "the CSV header is not the export columns of SPEC §4")
+            width = len(EXPORT_COLUMNS)
             for n, values in enumerate(reader, 1):
-                if len(values) != len(EXPORT_COLUMNS):
-                    raise ExportFailure(n, "malformed_row", f"{len(values)} fields, expected {len(EXPORT_COLUMNS)}")
-                yield {"__csv__": True, **dict(zip(EXPORT_COLUMNS, values))}
+                if len(values) != width:
+                    raise ExportFailure(n, "malformed_row", f"{len(values)} fields, expected {width}")
+                yield values
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ExportFailure(n + 1, "malformed_row", str(exc)) from None
 
@@ -144,7 +147,7 @@ def _json_text(value: Any, what: str, row: int) -> str:
     try:
         if isinstance(value, str):
             value = json.loads(value, parse_constant=_no_constant, object_pairs_hook=_unique)
-        return canonical(value).decode("utf-8")
+        return canonical_fast(value).decode("utf-8")
     except (ValueError, CanonicalError, RecursionError) as exc:
         raise ExportFailure(row, "malformed_row", f"{what} is not canonicalizable JSON: {exc}") from None
 
@@ -169,6 +172,8 @@ class ExportVerifier:
         self.manifest = manifest
         self.min_retention_days = min_retention_days
         self._anchors: dict[str, dict[str, Any]] = {}  # cadence -> {"root", "records": {tenant: record}}
+        self._proven_for: Any = None
+        self._proven: dict[tuple[int, int], bytes] = {}
 
     # -- anchors --------------------------------------------------------------------------------------------
 
@@ -242,7 +247,7 @@ class ExportVerifier:
         report = ExportReport(str(path), manifest=self.manifest is not None)
         try:
             if self.manifest is not None:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                digest = _file_sha256(path)
                 expected_rows = self._expected_rows()
             self._verify_rows(read_rows(path), report, expected_rows if self.manifest is not None else None)
             if self.manifest is not None:
@@ -262,24 +267,25 @@ class ExportVerifier:
             for seq in expand_seqs(runs):
                 yield tenant, seq
 
-    def _verify_rows(self, rows: Iterator[dict[str, Any]], report: ExportReport,
+    def _verify_rows(self, rows: Iterator[list[Any]], report: ExportReport,
                      expected: Iterator[tuple[str, int]] | None) -> None:
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
         sha256 = hashlib.sha256
         for n, r in enumerate(rows, 1):
+            (tenant, seq_value, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
+             payload, redacted, prev_hex, hash_hex, cid, index_value, path_value) = r
             try:
-                tenant = r["tenant_id"]
-                seq = int(r["seq"])
-                event_hash = bytes.fromhex(r["event_hash"])
-                stored_prev = bytes.fromhex(r["prev_hash"])
-                fields = (r["event_id"], r["occurred_at"], r["recorded_at"], r["actor_type"], r["actor_id"],
-                          r["source"], r["event_type"])
-            except (KeyError, ValueError, TypeError) as exc:
-                raise ExportFailure(n, "malformed_row", f"missing or malformed field: {exc}") from None
-            if any(type(v) is not str for v in (tenant, *fields)) or len(event_hash) != 32 or len(stored_prev) != 32:
-                raise ExportFailure(n, "malformed_row", "a field has the wrong type or length", tenant, seq)
+                seq = int(seq_value)
+                event_hash = bytes.fromhex(hash_hex)
+                stored_prev = bytes.fromhex(prev_hex)
+            except (ValueError, TypeError) as exc:
+                raise ExportFailure(n, "malformed_row", f"seq, prev_hash or event_hash is malformed: {exc}") from None
+            if type(tenant) is not str or any(type(v) is not str for v in (
+                    event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type)) \
+                    or len(event_hash) != 32 or len(stored_prev) != 32 or type(seq_value) is bool:
+                raise ExportFailure(n, "malformed_row", "a field has the wrong type or length", str(tenant), seq)
             if expected is not None:
                 want = next(expected, None)
                 if want != (tenant, seq):
@@ -296,18 +302,12 @@ class ExportVerifier:
                 raise ExportFailure(n, "order", f"seq {seq} after seq {prev_seq}", tenant, seq)
             elif seq == prev_seq + 1 and stored_prev != prev_hash:
                 raise ExportFailure(n, "broken_link", "prev_hash is not the previous row's event_hash", tenant, seq)
-            body = canonical_body(
-                seq=seq, event_id=fields[0], tenant_id=tenant, occurred_at=fields[1], recorded_at=fields[2],
-                actor_type=fields[3], actor_id=fields[4], source=fields[5], event_type=fields[6],
-                payload_jcs=_json_text(r.get("payload"), "payload", n),
-                redacted_fields_jcs=_json_text(r.get("redacted_fields"), "redacted_fields", n),
-            )
-            if sha256(stored_prev + body).digest() != event_hash:
-                raise ExportFailure(n, "hash_mismatch", "the event_hash recomputed from the row's fields differs "
-                                    "(a field was changed)", tenant, seq)
             if seq == 1 and stored_prev != GENESIS_HASH:
                 raise ExportFailure(n, "broken_link", "seq 1 must follow 32 zero bytes", tenant, seq)
-            self._check_inclusion(r, n, tenant, seq, event_hash, report)
+            if not self._hash_matches(n, r, seq, stored_prev, event_hash, sha256):
+                raise ExportFailure(n, "hash_mismatch", "the event_hash recomputed from the row's fields differs "
+                                    "(a field was changed)", tenant, seq)
+            self._check_inclusion(n, tenant, seq, event_hash, cid, index_value, path_value, report)
             prev_seq, prev_hash = seq, event_hash
             report.rows += 1
         if expected is not None:
@@ -316,12 +316,26 @@ class ExportVerifier:
                 raise ExportFailure(report.rows + 1, "dropped_row", "the manifest lists this row but the file ends",
                                     missing[0], missing[1])
 
-    def _check_inclusion(self, r: Mapping[str, Any], n: int, tenant: str, seq: int, event_hash: bytes,
-                         report: ExportReport) -> None:
-        cid = r.get("cadence_id") or None
+    @staticmethod
+    def _hash_matches(n: int, r: list[Any], seq: int, prev: bytes, event_hash: bytes, sha256: Any) -> bool:
+        payload, redacted = r[9], r[10]
+
+        def digest(payload_jcs: str, redacted_jcs: str) -> bytes:
+            return sha256(prev + canonical_body(
+                seq=seq, event_id=r[2], tenant_id=r[0], occurred_at=r[3], recorded_at=r[4], actor_type=r[5],
+                actor_id=r[6], source=r[7], event_type=r[8], payload_jcs=payload_jcs,
+                redacted_fields_jcs=redacted_jcs)).digest()
+
+        if type(payload) is str and type(redacted) is str and digest(payload, redacted) == event_hash:
+            return True  # the text as written is what was hashed (the export writes the canonical text)
+        return digest(_json_text(payload, "payload", n), _json_text(redacted, "redacted_fields", n)) == event_hash
+
+    def _check_inclusion(self, n: int, tenant: str, seq: int, event_hash: bytes, cid_value: Any, index_value: Any,
+                         path_value: Any, report: ExportReport) -> None:
+        cid = cid_value or None
         if cid is None:
-            if r.get("event_path") not in ("", [], None):
-                raise ExportFailure(n, "malformed_row", "an event_path without a cadence_id", tenant, seq)
+            if path_value not in ("", [], None) or index_value not in ("", None):
+                raise ExportFailure(n, "malformed_row", "an event_path or event_index without a cadence_id", tenant, seq)
             report.pending += 1
             return
         anchor = self._anchor(str(cid), n, report)
@@ -329,24 +343,78 @@ class ExportVerifier:
         if record is None or not record["first_seq"] <= seq <= record["last_seq"]:
             raise ExportFailure(n, "bad_proof", f"anchor {cid} has no range of this tenant covering this seq",
                                 tenant, seq)
-        path_value = r.get("event_path")
         try:
             if isinstance(path_value, str):
                 path = [bytes.fromhex(p) for p in path_value.split(";")] if path_value else []
             else:
                 path = [bytes.fromhex(p) for p in path_value or []]
-            index = int(r.get("event_index"))  # type: ignore[arg-type]
+            index = int(index_value)
         except (TypeError, ValueError):
             raise ExportFailure(n, "malformed_row", "event_path or event_index is malformed", tenant, seq) from None
-        if index != seq - record["first_seq"]:
+        if index != seq - record["first_seq"] or type(index_value) is bool:
             raise ExportFailure(n, "bad_proof", f"event_index {index} does not match seq {seq}", tenant, seq)
         size = record["last_seq"] - record["first_seq"] + 1
-        if root_from_path(event_hash, index, size, path) != bytes.fromhex(record["events_root"]):
+        if self._proven_for is not record:  # rows come range by range: keep one range's proven nodes at a time
+            self._proven_for, self._proven = record, {}
+        proven = self._proven  # (level, index) -> node hash proven to reach events_root
+        if not _reaches(event_hash, index, size, path, bytes.fromhex(record["events_root"]), proven):
             raise ExportFailure(n, "bad_proof", f"the event_path does not reach the events_root of cadence {cid}",
                                 tenant, seq)
         if seq == record["last_seq"] and event_hash.hex() != record["head_hash"]:
             raise ExportFailure(n, "bad_proof", "the last event of the range is not the anchored head", tenant, seq)
         report.anchored += 1
+
+
+def _reaches(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes, proven: dict[tuple[int, int], bytes]
+             ) -> bool:
+    """RFC 9162 §2.1.3.2 inclusion check, remembering proven nodes so that the rows of one range share the
+    upper levels: every path element is still compared (with a proven node, or hashed), none is skipped."""
+    if not 0 <= index < size:
+        return False
+    fn, sn = index, size - 1
+    level, pos = 0, index
+    r = hashlib.sha256(b"\x00" + leaf).digest()
+    trail = [((0, index), r)]
+    sha256 = hashlib.sha256
+    for p in path:
+        if sn == 0 or len(p) != 32:
+            return False
+        if fn & 1 or fn == sn:
+            sibling = (level, pos - 1) if fn & 1 else None
+            known = proven.get((level + 1, pos >> 1)) if sibling is not None else None
+            if sibling is not None and known is not None and proven.get(sibling) == p and proven.get((level, pos)) == r:
+                r = known
+            else:
+                r = sha256(b"\x01" + p + r).digest()
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+                    level += 1
+                    pos >>= 1
+        else:
+            known = proven.get((level + 1, pos >> 1))
+            if known is not None and proven.get((level, pos + 1)) == p and proven.get((level, pos)) == r:
+                r = known
+            else:
+                r = sha256(b"\x01" + r + p).digest()
+        fn >>= 1
+        sn >>= 1
+        level += 1
+        pos >>= 1
+        trail.append(((level, pos), r))
+    if sn != 0 or r != root:
+        return False
+    proven.update(trail)
+    return True
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def manifest_from_bytes(data: bytes) -> dict[str, Any]:

@@ -5,34 +5,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Callable
 
 import psycopg
-from boto3.s3.transfer import TransferConfig
 
 from compliance.anchor import parse_proofs, proofs_key
 from compliance.events import Registry, new_event_id
 from compliance.exports import (
     CSV_HEADER, FORMATS, ExportFilter, ExportRefused, check_rate, compress_seqs, csv_row, ndjson_line, parse_filter,
 )
-from compliance.merkle import path_from_levels, tree_levels
+from compliance.merkle import tree_levels
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
 from tasks.outbox import emit
-from tasks.storage import s3_client
+from tasks.storage import MultipartWriter, s3_client
 
 __all__ = ["PLATFORM_TENANT", "URL_SECONDS", "request_export", "run_job", "JobOutcome", "job_status", "fresh_url",
            "write_export"]
 
 PLATFORM_TENANT = "_platform"  # the chain that records cross-tenant (operator) exports
 URL_SECONDS = 900
-_MULTIPART = TransferConfig(multipart_threshold=64 * 2**20, multipart_chunksize=64 * 2**20)
 
 
 def request_export(settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any],
@@ -80,9 +76,11 @@ class JobOutcome:
     seconds: float
 
 
+# Timestamps leave the server already in the SPEC §2 form (the session runs in UTC).
 _ROWS = """
-SELECT e.tenant_id, e.seq, e.event_id::text, e.occurred_at, e.recorded_at, e.actor_type, e.actor_id, e.source,
-       e.event_type, e.payload, e.redacted_fields, e.prev_hash, e.event_hash
+SELECT e.tenant_id, e.seq, e.event_id::text, to_char(e.occurred_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+       to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.actor_type, e.actor_id, e.source,
+       e.event_type, e.payload, e.redacted_fields, encode(e.prev_hash, 'hex'), encode(e.event_hash, 'hex')
 FROM compliance.events e
 WHERE e.occurred_at >= %(since)s AND e.occurred_at < %(until)s {extra}
 ORDER BY e.tenant_id, e.seq
@@ -104,16 +102,19 @@ def _where(flt: ExportFilter) -> tuple[str, dict[str, Any]]:
 
 
 class _Ranges:
-    """Anchored ranges of one tenant at a time, with each range's tree built when first needed."""
+    """Anchored ranges of one tenant at a time. For the current range it keeps the tree's levels as hex and
+    the rendered path suffix of every node already used, so a row's event_path costs one concatenation."""
 
-    def __init__(self, conn: psycopg.Connection) -> None:
+    def __init__(self, conn: psycopg.Connection, sep: str) -> None:
         self.conn = conn
+        self.sep = sep
         self.tenant: str | None = None
         self.ranges: list[tuple[int, int, str]] = []
         self.current: tuple[int, int, str] | None = None
-        self.levels: list[list[bytes]] = []
+        self.hex_levels: list[list[str]] = []
+        self.suffix: dict[tuple[int, int], str] = {}
 
-    def locate(self, tenant: str, seq: int) -> tuple[str | None, int | None, list[bytes] | None]:
+    def locate(self, tenant: str, seq: int) -> tuple[str | None, int | None, str | None]:
         if tenant != self.tenant:
             self.tenant, self.current = tenant, None
             self.ranges = [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
@@ -127,54 +128,73 @@ class _Ranges:
             blob = self.conn.execute(
                 "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events "
                 "WHERE tenant_id = %s AND seq BETWEEN %s AND %s", (tenant, cur[0], cur[1])).fetchone()[0]
-            leaves = [blob[i:i + 32] for i in range(0, len(blob), 32)]
-            self.levels = tree_levels(leaves)
+            levels = tree_levels([blob[i:i + 32] for i in range(0, len(blob), 32)])
+            self.hex_levels = [[h.hex() for h in level] for level in levels[:-1]]
+            self.suffix = {}
             self.current = cur
         index = seq - cur[0]
-        return cur[2], index, path_from_levels(self.levels, index)
+        return cur[2], index, self._path(0, index)
+
+    def _path(self, level: int, pos: int) -> str:
+        """The audit path from node (level, pos) up, rendered: sibling hex values joined by ``sep``."""
+        if level == len(self.hex_levels):
+            return ""
+        key = (level, pos)
+        got = self.suffix.get(key)
+        if got is None:
+            nodes = self.hex_levels[level]
+            rest = self._path(level + 1, pos >> 1)
+            sibling = pos ^ 1
+            if sibling < len(nodes):
+                got = nodes[sibling] + (self.sep + rest if rest else "")
+            else:
+                got = rest  # an unpaired last node moves up without a sibling at this level
+            if level:  # leaves are used once; only shared upper nodes are worth keeping
+                self.suffix[key] = got
+        return got
 
 
-def write_export(conn: psycopg.Connection, flt: ExportFilter, fmt: str, out: Path,
+def write_export(conn: psycopg.Connection, flt: ExportFilter, fmt: str, out: Any,
                  progress: Callable[[int], None] | None = None) -> tuple[int, str, dict[str, list[list[int]]],
                                                                           dict[str, set[str]]]:
-    """Stream the matching rows into ``out``; returns (rows, sha256, rows per tenant, tenants per cadence)."""
+    """Stream the matching rows into ``out`` (anything with ``write(bytes)``); returns (rows, sha256, rows per
+    tenant, tenants per cadence)."""
     extra, params = _where(flt)
     digest = hashlib.sha256()
     rows = 0
     seqs: dict[str, list[int]] = {}
     cadences: dict[str, set[str]] = {}
-    ranges = _Ranges(conn)
+    ranges = _Ranges(conn, ";" if fmt == "csv" else '","')
     line = csv_row if fmt == "csv" else ndjson_line
     with conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute("SET LOCAL work_mem = '256MB'")  # the ORDER BY sorts in memory, not on disk
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
         cur = conn.cursor(name="export_rows")
         cur.itersize = 10_000
         cur.execute(_ROWS.format(extra=extra), params)
-        with open(out, "wb") as fh:
-            if fmt == "csv":
-                head = CSV_HEADER.encode()
-                fh.write(head)
-                digest.update(head)
-            while True:
-                batch = cur.fetchmany(10_000)
-                if not batch:
-                    break
-                parts = []
-                for r in batch:
-                    tenant, seq = r[0], r[1]
-                    cid, index, path = ranges.locate(tenant, seq)
-                    row = (tenant, seq, r[2], utc_text(r[3]), utc_text(r[4]), r[5], r[6], r[7], r[8], r[9], r[10],
-                           bytes(r[11]).hex(), bytes(r[12]).hex())
-                    parts.append(line(row, path, cid, index))
-                    seqs.setdefault(tenant, []).append(seq)
-                    if cid is not None:
-                        cadences.setdefault(cid, set()).add(tenant)
-                chunk = "".join(parts).encode("utf-8")
-                fh.write(chunk)
-                digest.update(chunk)
-                rows += len(batch)
-                if progress is not None:
-                    progress(rows)
+        if fmt == "csv":
+            head = CSV_HEADER.encode()
+            out.write(head)
+            digest.update(head)
+        while True:
+            batch = cur.fetchmany(10_000)
+            if not batch:
+                break
+            parts = []
+            for r in batch:
+                tenant, seq = r[0], r[1]
+                cid, index, path = ranges.locate(tenant, seq)
+                parts.append(line(r, path, cid, index))
+                seqs.setdefault(tenant, []).append(seq)
+                if cid is not None:
+                    cadences.setdefault(cid, set()).add(tenant)
+            chunk = "".join(parts).encode("utf-8")
+            out.write(chunk)
+            digest.update(chunk)
+            rows += len(batch)
+            if progress is not None:
+                progress(rows)
         cur.close()
     return rows, digest.hexdigest(), {t: compress_seqs(s) for t, s in seqs.items()}, cadences
 
@@ -212,21 +232,25 @@ def _produce(conn: psycopg.Connection, settings: Settings, job_id: str, fmt: str
     s3 = s3_client(settings)
     data_key = f"exports/{job_id}/events.{fmt}"
     manifest_key = f"exports/{job_id}/manifest.json"
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        out = Path(tmp) / f"events.{fmt}"
+    # The file is never whole in memory nor on disk: rows stream into a multipart upload as they are made.
+    out = MultipartWriter(s3, settings.export_bucket, data_key,
+                          content_type="text/csv" if fmt == "csv" else "application/x-ndjson")
+    try:
         rows, sha, seqs, cadences = write_export(conn, flt, fmt, out,
                                                  (lambda n: progress(n, total)) if progress else None)
-        manifest = {
-            "v": 1, "job_id": job_id, "format": fmt, "filter": flt.as_json(), "row_count": rows,
-            "data_key": data_key, "data_sha256": sha, "generated_at": utc_text(datetime.now(timezone.utc)),
-            "anchor_bucket": settings.anchor_bucket, "rows": seqs,
-            "cadences": {cid: {"tenant_records": _proof_lines(s3, settings.anchor_bucket, cid, tenants)}
-                         for cid, tenants in sorted(cadences.items())},
-        }
-        s3.upload_file(str(out), settings.export_bucket, data_key, Config=_MULTIPART,
-                       ExtraArgs={"ContentType": "text/csv" if fmt == "csv" else "application/x-ndjson"})
-        s3.put_object(Bucket=settings.export_bucket, Key=manifest_key, ContentType="application/json",
-                      Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode())
+        out.close()
+    except BaseException:
+        out.abort()
+        raise
+    manifest = {
+        "v": 1, "job_id": job_id, "format": fmt, "filter": flt.as_json(), "row_count": rows,
+        "data_key": data_key, "data_sha256": sha, "generated_at": utc_text(datetime.now(timezone.utc)),
+        "anchor_bucket": settings.anchor_bucket, "rows": seqs,
+        "cadences": {cid: {"tenant_records": _proof_lines(s3, settings.anchor_bucket, cid, tenants)}
+                     for cid, tenants in sorted(cadences.items())},
+    }
+    s3.put_object(Bucket=settings.export_bucket, Key=manifest_key, ContentType="application/json",
+                  Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode())
     url, expires = _presign(s3, settings.export_bucket, data_key)
     conn.execute(
         "UPDATE compliance.export_jobs SET status = 'complete', finished_at = clock_timestamp(), row_count = %s, "

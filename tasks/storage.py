@@ -190,3 +190,75 @@ class S3AnchorStore:
     def lock(self, key: str) -> tuple[str | None, Any]:
         head = self.s3.head_object(Bucket=self.bucket, Key=key)
         return head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+
+
+class MultipartWriter:
+    """A write-only stream into one S3 object: parts of ``part_size`` bytes are uploaded by a background
+    thread while the caller keeps writing, so producing and uploading overlap. Small objects become one
+    PUT. :meth:`close` completes the upload; :meth:`abort` discards it (nothing is left behind)."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20,
+                 in_flight: int = 2) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.s3, self.bucket, self.key, self.content_type = s3, bucket, key, content_type
+        self.part_size = part_size
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.futures: list[Any] = []
+        self.pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part")
+        self.in_flight = in_flight
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        self.size += len(data)
+        while len(self.buffer) >= self.part_size:
+            part = bytes(self.buffer[: self.part_size])
+            del self.buffer[: self.part_size]
+            self._submit(part)
+
+    def _submit(self, part: bytes) -> None:
+        if self.upload_id is None:
+            self.upload_id = self.s3.create_multipart_upload(
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type)["UploadId"]
+        number = len(self.futures) + 1
+        # Bound the memory held by parts waiting for the network.
+        pending = [f for f in self.futures if not f.done()]
+        if len(pending) >= self.in_flight:
+            pending[0].result()
+        self.futures.append(self.pool.submit(self._upload, number, part))
+
+    def _upload(self, number: int, part: bytes) -> dict[str, Any]:
+        got = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
+                                  Body=part)
+        return {"PartNumber": number, "ETag": got["ETag"]}
+
+    def close(self) -> None:
+        try:
+            if self.upload_id is None:
+                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer),
+                                   ContentType=self.content_type)
+                return
+            if self.buffer:
+                self._submit(bytes(self.buffer))
+                self.buffer.clear()
+            parts = [f.result() for f in self.futures]
+            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
+                                              MultipartUpload={"Parts": parts})
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            self.pool.shutdown(wait=True)
+
+    def abort(self) -> None:
+        for f in self.futures:
+            f.cancel()
+        self.pool.shutdown(wait=True)
+        if self.upload_id is not None:
+            try:
+                self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
+            except ClientError:
+                pass
+            self.upload_id = None

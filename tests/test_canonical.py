@@ -107,3 +107,11 @@ def test_canonical_problem_names_non_canonical_text(text: str) -> None:
     from compliance.jcs import canonical_problem
 
     assert canonical_problem(text, dict) is not None
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(json_values)
+def test_canonical_fast_equals_canonical(value: object) -> None:
+    from compliance.jcs import canonical_fast
+
+    assert canonical_fast(value) == rfc8785.dumps(value)

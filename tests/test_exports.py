@@ -263,3 +263,17 @@ def test_requesting_an_export_is_audited_in_the_same_transaction(ledger: Setting
     assert json.loads(payload) == {"exportJobId": job, "filter": {**{"since": "2026-11-22T00:00:00.000000Z",
                                    "until": "2026-11-23T00:00:00.000000Z"}, "tenant_id": "tenant-2"},
                                    "format": "ndjson", "requestedBy": OPS}
+
+
+@pytest.mark.parametrize("element", [0, -1, -2])
+def test_any_element_of_an_event_path_is_checked_even_where_rows_share_proven_nodes(
+    ledger: Settings, tmp_path: Path, element: int
+) -> None:
+    data, manifest = export(ledger, "ndjson", WINDOW, tmp_path)
+    lines = [json.loads(x) for x in data.read_text().splitlines()]
+    victim = 25  # earlier rows of the same range have already proven the upper levels
+    path = lines[victim]["event_path"]
+    path[element] = ("0" if path[element][0] != "0" else "1") + path[element][1:]
+    data.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    report = verify(ledger, data, manifest)
+    assert not report.ok and report.failure.row == victim + 1 and report.failure.what == "bad_proof"
