@@ -471,6 +471,41 @@ def cmd_verify_export(args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_FAILED
 
 
+def cmd_watchdog(args: argparse.Namespace) -> int:
+    from flows.watchdog import watchdog
+
+    resolve_settings(s3=True)
+    _ensure_prefect_env()
+    result = watchdog()
+    for figure, state in result["states"].items():
+        print(f"{state:<9} {figure:<28} {result['figures'].get(figure)}")
+    return EXIT_FAILED if "critical" in result["states"].values() else EXIT_OK
+
+
+def cmd_alerts_apply(args: argparse.Namespace) -> int:
+    from deployments.alerts import apply_alerts
+
+    if not os.environ.get("PREFECT_API_URL"):
+        from cli.devstack import Stack
+
+        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    for name, what in apply_alerts():
+        print(f"{what:<8} {name}")
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from cli.health import collect, render
+
+    settings = resolve_settings()
+    report = collect(settings)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        render(report)
+    return EXIT_FAILED if report["critical"] else EXIT_OK
+
+
 def cmd_not_built(what: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         fail(f"`compliance {what}` is not built yet in this version (see the open issues)", EXIT_FAILED)
@@ -513,7 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
     drain.add_argument("--batch-size", type=int)
     drain.set_defaults(func=cmd_drain)
     sub.add_parser("anchor", help="run the anchor flow once, now").set_defaults(func=cmd_anchor)
-    sub.add_parser("watchdog", help="run the watchdog flow once, now").set_defaults(func=cmd_not_built("watchdog"))
+    sub.add_parser("watchdog", help="run the watchdog flow once, now").set_defaults(func=cmd_watchdog)
+    alerts = sub.add_parser("alerts", help="the alert automations").add_subparsers(dest="alerts_command",
+                                                                                  required=True)
+    alerts.add_parser("apply", help="create or update every alert automation (idempotent)").set_defaults(
+        func=cmd_alerts_apply)
 
     export = sub.add_parser("export", help="exports for auditors").add_subparsers(dest="export_command", required=True)
     er = export.add_parser("request", help="queue an export (and start the export-runner deployment)")
@@ -577,7 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="a new signing key; the old public keys stay published").set_defaults(
         func=cmd_keys_rotate)
 
-    sub.add_parser("health", help="one screen of the ledger's state").set_defaults(func=cmd_not_built("health"))
+    health = sub.add_parser("health", help="one screen of the ledger's state; exit 1 when anything is critical")
+    health.add_argument("--json", action="store_true")
+    health.set_defaults(func=cmd_health)
     return p
 
 

@@ -62,6 +62,7 @@ class Settings:
                 ("compliance_reader", "COMPLIANCE_READER_DATABASE_URL"),
                 ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
                 ("compliance_exporter", "COMPLIANCE_EXPORTER_DATABASE_URL"),
+                ("compliance_watchdog", "COMPLIANCE_WATCHDOG_DATABASE_URL"),
             )
             if env.get(var)
         }

@@ -74,6 +74,11 @@ class ChainVerifier:
         self._tenant, self._seq, self._prev = tenant, 0, GENESIS_HASH
         self.tenants += 1
 
+    def resume(self, tenant: str, seq: int, prev_hash: bytes) -> None:
+        """Continue a tenant's chain after ``seq`` (whose hash is ``prev_hash``), to check only its tail."""
+        self.start_tenant(tenant)
+        self._seq, self._prev = seq, prev_hash
+
     def check(self, e: StoredEvent) -> bool:
         """Check the next stored event (tenants in order, seq ascending); False at the first failure."""
         if e.tenant_id != self._tenant:

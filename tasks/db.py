@@ -20,7 +20,7 @@ from compliance.settings import Settings
 __all__ = ["ROLES", "connect", "owner_connection", "database_url"]
 
 ROLES = ("compliance_writer", "compliance_drainer", "compliance_reader", "compliance_anchorer",
-         "compliance_exporter")
+         "compliance_exporter", "compliance_watchdog")
 
 
 def database_url(settings: Settings) -> str:

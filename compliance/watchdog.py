@@ -1,0 +1,59 @@
+"""The watchdog's figures and their thresholds (pure): what counts as trouble, and how bad.
+
+    >>> judge({"anchor_lag_seconds": 10, "outbox_depth": 0, "outbox_oldest_age_seconds": 0, "poison_rows": 0,
+    ...        "stuck_exports": 0, "chain_tail_ok": True, "posture_ok": True})["anchor_lag_seconds"].state
+    'ok'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, NamedTuple
+
+__all__ = ["THRESHOLDS", "Threshold", "Judgement", "judge", "alert_event"]
+
+
+class Threshold(NamedTuple):
+    figure: str
+    limit: float | bool  # a number: breached when the figure exceeds it; True: breached when the figure is not True
+    severity: str  # "warning" or "critical"
+    meaning: str
+
+
+THRESHOLDS: tuple[Threshold, ...] = (
+    Threshold("anchor_lag_seconds", 1800, "warning", "the oldest chained event not yet anchored is older than 30 min"),
+    Threshold("outbox_depth", 10_000, "warning", "more than 10,000 events wait in the outbox"),
+    Threshold("outbox_oldest_age_seconds", 300, "warning", "an event has waited in the outbox over 5 min"),
+    Threshold("poison_rows", 0, "warning", "an event could not be chained and was set aside"),
+    Threshold("stuck_exports", 0, "warning", "an export ran over 15 min and was marked failed"),
+    Threshold("chain_tail_ok", True, "critical", "a recently written chain no longer verifies"),
+    Threshold("posture_ok", True, "critical", "the anchor bucket is weaker than configured"),
+)
+
+
+class Judgement(NamedTuple):
+    figure: str
+    value: Any
+    limit: Any
+    state: str  # ok, breached (warning), critical, unknown
+    severity: str
+    meaning: str
+
+
+def judge(figures: Mapping[str, Any], thresholds: tuple[Threshold, ...] = THRESHOLDS) -> dict[str, Judgement]:
+    out = {}
+    for t in thresholds:
+        value = figures.get(t.figure)
+        if value is None:
+            state = "unknown"
+        elif t.limit is True:
+            state = "ok" if value is True else ("critical" if t.severity == "critical" else "breached")
+        else:
+            over = float(value) > float(t.limit)
+            state = ("critical" if t.severity == "critical" else "breached") if over else "ok"
+        out[t.figure] = Judgement(t.figure, value, t.limit, state, t.severity, t.meaning)
+    return out
+
+
+def alert_event(figure: str, state: str) -> str:
+    """The Prefect event name the watchdog emits for a figure in a state (automations match on it)."""
+    return f"compliance.watchdog.{figure}.{'ok' if state in ('ok', 'unknown') else 'breached'}"

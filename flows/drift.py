@@ -1,0 +1,41 @@
+"""migration-drift: is the database exactly what the migrations in sql/ say it should be?
+
+Runbook paragraph: daily and on every deploy, probes every object declared
+by a `-- creates:` marker (APPLIED or MISSING), notices applied migrations
+whose file changed since (MODIFIED) and files without markers (UNVERIFIED).
+It leaves a table artifact and fails on any MISSING or MODIFIED, which fires
+the migration-drift alert.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from compliance.settings import Settings
+from tasks.db import owner_connection
+from tasks.schema import drift_report
+
+
+class DriftDetected(RuntimeError):
+    """The schema drifted from sql/: objects are MISSING or migrations MODIFIED."""
+
+
+@task(name="probe-schema", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+def probe_schema(settings: Settings) -> list[dict[str, Any]]:
+    with owner_connection(settings) as conn:
+        return [r._asdict() for r in drift_report(conn)]
+
+
+@flow(name="migration-drift")
+def migration_drift() -> dict[str, Any]:
+    """Probe every declared object; fail on MISSING or MODIFIED."""
+    rows = probe_schema(Settings.from_env())
+    create_table_artifact(key="migration-drift", table=rows, description="Every `-- creates:` object, probed")
+    bad = [r for r in rows if r["status"] in ("MISSING", "MODIFIED")]
+    if bad:
+        raise DriftDetected("; ".join(f"{r['status']} {r['kind']} {r['name']} ({r['migration']})" for r in bad))
+    return {"objects": len(rows), "problems": 0}

@@ -1,0 +1,53 @@
+"""watchdog: measure the ledger's health every five minutes and tell the automations.
+
+Runbook paragraph: publishes a heartbeat; measures the anchor lag (age of the
+oldest chained event not yet anchored; 0 when everything is anchored), the
+outbox depth and its oldest event's age, the poisoned rows, export jobs
+stalled over 15 minutes (which it marks failed), the tails of the chains that
+moved since its last run (re-verified) and the anchor bucket's posture. Each
+figure goes out as a Prefect event that the alert automations match, into
+compliance.watchdog_runs for `compliance health`, and to CloudWatch when
+configured. A markdown artifact shows the figures against their thresholds.
+It only reads, except to fail stalled export jobs; it never writes to the bucket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from compliance.settings import Settings
+from compliance.watchdog import Judgement, judge
+from tasks.watchdog import measure, publish, record_run, send_to_cloudwatch
+
+measure_task = task(measure, name="measure-ledger", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
+
+
+def _markdown(judgements: dict[str, Judgement], details: dict[str, Any]) -> str:
+    icon = {"ok": "OK", "breached": "BREACHED", "critical": "CRITICAL", "unknown": "unknown"}
+    rows = "\n".join(f"| {j.figure} | {j.value} | {'must be true' if j.limit is True else f'> {j.limit}'} | "
+                     f"{icon[j.state]} | {j.meaning} |" for j in judgements.values())
+    extra = "".join(f"\n- **{k}**: {v}" for k, v in details.items() if v)
+    return ("# Watchdog\n\n| figure | value | alert when | state | meaning |\n|---|---|---|---|---|\n"
+            + rows + ("\n\n## Details" + extra if extra else ""))
+
+
+@flow(name="watchdog")
+def watchdog() -> dict[str, Any]:
+    """Measure, publish, record; return the figures and their states."""
+    logger = get_run_logger()
+    settings = Settings.from_env()
+    figures, details = measure_task(settings)
+    judgements = judge(figures)
+    events = publish(figures, judgements)
+    record_run(settings, figures, judgements)
+    cloudwatch = send_to_cloudwatch(figures)
+    bad = {k: j.state for k, j in judgements.items() if j.state not in ("ok", "unknown")}
+    (logger.warning if bad else logger.info)("watchdog figures %s; not ok: %s", figures, bad or "none")
+    create_markdown_artifact(key="watchdog", markdown=_markdown(judgements, details),
+                             description="Ledger figures against their alert thresholds")
+    return {"figures": figures, "states": {k: j.state for k, j in judgements.items()}, "events": events,
+            "details": details, "cloudwatch": cloudwatch}

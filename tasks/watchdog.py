@@ -1,0 +1,137 @@
+"""The watchdog's measurements, each one read-only except marking stalled export jobs failed."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+
+from compliance.posture import judge_posture
+from compliance.settings import Settings
+from compliance.timefmt import utc_text
+from compliance.verify import ChainVerifier, StoredEvent
+from compliance.watchdog import Judgement, alert_event, judge
+from tasks.db import connect
+from tasks.storage import bucket_facts, s3_client
+
+__all__ = ["measure", "record_run", "publish", "send_to_cloudwatch", "TAIL_EVENTS", "STALLED_MINUTES"]
+
+TAIL_EVENTS = 100
+STALLED_MINUTES = 15
+STALLED_ERROR = "runner stalled; see watchdog"
+
+
+def _one(conn: psycopg.Connection, sql: str, params: Any = ()) -> Any:
+    return conn.execute(sql, params).fetchone()[0]  # type: ignore[index]
+
+
+def measure(settings: Settings, *, posture: bool = True, now: datetime | None = None
+            ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(figures, details) as of ``now`` (default: the database's clock). Marks export jobs running for over
+    15 minutes failed, and counts them."""
+    details: dict[str, Any] = {}
+    with connect(settings, "compliance_watchdog", autocommit=True) as conn:
+        now = now or _one(conn, "SELECT clock_timestamp()")
+        oldest_unanchored = _one(conn, """
+            SELECT min(e.recorded_at) FROM compliance.tenant_heads h
+            LEFT JOIN compliance.tenant_anchor_state s USING (tenant_id)
+            JOIN compliance.events e ON e.tenant_id = h.tenant_id AND e.seq = coalesce(s.last_anchored_seq, 0) + 1
+            WHERE h.last_seq > coalesce(s.last_anchored_seq, 0)""")
+        depth, oldest = conn.execute("SELECT count(*), min(enqueued_at) FROM compliance.outbox").fetchone()  # type: ignore[misc]
+        stalled = [r[0] for r in conn.execute(
+            "UPDATE compliance.export_jobs SET status = 'failed', finished_at = clock_timestamp(), job_error = %s "
+            "WHERE status = 'running' AND started_at < %s::timestamptz - make_interval(mins => %s) "
+            "RETURNING job_id::text", (STALLED_ERROR, now, STALLED_MINUTES))]
+        details["stalled_jobs"] = stalled
+        last_run = _one(conn, "SELECT max(run_at) FROM compliance.watchdog_runs")
+        tail_ok, tail_detail = _chain_tails(conn, last_run)
+        details["chain_tail"] = tail_detail
+        figures: dict[str, Any] = {
+            "anchor_lag_seconds": 0 if oldest_unanchored is None else round((now - oldest_unanchored).total_seconds(), 3),
+            "outbox_depth": int(depth),
+            "outbox_oldest_age_seconds": 0 if oldest is None else round((now - oldest).total_seconds(), 3),
+            "poison_rows": int(_one(conn, "SELECT count(*) FROM compliance.outbox_poison")),
+            "stuck_exports": len(stalled),
+            "chain_tail_ok": tail_ok,
+        }
+    if posture and settings.s3_endpoint_url is not None or posture and os.environ.get("AWS_ACCESS_KEY_ID"):
+        try:
+            findings = judge_posture(bucket_facts(s3_client(settings), settings.anchor_bucket), stage=settings.stage,
+                                     mode=settings.lock_mode, retention_days=settings.retention_days,
+                                     allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod)
+            figures["posture_ok"] = all(f.ok for f in findings)
+            details["posture"] = [f._asdict() for f in findings if not f.ok]
+        except Exception as exc:  # an unreachable bucket is a failed posture, not a crashed watchdog
+            figures["posture_ok"] = False
+            details["posture"] = [{"check": "reachable", "ok": False, "detail": f"{type(exc).__name__}: {exc}"}]
+    return figures, details
+
+
+def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool, str]:
+    """Re-verify the last TAIL_EVENTS events of every tenant whose chain moved since the last run."""
+    tenants = [r[0] for r in conn.execute(
+        "SELECT tenant_id FROM compliance.tenant_heads WHERE last_seq > 0 AND (%s::timestamptz IS NULL OR "
+        "updated_at >= %s)", (since, since))]
+    for tenant in tenants:
+        head_seq, head_hash = conn.execute(
+            "SELECT last_seq, head_hash FROM compliance.tenant_heads WHERE tenant_id = %s", (tenant,)).fetchone()  # type: ignore[misc]
+        first = max(1, head_seq - TAIL_EVENTS + 1)
+        rows = conn.execute(
+            "SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, "
+            "event_type, payload, redacted_fields, prev_hash, event_hash FROM compliance.events "
+            "WHERE tenant_id = %s AND seq >= %s ORDER BY seq", (tenant, first - 1)).fetchall()
+        verifier = ChainVerifier()
+        if first > 1:
+            if not rows or rows[0][1] != first - 1:
+                return False, f"tenant {tenant} seq {first - 1}: missing"
+            verifier.resume(tenant, first - 1, bytes(rows[0][12]))
+            rows = rows[1:]
+        for r in rows:
+            if not verifier.check(StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])):
+                break
+        verifier.finish_tenant(tenant, (head_seq, bytes(head_hash)))
+        if verifier.failure is not None:
+            return False, str(verifier.failure)
+    return True, f"{len(tenants)} tenant tail(s) re-verified"
+
+
+def record_run(settings: Settings, figures: dict[str, Any], judgements: dict[str, Judgement]) -> None:
+    critical = any(j.state == "critical" for j in judgements.values())
+    with connect(settings, "compliance_watchdog", autocommit=True) as conn:
+        conn.execute("INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES (%s, %s, %s)",
+                      (json.dumps(figures), json.dumps({k: j.state for k, j in judgements.items()}), critical))
+
+
+def publish(figures: dict[str, Any], judgements: dict[str, Judgement]) -> list[str]:
+    """A heartbeat and one Prefect event per figure (resource compliance.watchdog); returns the event names."""
+    from prefect.events import emit_event
+
+    resource = {"prefect.resource.id": "compliance.watchdog", "prefect.resource.name": "compliance watchdog"}
+    names = ["compliance.watchdog.heartbeat"]
+    emit_event(event=names[0], resource=resource, payload={"figures": figures})
+    for figure, j in judgements.items():
+        name = alert_event(figure, j.state)
+        emit_event(event=name, resource=resource, payload={
+            "figure": figure, "value": j.value, "threshold": j.limit, "state": j.state, "severity": j.severity,
+            "meaning": j.meaning})
+        names.append(name)
+    return names
+
+
+def send_to_cloudwatch(figures: dict[str, Any]) -> bool:
+    """PutMetricData when COMPLIANCE_CLOUDWATCH_NAMESPACE is set (and its endpoint, if not AWS's)."""
+    namespace = os.environ.get("COMPLIANCE_CLOUDWATCH_NAMESPACE")
+    if not namespace:
+        return False
+    import boto3
+
+    client = boto3.client("cloudwatch", endpoint_url=os.environ.get("COMPLIANCE_CLOUDWATCH_ENDPOINT_URL") or None,
+                          region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    now = datetime.now(timezone.utc)
+    client.put_metric_data(Namespace=namespace, MetricData=[
+        {"MetricName": k, "Timestamp": now, "Value": float(v), "Unit": "Seconds" if k.endswith("_seconds") else "Count"}
+        for k, v in figures.items()])
+    return True

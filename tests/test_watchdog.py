@@ -1,0 +1,159 @@
+"""The watchdog's figures and events, the drift flow, health, and the alert automations."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from compliance.settings import Settings
+from compliance.watchdog import judge
+from tasks.anchoring import anchor_once
+from tasks.db import connect
+from tasks.drain import drain_pending
+from tasks.exports import request_export
+from tasks.outbox import emit_batch
+from tasks.storage import s3_client
+from tasks.watchdog import STALLED_ERROR, measure
+from tests.conftest import run_cli, sample_event
+from tests.test_anchor import KEY
+
+
+def emit_and_drain(settings: Settings, n: int = 10) -> None:
+    with connect(settings, "compliance_writer") as conn, conn.transaction():
+        emit_batch(conn, [sample_event(i, tenant=f"t{i % 2}") for i in range(n)])
+    drain_pending.fn(settings)
+
+
+def breached(figures: dict) -> dict:
+    return {k: j.state for k, j in judge(figures).items() if j.state != "ok"}
+
+
+def test_a_quiet_system_reports_lag_0_and_no_alert(settings: Settings) -> None:
+    figures, _ = measure(settings)
+    assert figures["anchor_lag_seconds"] == 0 and figures["outbox_depth"] == 0
+    assert breached(figures) == {}
+    emit_and_drain(settings)
+    anchor_once(settings, KEY)
+    figures, _ = measure(settings)
+    assert figures["anchor_lag_seconds"] == 0 and breached(figures) == {}
+
+
+def test_an_old_unanchored_event_breaches_the_anchor_lag(settings: Settings) -> None:
+    emit_and_drain(settings)
+    figures, _ = measure(settings)
+    assert 0 < figures["anchor_lag_seconds"] < 60 and breached(figures) == {}
+    figures, _ = measure(settings, now=datetime.now(timezone.utc) + timedelta(minutes=31))
+    assert figures["anchor_lag_seconds"] > 1800
+    assert breached(figures) == {"anchor_lag_seconds": "breached"}
+
+
+def test_outbox_and_poison_figures(settings: Settings) -> None:
+    with connect(settings, "compliance_writer") as conn, conn.transaction():
+        emit_batch(conn, [sample_event(i) for i in range(3)])
+    figures, _ = measure(settings)
+    assert figures["outbox_depth"] == 3 and figures["outbox_oldest_age_seconds"] >= 0
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("UPDATE compliance.outbox SET enqueued_at = now() - interval '6 minutes'")
+        conn.execute("INSERT INTO compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, "
+                     "source, event_type, payload, redacted_fields, enqueued_at, error) VALUES (1, gen_random_uuid(), "
+                     "'t', 'x', 'user', 'u', 's', 'e.x', '{', '[]', now(), 'payload is not JSON')")
+    figures, _ = measure(settings)
+    assert breached(figures) == {"outbox_oldest_age_seconds": "breached", "poison_rows": "breached"}
+
+
+def test_a_stuck_export_is_failed_by_the_watchdog(settings: Settings) -> None:
+    job = request_export(settings, operator="ops@example.com", fmt="csv",
+                         filter_text={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"})
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("UPDATE compliance.export_jobs SET status = 'running', started_at = now() - interval '16 minutes'")
+    figures, details = measure(settings)
+    assert figures["stuck_exports"] == 1 and details["stalled_jobs"] == [job]
+    with connect(settings, None, autocommit=True) as conn:
+        assert conn.execute("SELECT status, job_error FROM compliance.export_jobs").fetchone() == ("failed", STALLED_ERROR)
+    assert measure(settings)[0]["stuck_exports"] == 0  # failed, never deleted, counted once
+
+
+def test_a_broken_chain_tail_is_critical(settings: Settings) -> None:
+    emit_and_drain(settings)
+    assert measure(settings)[0]["chain_tail_ok"] is True
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("ALTER TABLE compliance.events DISABLE TRIGGER events_immutable")
+        conn.execute("UPDATE compliance.events SET actor_id = 'x' WHERE tenant_id = 't1' AND seq = 3")
+        conn.execute("ALTER TABLE compliance.events ENABLE TRIGGER events_immutable")
+    figures, details = measure(settings)
+    assert figures["chain_tail_ok"] is False and "tenant t1 seq 3" in details["chain_tail"]
+    assert breached(figures) == {"chain_tail_ok": "critical"}
+
+
+def test_a_weak_bucket_fails_the_posture_figure(settings: Settings) -> None:
+    assert measure(settings)[0]["posture_ok"] is True
+    s3_client(settings).delete_public_access_block(Bucket=settings.anchor_bucket)
+    figures, details = measure(settings)
+    assert figures["posture_ok"] is False and details["posture"][0]["check"] == "public_access_block"
+
+
+def test_the_watchdog_role_cannot_write_to_the_ledger(settings: Settings) -> None:
+    import psycopg
+
+    with connect(settings, "compliance_watchdog", autocommit=True) as conn:
+        for statement in ("INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+                          "source, event_type, payload) VALUES (gen_random_uuid(), 't', 'x', 'user', 'a', 's', 'a.b', "
+                          "'{}')", "UPDATE compliance.export_jobs SET operator = 'x'",
+                          "DELETE FROM compliance.export_jobs", "INSERT INTO compliance.anchors DEFAULT VALUES"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+
+
+def test_watchdog_flow_publishes_events_records_figures_and_health_reads_them(
+    settings: Settings, env_for, prefect_harness
+) -> None:
+    from flows.watchdog import watchdog
+
+    env_for(settings)
+    emit_and_drain(settings)
+    result = watchdog()
+    assert result["events"][0] == "compliance.watchdog.heartbeat"
+    assert "compliance.watchdog.anchor_lag_seconds.ok" in result["events"]
+    assert all(state == "ok" for state in result["states"].values())
+    health = run_cli(["health", "--json"], {**env_for(settings)})
+    assert health.returncode == 0, health.stdout + health.stderr
+    report = json.loads(health.stdout)
+    assert report["critical"] == [] and report["watchdog_last_run_age_seconds"] < 60
+
+
+def test_health_exits_1_when_a_figure_is_critical(settings: Settings, env_for) -> None:
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES "
+                     "('{\"chain_tail_ok\": false}', '{}', true)")
+    out = run_cli(["health"], env_for(settings))
+    assert out.returncode == 1 and "chain_tail_ok is critical" in out.stdout
+
+
+def test_drift_flow_fails_on_a_dropped_index_and_cli_names_it(settings: Settings, env_for, prefect_harness) -> None:
+    from flows.drift import DriftDetected, migration_drift
+
+    env_for(settings)
+    assert migration_drift()["problems"] == 0
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("DROP INDEX compliance.export_jobs_status")
+    with pytest.raises(DriftDetected, match="MISSING index compliance.export_jobs_status"):
+        migration_drift()
+    out = run_cli(["drift", "--json"], env_for(settings))
+    assert out.returncode == 1
+    assert [o["name"] for o in json.loads(out.stdout)["objects"] if o["status"] == "MISSING"] == [
+        "compliance.export_jobs_status"]
+
+
+def test_alerts_apply_twice_creates_each_automation_once(prefect_harness) -> None:
+    from prefect.automations import Automation
+
+    from deployments.alerts import ALERTS, apply_alerts
+
+    first = apply_alerts()
+    second = apply_alerts()
+    assert {w for _, w in first} == {"created"} and {w for _, w in second} == {"updated"}
+    assert len(first) == len(ALERTS) == 12
+    for spec in ALERTS:
+        assert Automation.read(name=spec.full_name).name == spec.full_name
