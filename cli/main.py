@@ -85,18 +85,34 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
         pg_url = stack.up_postgres()
         _migrate_quietly(pg_url)
         s3_url = stack.up_s3()
-        prefect_url = None if args.no_prefect else stack.up_prefect()
+        prefect_url = stack.prefect_url_if_running() if args.no_prefect else stack.up_prefect()
     except StackError as exc:
         fail(str(exc), EXIT_FAILED)
     env = dev_env(pg_url, s3_url, prefect_url)
     os.environ.update(env)
     settings = Settings.from_env()
     _provision_buckets(settings)
+    if prefect_url:
+        _register_in_prefect(env)
     for name, value in env.items():
         print(f"export {name}={value}")
     if prefect_url:
         print(f"# Prefect UI: {prefect_url.removesuffix('/api')}", file=sys.stderr)
     return EXIT_OK
+
+
+def _register_in_prefect(env: dict[str, str]) -> None:
+    """Blocks, the signing key, the alert automations and the six deployments, in the stack's Prefect server."""
+    from blocks.ledger import register_and_fill
+    from deployments.alerts import apply_alerts
+    from deployments.definitions import specs
+    from tasks.signing import load_signing_key
+
+    register_and_fill(env)
+    load_signing_key(Settings.from_env())
+    apply_alerts()
+    for spec in specs():
+        spec.to_deployment().apply()
 
 
 def cmd_dev_down(args: argparse.Namespace) -> int:

@@ -88,11 +88,29 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
         if "invalid input syntax for type uuid" in str(exc):
             return None
         raise
-    return {
+    detail = {
         "tenant_id": r[0], "seq": r[1], "event_id": r[2], "occurred_at": utc_text(r[3]), "recorded_at": utc_text(r[4]),
         "actor_type": r[5], "actor_id": r[6], "source": r[7], "event_type": r[8], "payload": r[9],
         "redacted_fields": r[10], "prev_hash": bytes(r[11]).hex(), "event_hash": bytes(r[12]).hex(), "anchor": r[13],
     }
+    if r[13] != "PENDING":
+        detail.update(_audit_path(settings, r[0], r[1]))
+    return detail
+
+
+def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
+    """The event's index in its anchored range and its audit path to that range's events_root."""
+    from compliance.merkle import audit_path
+
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
+        first, last = conn.execute(
+            "SELECT first_seq, last_seq FROM compliance.anchor_ranges WHERE tenant_id = %s AND first_seq <= %s "
+            "AND last_seq >= %s", (tenant, seq, seq)).fetchone()  # type: ignore[misc]
+        blob = conn.execute(
+            "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events WHERE tenant_id = %s "
+            "AND seq BETWEEN %s AND %s", (tenant, first, last)).fetchone()[0]  # type: ignore[index]
+    leaves = [bytes(blob[i:i + 32]) for i in range(0, len(blob), 32)]
+    return {"event_index": seq - first, "event_path": [p.hex() for p in audit_path(seq - first, leaves)]}
 
 
 def anchor_status(settings: Settings, tenant: str, seq: int) -> str:
