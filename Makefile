@@ -3,13 +3,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install run test bench down clean
+.PHONY: install postgres run test bench down clean
 
-install: $(VENV)/.installed
+install: postgres $(VENV)/.installed
+
+# The PostgreSQL server binaries (Debian's postgresql package); the tests and the local stack start their own cluster.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]"
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^ ' -e '^$$' || true
+	$(BIN)/python -c "import prefect, psycopg, moto, polars, compliance.jcs"
 	touch $@
 
 # The local stack, the deployments served, the Prefect UI up, demo traffic flowing. Ctrl-C stops it.
@@ -23,6 +29,8 @@ test: install
 bench: install
 	$(BIN)/python bench/canonical.py
 	$(BIN)/python bench/drain.py
+	$(BIN)/python bench/anchor.py
+	$(BIN)/python bench/export.py
 
 down:
 	$(BIN)/compliance dev down
