@@ -113,6 +113,20 @@ def env_for(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 
 @pytest.fixture(scope="session")
+def prefect_server(workdir: Path) -> Iterator[str]:
+    """A real `prefect server start` (API, UI and services) on a free port, for end-to-end tests."""
+    from cli.devstack import start_prefect_server
+
+    port = free_port()
+    pid = start_prefect_server(port, workdir / "prefect-home", workdir / "prefect-server.log")
+    yield f"http://127.0.0.1:{port}/api"
+    try:
+        os.killpg(pid, 15)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One offline Prefect server for the whole run (about 11 s to start)."""
     from prefect.testing.utilities import prefect_test_harness

@@ -264,3 +264,34 @@ def test_cli_anchor_then_events_show_reports_anchored(settings: Settings, env_fo
     verify = run_cli(["verify", "chain", "--json"], env)
     assert verify.returncode == 0, verify.stdout
     assert json.loads(verify.stdout)["anchors"] == 1
+
+
+def test_a_rotated_key_signs_new_anchors_and_old_anchors_still_verify(settings: Settings) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    grow(settings, 10, tenants=2)
+    [old] = anchor_once(settings, KEY)
+    new_key = SigningKey(Ed25519PrivateKey.generate())
+    grow(settings, 10, tenants=2, start=10)
+    [new] = anchor_once(settings, new_key)
+    assert keys(settings, "keys/") == sorted([f"keys/{KEY.key_id}.pem", f"keys/{new_key.key_id}.pem"])
+    signed_by = {json.loads(s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=anchor_key(o.cadence_id))
+                            ["Body"].read())["signature"]["key_id"] for o in (old, new)}
+    assert signed_by == {KEY.key_id, new_key.key_id}
+    report = verify_chain(settings)
+    assert report.ok and report.anchors == 2
+
+
+def test_the_signing_key_is_generated_once_in_a_secret_block_in_dev_only(
+    settings: Settings, prefect_harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import tasks.signing as signing
+
+    monkeypatch.setattr(signing, "SECRET_BLOCK", f"signing-key-{uuid.uuid4().hex[:8]}")
+    first = signing.load_signing_key(settings)
+    assert signing.load_signing_key(settings).key_id == first.key_id
+    monkeypatch.setattr(signing, "SECRET_BLOCK", f"signing-key-{uuid.uuid4().hex[:8]}")
+    with pytest.raises(RuntimeError, match="no signing key"):
+        signing.load_signing_key(Settings(**{**settings.__dict__, "stage": "staging"}))
