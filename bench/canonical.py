@@ -59,6 +59,9 @@ def make_events(n: int) -> list[dict]:
     return out
 
 
+REFERENCE_SAMPLE = 200_000  # the reference is timed on the first 200,000 events (it runs at ~40k/s)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -80,12 +83,13 @@ def main() -> None:
             payload_jcs=e.payload_jcs, redacted_fields_jcs=e.redacted_fields_jcs,
         )
         prev = sha256(prev + body).digest()
-        prepared.append(e)
+        if seq <= REFERENCE_SAMPLE:
+            prepared.append(e)
     ours = time.perf_counter() - start
     gc.enable()
 
     # The reference: the same body objects, serialised by rfc8785 and hashed.
-    sample = prepared[: max(1, min(len(prepared), 200_000))]
+    sample = prepared
     objects = [
         {"v": 1, "seq": i, "event_id": e.event_id, "tenant_id": e.tenant_id, "occurred_at": e.occurred_at,
          "recorded_at": recorded_at, "actor": {"type": e.actor_type, "id": e.actor_id}, "source": e.source,
