@@ -152,13 +152,7 @@ class Registry:
     @classmethod
     def default(cls) -> "Registry":
         """The packaged registry, plus the entries of COMPLIANCE_EVENT_TYPES_FILE when that is set."""
-        text = resources.files("compliance").joinpath("data/event_types.json").read_text("utf-8")
-        types = dict(json.loads(text)["types"])
-        extra = os.environ.get("COMPLIANCE_EVENT_TYPES_FILE")
-        if extra:
-            with open(extra, encoding="utf-8") as fh:
-                types.update(json.load(fh)["types"])
-        return cls(types)
+        return cls(registry_data())
 
     @property
     def rules(self) -> Mapping[str, TypeRule]:
@@ -172,6 +166,17 @@ class Registry:
 
     def rule(self, name: str) -> TypeRule:
         return self._rules[name]
+
+
+def registry_data() -> dict[str, Any]:
+    """The registry as data: the packaged types plus those of COMPLIANCE_EVENT_TYPES_FILE."""
+    text = resources.files("compliance.data").joinpath("event_types.json").read_text("utf-8")
+    types = dict(json.loads(text)["types"])
+    extra = os.environ.get("COMPLIANCE_EVENT_TYPES_FILE")
+    if extra:
+        with open(extra, encoding="utf-8") as fh:
+            types.update(json.load(fh)["types"])
+    return types
 
 
 def new_event_id() -> str:

@@ -44,9 +44,29 @@ def apply_migrations(conn: psycopg.Connection, directory: Path = SQL_DIR) -> lis
                     (m.version, m.filename, m.sha256),
                 )
             applied.append(m.filename)
+        sync_event_types(conn)
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied
+
+
+def sync_event_types(conn: psycopg.Connection) -> int:
+    """Make compliance.event_types (read by the SQL emit function) equal the registry data."""
+    import json
+
+    from compliance.events import registry_data
+
+    if conn.execute("SELECT to_regclass('compliance.event_types')").fetchone()[0] is None:  # type: ignore[index]
+        return 0
+    types = registry_data()
+    with conn.transaction():
+        conn.execute("DELETE FROM compliance.event_types WHERE NOT (event_type = ANY(%s))", (list(types),))
+        for name, spec in types.items():
+            conn.execute(
+                "INSERT INTO compliance.event_types (event_type, keep, caps, urls) VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (event_type) DO UPDATE SET keep = excluded.keep, caps = excluded.caps, urls = excluded.urls",
+                (name, list(spec.get("keep", [])), json.dumps(spec.get("caps", {})), list(spec.get("urls", []))))
+    return len(types)
 
 
 class DriftRow(NamedTuple):
