@@ -199,7 +199,7 @@ def cmd_emit(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.payload, object_pairs_hook=_no_duplicate_keys,
                              parse_constant=_no_constant)
-    except (ValueError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:
         fail(f"payload: not valid JSON ({exc}); pass a JSON object, e.g. --payload '{{\"userId\": \"u-1\"}}'")
     event = {
         "tenant_id": args.tenant_id, "event_type": args.event_type, "actor_type": args.actor_type,

@@ -49,6 +49,7 @@ __all__ = [
 ACTOR_TYPES = frozenset({"user", "service", "agent", "system", "operator"})
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_STRING_BYTES = 4 * 1024
+MAX_DEPTH = 32  # payload nesting; deeper is refused (and would exhaust recursion in every JSON library)
 REDACTED_SECRET = "<REDACTED:secret>"
 _SORT = orjson.OPT_SORT_KEYS
 _new_tuple = tuple.__new__
@@ -279,7 +280,7 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     if type(tenant_id) is not str or not _TENANT_RE.fullmatch(tenant_id):
         raise EventRefused("tenant_id", "is required: 1 to 128 characters of A-Z a-z 0-9 . _ : -")
     actor_type = raw.get("actor_type")
-    if actor_type not in ACTOR_TYPES:
+    if type(actor_type) is not str or actor_type not in ACTOR_TYPES:
         raise EventRefused("actor_type", f"must be one of {', '.join(sorted(ACTOR_TYPES))}; got {actor_type!r}")
     event_type = raw.get("event_type")
     rule = registry.rules.get(event_type) if type(event_type) is str else None
@@ -300,7 +301,7 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     kept = walk.redact(payload, rule, "")
     try:
         # orjson's sorted output is RFC 8785 unless a key lies outside the BMP (RFC 8785 sorts by UTF-16).
-        payload_jcs = (canonical_str(_plain(kept)) if walk.exact_needed
+        payload_jcs = (canonical_str(_plain(kept, walk.floats)) if walk.exact_needed
                        else orjson.dumps(kept, option=_SORT).decode("utf-8"))
     except (CanonicalError, orjson.JSONEncodeError) as exc:
         path = getattr(exc, "path", "")
@@ -314,10 +315,22 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     ))
 
 
+def _depth_ok(value: Any, depth: int = 0) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    if type(value) is list or type(value) is tuple:
+        return all(_depth_ok(v, depth + 1) for v in value)
+    return True
+
+
 def _check_size(payload: dict[str, Any]) -> None:
     try:
         size = len(orjson.dumps(payload))
     except (orjson.JSONEncodeError, TypeError):
+        if not _depth_ok(payload):
+            raise EventRefused("payload", f"is nested deeper than {MAX_DEPTH} levels") from None
         try:
             size = len(canonical_str(payload).encode("utf-8"))
         except CanonicalError as exc:
@@ -326,26 +339,27 @@ def _check_size(payload: dict[str, Any]) -> None:
         raise EventRefused("payload", f"is {size} bytes serialized; the limit is {MAX_PAYLOAD_BYTES} (64 KiB)")
 
 
-def _plain(value: Any) -> Any:
-    """Fragments back to floats, for the exact serializer."""
+def _plain(value: Any, floats: dict[int, float]) -> Any:
+    """Fragments back to the floats they stand for, for the exact serializer."""
     kind = type(value)
     if kind is orjson.Fragment:
-        return float(value.contents)
+        return floats[id(value)]
     if kind is dict:
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: _plain(v, floats) for k, v in value.items()}
     if kind is list:
-        return [_plain(v) for v in value]
+        return [_plain(v, floats) for v in value]
     return value
 
 
 class _Walk:
     """One pass over a payload: allow-list, URL credentials, secret scrubbing, caps, number checks."""
 
-    __slots__ = ("redacted", "exact_needed")
+    __slots__ = ("redacted", "exact_needed", "floats")
 
     def __init__(self, redacted: set[str]) -> None:
         self.redacted = redacted
         self.exact_needed = False
+        self.floats: dict[int, float] = {}  # id(Fragment) -> the float it stands for (kept alive by the payload)
 
     def redact(self, obj: dict[str, Any], rule: TypeRule, prefix: str) -> dict[str, Any]:
         kept: dict[str, Any] = {}
@@ -366,7 +380,7 @@ class _Walk:
                 self.redacted.add(prefix + key)
         return kept
 
-    def scrub(self, value: Any, path: str, cap: int) -> Any:
+    def scrub(self, value: Any, path: str, cap: int, depth: int = 1) -> Any:
         kind = type(value)
         if kind is str:
             n = len(value)
@@ -382,6 +396,8 @@ class _Walk:
             if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 raise EventRefused(f"payload.{path}", f"integer {value} is outside +-(2**53 - 1); send it as a string")
             return value
+        if depth > MAX_DEPTH and (kind is dict or kind is list or kind is tuple):
+            raise EventRefused("payload", f"is nested deeper than {MAX_DEPTH} levels")
         if kind is dict:
             out = {}
             for k, v in value.items():
@@ -389,15 +405,17 @@ class _Walk:
                     raise EventRefused(f"payload.{path}", f"object key {k!r} is not a string")
                 if k and max(k) > "\uffff":
                     self.exact_needed = True
-                out[k] = self.scrub(v, f"{path}.{k}", cap)
+                out[k] = self.scrub(v, f"{path}.{k}", cap, depth + 1)
             return out
         if kind is list or kind is tuple:
-            return [self.scrub(v, path, cap) for v in value]
+            return [self.scrub(v, path, cap, depth + 1) for v in value]
         if kind is float:
             if value != value or value in (_INF, -_INF):
                 raise EventRefused(f"payload.{path}", f"{value} is not a JSON number")
             # orjson writes a Fragment verbatim: the number in its RFC 8785 (ECMAScript) form.
-            return orjson.Fragment(format_number(value))
+            fragment = orjson.Fragment(format_number(value))
+            self.floats[id(fragment)] = value
+            return fragment
         if value is None or kind is bool:
             return value
         raise EventRefused(f"payload.{path}", f"{kind.__name__} is not a JSON type")

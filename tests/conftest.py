@@ -28,6 +28,17 @@ from compliance.settings import Settings  # noqa: E402
 from tasks.schema import apply_migrations  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--fuzz-examples", type=int, default=None,
+                     help="hypothesis examples per property/fuzz test (default 1500; e.g. 100000 for a long run)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    examples = config.getoption("--fuzz-examples")
+    if examples:
+        os.environ["COMPLIANCE_FUZZ_EXAMPLES"] = str(examples)
 TEMPLATE = "compliance_template"
 
 
