@@ -17,28 +17,24 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from _stack import bench_stack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from drain import load_outbox
 
-from cli.devstack import Postgres, free_port, start_s3_server  # noqa: E402
-from compliance.merkle import tree_root_and_paths  # noqa: E402
-from compliance.settings import Settings  # noqa: E402
-from drain import load_outbox  # noqa: E402
-from tasks.anchoring import anchor_once, pending_heads, range_hashes  # noqa: E402
-from tasks.db import connect  # noqa: E402
-from tasks.drain import drain_pending  # noqa: E402
-from tasks.schema import apply_migrations  # noqa: E402
-from tasks.signing import SigningKey  # noqa: E402
-from tasks.storage import provision_anchor_bucket, s3_client  # noqa: E402
+from compliance.merkle import tree_root_and_paths
+from compliance.settings import Settings
+from tasks.anchoring import anchor_once, pending_heads, range_hashes
+from tasks.db import connect
+from tasks.drain import drain_pending
+from tasks.signing import SigningKey
+from tasks.storage import provision_anchor_bucket, s3_client
 
 
 def main() -> None:
@@ -47,19 +43,12 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1_000)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-anchor-"))
-    os.chmod(work, 0o755)
-    pg = Postgres(work / "pg" / "data", free_port())
-    s3_port = free_port()
-    s3_pid = None
-    try:
-        pg.start()
-        s3_pid = start_s3_server(s3_port, work / "s3.log")
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            apply_migrations(conn)
-        settings = Settings(database_url=pg.url, s3_endpoint_url=f"http://127.0.0.1:{s3_port}", anchor_bucket="bench")
+    with bench_stack(s3=True) as stack:
+        settings = Settings(
+            database_url=stack.database_url, s3_endpoint_url=stack.s3_endpoint_url, anchor_bucket="bench"
+        )
         provision_anchor_bucket(s3_client(settings), "bench", mode="GOVERNANCE", retention_days=1)
-        load_outbox(pg.url, args.events, args.tenants)
+        load_outbox(stack.database_url, args.events, args.tenants)
         drain_pending.fn(settings)
         key = SigningKey(Ed25519PrivateKey.generate())
 
@@ -89,17 +78,22 @@ def main() -> None:
         sha_seconds = time.perf_counter() - started
 
         total = anchor_seconds + paths_seconds
-        print(json.dumps({
-            "bench": "anchor", "events": args.events, "tenants": args.tenants,
-            "anchor_seconds": round(anchor_seconds, 2), "every_event_path_seconds": round(paths_seconds, 2),
-            "total_seconds": round(total, 2), "raw_sha256_seconds_for_as_many_64_byte_inputs": round(sha_seconds, 2),
-            "cadence_id": outcome.cadence_id, "target": {"total_seconds": 5}, "ok": total < 5,
-        }))
-    finally:
-        pg.stop("immediate")
-        if s3_pid:
-            os.killpg(s3_pid, 15)
-        shutil.rmtree(work, ignore_errors=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "anchor",
+                    "events": args.events,
+                    "tenants": args.tenants,
+                    "anchor_seconds": round(anchor_seconds, 2),
+                    "every_event_path_seconds": round(paths_seconds, 2),
+                    "total_seconds": round(total, 2),
+                    "raw_sha256_seconds_for_as_many_64_byte_inputs": round(sha_seconds, 2),
+                    "cadence_id": outcome.cadence_id,
+                    "target": {"total_seconds": 5},
+                    "ok": total < 5,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -22,21 +22,50 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import rfc8785  # noqa: E402
+import rfc8785
 
-from compliance.chain import GENESIS_HASH, canonical_body  # noqa: E402
-from compliance.events import Registry, prepare_event  # noqa: E402
+from compliance.chain import GENESIS_HASH, canonical_body
+from compliance.events import Registry, prepare_event
 
 TYPES = [
-    ("auth.signin.success", lambda r, i: {"userId": f"u-{i % 5000}", "method": r.choice(["password", "sso", "passkey"]),
-                                          "ip": f"10.{i % 256}.{(i >> 8) % 256}.{i % 7}", "userAgent": "Mozilla/5.0 (X11)",
-                                          "password": "hunter2"}),
-    ("auth.signin.failure", lambda r, i: {"userId": f"u-{i % 5000}", "email": f"user{i % 5000}@example.com",
-                                          "method": "password", "reason": "bad_password", "ip": "192.168.1.20"}),
-    ("agent.skills_changed", lambda r, i: {"agentId": f"a-{i % 300}", "addedSkills": ["search", "mail"],
-                                           "removedSkills": [], "reason": "quarterly review"}),
-    ("policy.evaluated", lambda r, i: {"policyId": f"p-{i % 40}", "decision": r.choice(["allow", "deny"]),
-                                       "reason": None, "subject": {"score": 0.25, "resource": f"doc-{i}"}}),
+    (
+        "auth.signin.success",
+        lambda r, i: {
+            "userId": f"u-{i % 5000}",
+            "method": r.choice(["password", "sso", "passkey"]),
+            "ip": f"10.{i % 256}.{(i >> 8) % 256}.{i % 7}",
+            "userAgent": "Mozilla/5.0 (X11)",
+            "password": "hunter2",
+        },
+    ),
+    (
+        "auth.signin.failure",
+        lambda r, i: {
+            "userId": f"u-{i % 5000}",
+            "email": f"user{i % 5000}@example.com",
+            "method": "password",
+            "reason": "bad_password",
+            "ip": "192.168.1.20",
+        },
+    ),
+    (
+        "agent.skills_changed",
+        lambda r, i: {
+            "agentId": f"a-{i % 300}",
+            "addedSkills": ["search", "mail"],
+            "removedSkills": [],
+            "reason": "quarterly review",
+        },
+    ),
+    (
+        "policy.evaluated",
+        lambda r, i: {
+            "policyId": f"p-{i % 40}",
+            "decision": r.choice(["allow", "deny"]),
+            "reason": None,
+            "subject": {"score": 0.25, "resource": f"doc-{i}"},
+        },
+    ),
     ("user.invited", lambda r, i: {"email": f"new{i}@example.com", "role": "member", "invitedBy": f"u-{i % 50}"}),
     ("mcp.added", lambda r, i: {"mcpId": f"m-{i % 90}", "url": "https://mcp.example.com/v1", "scopes": ["read"]}),
 ]
@@ -47,15 +76,17 @@ def make_events(n: int) -> list[dict]:
     out = []
     for i in range(n):
         etype, payload = TYPES[i % len(TYPES)]
-        out.append({
-            "tenant_id": f"tenant-{i % 1000:04d}",
-            "occurred_at": f"2026-11-22T{i // 3600000 % 24:02d}:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}123Z",
-            "actor_type": r.choice(["user", "service", "agent"]),
-            "actor_id": f"actor-{i % 977}",
-            "source": "api-gateway",
-            "event_type": etype,
-            "payload": payload(r, i),
-        })
+        out.append(
+            {
+                "tenant_id": f"tenant-{i % 1000:04d}",
+                "occurred_at": f"2026-11-22T{i // 3600000 % 24:02d}:{i // 60000 % 60:02d}:{i // 1000 % 60:02d}.{i % 1000:03d}123Z",
+                "actor_type": r.choice(["user", "service", "agent"]),
+                "actor_id": f"actor-{i % 977}",
+                "source": "api-gateway",
+                "event_type": etype,
+                "payload": payload(r, i),
+            }
+        )
     return out
 
 
@@ -78,9 +109,17 @@ def main() -> None:
     for seq, raw in enumerate(events, 1):
         e = prepare_event(raw, registry)
         body = canonical_body(
-            seq=seq, event_id=e.event_id, tenant_id=e.tenant_id, occurred_at=e.occurred_at, recorded_at=recorded_at,
-            actor_type=e.actor_type, actor_id=e.actor_id, source=e.source, event_type=e.event_type,
-            payload_jcs=e.payload_jcs, redacted_fields_jcs=e.redacted_fields_jcs,
+            seq=seq,
+            event_id=e.event_id,
+            tenant_id=e.tenant_id,
+            occurred_at=e.occurred_at,
+            recorded_at=recorded_at,
+            actor_type=e.actor_type,
+            actor_id=e.actor_id,
+            source=e.source,
+            event_type=e.event_type,
+            payload_jcs=e.payload_jcs,
+            redacted_fields_jcs=e.redacted_fields_jcs,
         )
         prev = sha256(prev + body).digest()
         if seq <= REFERENCE_SAMPLE:
@@ -91,17 +130,36 @@ def main() -> None:
     # The reference: the same body objects, serialised by rfc8785 and hashed.
     sample = prepared
     objects = [
-        {"v": 1, "seq": i, "event_id": e.event_id, "tenant_id": e.tenant_id, "occurred_at": e.occurred_at,
-         "recorded_at": recorded_at, "actor": {"type": e.actor_type, "id": e.actor_id}, "source": e.source,
-         "event_type": e.event_type, "payload": json.loads(e.payload_jcs), "redacted_fields": list(e.redacted_fields)}
+        {
+            "v": 1,
+            "seq": i,
+            "event_id": e.event_id,
+            "tenant_id": e.tenant_id,
+            "occurred_at": e.occurred_at,
+            "recorded_at": recorded_at,
+            "actor": {"type": e.actor_type, "id": e.actor_id},
+            "source": e.source,
+            "event_type": e.event_type,
+            "payload": json.loads(e.payload_jcs),
+            "redacted_fields": list(e.redacted_fields),
+        }
         for i, e in enumerate(sample, 1)
     ]
     # Same bytes, first: the comparison is only fair if both produce the identical body.
     e0 = sample[0]
     assert rfc8785.dumps(objects[0]) == canonical_body(
-        seq=1, event_id=e0.event_id, tenant_id=e0.tenant_id, occurred_at=e0.occurred_at, recorded_at=recorded_at,
-        actor_type=e0.actor_type, actor_id=e0.actor_id, source=e0.source, event_type=e0.event_type,
-        payload_jcs=e0.payload_jcs, redacted_fields_jcs=e0.redacted_fields_jcs)
+        seq=1,
+        event_id=e0.event_id,
+        tenant_id=e0.tenant_id,
+        occurred_at=e0.occurred_at,
+        recorded_at=recorded_at,
+        actor_type=e0.actor_type,
+        actor_id=e0.actor_id,
+        source=e0.source,
+        event_type=e0.event_type,
+        payload_jcs=e0.payload_jcs,
+        redacted_fields_jcs=e0.redacted_fields_jcs,
+    )
     gc.disable()
     start = time.perf_counter()
     prev = GENESIS_HASH
@@ -112,13 +170,21 @@ def main() -> None:
 
     ours_rate = args.events / ours
     ref_rate = len(objects) / reference
-    print(json.dumps({
-        "bench": "canonical", "events": args.events, "ours_seconds": round(ours, 2),
-        "ours_events_per_s": round(ours_rate), "reference_events": len(objects),
-        "reference_events_per_s": round(ref_rate), "ratio": round(ours_rate / ref_rate, 2),
-        "target": {"events_per_s": 150_000, "ratio": 5},
-        "ok": ours_rate >= 150_000 and ours_rate / ref_rate >= 5,
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "canonical",
+                "events": args.events,
+                "ours_seconds": round(ours, 2),
+                "ours_events_per_s": round(ours_rate),
+                "reference_events": len(objects),
+                "reference_events_per_s": round(ref_rate),
+                "ratio": round(ours_rate / ref_rate, 2),
+                "target": {"events_per_s": 150_000, "ratio": 5},
+                "ok": ours_rate >= 150_000 and ours_rate / ref_rate >= 5,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,28 +16,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psutil  # noqa: E402
-import psycopg  # noqa: E402
+import psutil
+import psycopg
 
-from cli.devstack import Postgres, free_port  # noqa: E402
-from compliance.events import Registry, prepare_event  # noqa: E402
-from compliance.settings import Settings  # noqa: E402
-from tasks.drain import drain_pending  # noqa: E402
-from tasks.schema import apply_migrations  # noqa: E402
-from tasks.verify import verify_chain  # noqa: E402
+from compliance.events import Registry, prepare_event
+from compliance.settings import Settings
+from tasks.drain import drain_pending
+from tasks.verify import verify_chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from canonical import make_events  # noqa: E402
+from _stack import bench_stack
+from canonical import make_events
 
 OUTBOX_COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
 
@@ -50,7 +46,7 @@ class PeakRSS:
         self.peak = 0
         self._stop = threading.Event()
 
-    def __enter__(self) -> "PeakRSS":
+    def __enter__(self) -> PeakRSS:
         self.peak = self.proc.memory_info().rss
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -80,8 +76,19 @@ def load_outbox(url: str, events: int, tenants: int) -> None:
                 for i, r in enumerate(raw):
                     r["tenant_id"] = f"tenant-{(start + i) % tenants:04d}"
                     e = prepare_event(r, registry)
-                    copy.write_row((e.event_id, e.tenant_id, e.occurred_at, e.actor_type, e.actor_id, e.source,
-                                    e.event_type, e.payload_jcs, e.redacted_fields_jcs))
+                    copy.write_row(
+                        (
+                            e.event_id,
+                            e.tenant_id,
+                            e.occurred_at,
+                            e.actor_type,
+                            e.actor_id,
+                            e.source,
+                            e.event_type,
+                            e.payload_jcs,
+                            e.redacted_fields_jcs,
+                        )
+                    )
             conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE compliance.outbox")
@@ -96,10 +103,9 @@ def copy_baseline(url: str) -> float:
             "payload, redacted_fields, prev_hash, event_hash FROM compliance.events"
         ).fetchall()
         started = time.perf_counter()
-        with conn.transaction():
-            with conn.cursor().copy("COPY public.copy_baseline FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+        with conn.transaction(), conn.cursor().copy("COPY public.copy_baseline FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
         seconds = time.perf_counter() - started
         conn.execute("DROP TABLE public.copy_baseline")
     return len(rows) / seconds
@@ -112,14 +118,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20_000)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="bench-drain-"))
-    os.chmod(work, 0o755)
-    pg = Postgres(work / "pg" / "data", free_port())
-    try:
-        pg.start()
-        url = pg.url
-        with psycopg.connect(url, autocommit=True) as conn:
-            apply_migrations(conn)
+    with bench_stack() as stack:
+        url = stack.database_url
         load_outbox(url, args.events, args.tenants)
         settings = Settings(database_url=url)
 
@@ -135,19 +135,34 @@ def main() -> None:
 
         copy_rate = copy_baseline(url)
         drain_rate = args.events / drain_seconds
-        print(json.dumps({
-            "bench": "drain", "events": args.events, "tenants": args.tenants, "batch": args.batch,
-            "drain_seconds": round(drain_seconds, 2), "drain_events_per_s": round(drain_rate),
-            "copy_rows_per_s": round(copy_rate), "ratio": round(drain_rate / copy_rate, 2),
-            "verify_seconds": round(report.seconds, 2), "verify_events_per_s": round(args.events / report.seconds),
-            "drain_peak_rss_mb": drain_mem.peak_mb, "verify_peak_rss_mb": verify_mem.peak_mb,
-            "target": {"drain_events_per_s": 50_000, "ratio": 0.4, "verify_events_per_s": 100_000, "peak_rss_mb": 500},
-            "ok": drain_rate >= 50_000 and drain_rate / copy_rate >= 0.4 and args.events / report.seconds >= 100_000
-            and max(drain_mem.peak_mb, verify_mem.peak_mb) < 500,
-        }))
-    finally:
-        pg.stop("immediate")
-        shutil.rmtree(work, ignore_errors=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "drain",
+                    "events": args.events,
+                    "tenants": args.tenants,
+                    "batch": args.batch,
+                    "drain_seconds": round(drain_seconds, 2),
+                    "drain_events_per_s": round(drain_rate),
+                    "copy_rows_per_s": round(copy_rate),
+                    "ratio": round(drain_rate / copy_rate, 2),
+                    "verify_seconds": round(report.seconds, 2),
+                    "verify_events_per_s": round(args.events / report.seconds),
+                    "drain_peak_rss_mb": drain_mem.peak_mb,
+                    "verify_peak_rss_mb": verify_mem.peak_mb,
+                    "target": {
+                        "drain_events_per_s": 50_000,
+                        "ratio": 0.4,
+                        "verify_events_per_s": 100_000,
+                        "peak_rss_mb": 500,
+                    },
+                    "ok": drain_rate >= 50_000
+                    and drain_rate / copy_rate >= 0.4
+                    and args.events / report.seconds >= 100_000
+                    and max(drain_mem.peak_mb, verify_mem.peak_mb) < 500,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

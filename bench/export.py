@@ -13,29 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import psycopg  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+import psycopg
+from _stack import bench_stack
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from drain import PeakRSS, load_outbox
 
-from cli.devstack import Postgres, free_port, start_s3_server  # noqa: E402
-from compliance.settings import Settings  # noqa: E402
-from compliance.verify_export import ExportVerifier  # noqa: E402
-from drain import PeakRSS, load_outbox  # noqa: E402
-from tasks.anchoring import anchor_once  # noqa: E402
-from tasks.drain import drain_pending  # noqa: E402
-from tasks.exports import request_export, run_job  # noqa: E402
-from tasks.schema import apply_migrations  # noqa: E402
-from tasks.signing import SigningKey  # noqa: E402
-from tasks.storage import S3AnchorStore, provision_anchor_bucket, provision_export_bucket, s3_client  # noqa: E402
+from compliance.settings import Settings
+from compliance.verify_export import ExportVerifier
+from tasks.anchoring import anchor_once
+from tasks.drain import drain_pending
+from tasks.exports import request_export, run_job
+from tasks.signing import SigningKey
+from tasks.storage import S3AnchorStore, provision_anchor_bucket, provision_export_bucket, s3_client
 
 WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
 
@@ -45,22 +41,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--tenants", type=int, default=1_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-export-"))
-    os.chmod(work, 0o755)
-    pg = Postgres(work / "pg" / "data", free_port())
-    s3_port = free_port()
-    s3_pid = None
-    try:
-        pg.start()
-        s3_pid = start_s3_server(s3_port, work / "s3.log")
-        with psycopg.connect(pg.url, autocommit=True) as conn:
-            apply_migrations(conn)
-        settings = Settings(database_url=pg.url, s3_endpoint_url=f"http://127.0.0.1:{s3_port}", anchor_bucket="anchors",
-                            export_bucket="exports", operator_emails=frozenset({"ops@example.com"}))
+    with bench_stack(s3=True) as stack:
+        settings = Settings(
+            database_url=stack.database_url,
+            s3_endpoint_url=stack.s3_endpoint_url,
+            anchor_bucket="anchors",
+            export_bucket="exports",
+            operator_emails=frozenset({"ops@example.com"}),
+        )
         s3 = s3_client(settings)
         provision_anchor_bucket(s3, "anchors", mode="GOVERNANCE", retention_days=1)
         provision_export_bucket(s3, "exports")
-        load_outbox(pg.url, args.events, args.tenants)
+        load_outbox(stack.database_url, args.events, args.tenants)
         drain_pending.fn(settings)
         anchor_once(settings, SigningKey(Ed25519PrivateKey.generate()))
 
@@ -72,45 +64,55 @@ def main() -> None:
                 outcome = run_job(settings, job)
                 seconds = time.perf_counter() - started
             assert outcome is not None and outcome.rows == args.events
-            results[fmt] = {"seconds": round(seconds, 2), "peak_rss_mb": mem.peak_mb, "key": outcome.data_key,
-                            "manifest": outcome.manifest_key}
+            results[fmt] = {
+                "seconds": round(seconds, 2),
+                "peak_rss_mb": mem.peak_mb,
+                "key": outcome.data_key,
+                "manifest": outcome.manifest_key,
+            }
 
-        with psycopg.connect(pg.url) as conn, PeakRSS() as copy_mem:
+        with psycopg.connect(stack.database_url) as conn:
             started = time.perf_counter()
             size = 0
             with conn.cursor().copy(
                 "COPY (SELECT tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, "
                 "event_type, payload, redacted_fields, prev_hash, event_hash FROM compliance.events "
                 "WHERE occurred_at >= '2026-11-22' AND occurred_at < '2026-11-23' ORDER BY tenant_id, seq) "
-                "TO STDOUT WITH (FORMAT csv)") as copy:
+                "TO STDOUT WITH (FORMAT csv)"
+            ) as copy:
                 for chunk in copy:
                     size += len(chunk)
             copy_seconds = time.perf_counter() - started
 
-        data = work / "events.csv"
+        data = stack.workdir / "events.csv"
         s3.download_file("exports", results["csv"]["key"], str(data))
         manifest = json.loads(s3.get_object(Bucket="exports", Key=results["csv"]["manifest"])["Body"].read())
         with PeakRSS() as verify_mem:
             report = ExportVerifier(S3AnchorStore(s3, "anchors"), manifest).verify_file(data)
         assert report.ok and report.anchored == args.events, report.summary()
 
-        print(json.dumps({
-            "bench": "export", "events": args.events, "tenants": args.tenants,
-            "csv_seconds": results["csv"]["seconds"], "csv_peak_rss_mb": results["csv"]["peak_rss_mb"],
-            "ndjson_seconds": results["ndjson"]["seconds"], "ndjson_peak_rss_mb": results["ndjson"]["peak_rss_mb"],
-            "copy_to_stdout_seconds": round(copy_seconds, 2), "copy_bytes": size,
-            "verify_seconds": round(report.seconds, 2), "verify_rows_per_s": round(args.events / report.seconds),
-            "verify_peak_rss_mb": verify_mem.peak_mb,
-            "target": {"export_seconds": 15, "peak_rss_mb": 500, "verify_rows_per_s": 100_000},
-            "ok": max(results["csv"]["seconds"], results["ndjson"]["seconds"]) < 15
-            and max(results["csv"]["peak_rss_mb"], results["ndjson"]["peak_rss_mb"]) < 500
-            and args.events / report.seconds >= 100_000,
-        }))
-    finally:
-        pg.stop("immediate")
-        if s3_pid:
-            os.killpg(s3_pid, 15)
-        shutil.rmtree(work, ignore_errors=True)
+        print(
+            json.dumps(
+                {
+                    "bench": "export",
+                    "events": args.events,
+                    "tenants": args.tenants,
+                    "csv_seconds": results["csv"]["seconds"],
+                    "csv_peak_rss_mb": results["csv"]["peak_rss_mb"],
+                    "ndjson_seconds": results["ndjson"]["seconds"],
+                    "ndjson_peak_rss_mb": results["ndjson"]["peak_rss_mb"],
+                    "copy_to_stdout_seconds": round(copy_seconds, 2),
+                    "copy_bytes": size,
+                    "verify_seconds": round(report.seconds, 2),
+                    "verify_rows_per_s": round(args.events / report.seconds),
+                    "verify_peak_rss_mb": verify_mem.peak_mb,
+                    "target": {"export_seconds": 15, "peak_rss_mb": 500, "verify_rows_per_s": 100_000},
+                    "ok": max(results["csv"]["seconds"], results["ndjson"]["seconds"]) < 15
+                    and max(results["csv"]["peak_rss_mb"], results["ndjson"]["peak_rss_mb"]) < 500
+                    and args.events / report.seconds >= 100_000,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

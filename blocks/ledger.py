@@ -15,7 +15,7 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-__all__ = ["DatabaseBlock", "AnchorStoreBlock", "LedgerSettingsBlock", "register_and_fill"]
+__all__ = ["AnchorStoreBlock", "DatabaseBlock", "LedgerSettingsBlock", "register_and_fill"]
 
 
 class DatabaseBlock(Block):
@@ -24,14 +24,22 @@ class DatabaseBlock(Block):
     _block_type_name = "Compliance Database"
     _description = "PostgreSQL connection URLs of the compliance ledger, one per role."
 
-    owner_url: SecretStr = Field(description="URL of the schema owner: migrations, drift checks. "
-                                 "postgresql://user:password@host:port/db")
-    writer_url: SecretStr | None = Field(default=None, description="compliance_writer: may only add to the outbox "
-                                         "(emitting applications). Empty: the owner URL with SET ROLE.")
-    drainer_url: SecretStr | None = Field(default=None, description="compliance_drainer: chains outbox rows "
-                                          "(drain-outbox). Empty: the owner URL with SET ROLE.")
-    reader_url: SecretStr | None = Field(default=None, description="compliance_reader: read only (verify, "
-                                         "events-query). Empty: the owner URL with SET ROLE.")
+    owner_url: SecretStr = Field(
+        description="URL of the schema owner: migrations, drift checks. postgresql://user:password@host:port/db"
+    )
+    writer_url: SecretStr | None = Field(
+        default=None,
+        description="compliance_writer: may only add to the outbox "
+        "(emitting applications). Empty: the owner URL with SET ROLE.",
+    )
+    drainer_url: SecretStr | None = Field(
+        default=None,
+        description="compliance_drainer: chains outbox rows (drain-outbox). Empty: the owner URL with SET ROLE.",
+    )
+    reader_url: SecretStr | None = Field(
+        default=None,
+        description="compliance_reader: read only (verify, events-query). Empty: the owner URL with SET ROLE.",
+    )
 
 
 class AnchorStoreBlock(Block):
@@ -42,14 +50,18 @@ class AnchorStoreBlock(Block):
 
     anchor_bucket: str = Field(description="Bucket with Object Lock enabled at creation (versioning on).")
     export_bucket: str = Field(description="Versioned bucket for export files; objects expire by lifecycle.")
-    endpoint_url: str | None = Field(default=None, description="S3 endpoint; empty for AWS S3 (MinIO or the local "
-                                     "moto server otherwise).")
+    endpoint_url: str | None = Field(
+        default=None, description="S3 endpoint; empty for AWS S3 (MinIO or the local moto server otherwise)."
+    )
     object_lock_mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
-        default="GOVERNANCE", description="COMPLIANCE is required in prod and irreversible: not even the root "
-        "account can shorten it. GOVERNANCE is refused in prod.")
+        default="GOVERNANCE",
+        description="COMPLIANCE is required in prod and irreversible: not even the root "
+        "account can shorten it. GOVERNANCE is refused in prod.",
+    )
     retention_days: int = Field(default=365, ge=1, description="Object Lock retention of every anchor object.")
-    credentials_block: str | None = Field(default=None, description="Name of a prefect-aws AwsCredentials block; "
-                                          "empty for the ambient credentials.")
+    credentials_block: str | None = Field(
+        default=None, description="Name of a prefect-aws AwsCredentials block; empty for the ambient credentials."
+    )
 
 
 class LedgerSettingsBlock(Block):
@@ -58,13 +70,17 @@ class LedgerSettingsBlock(Block):
     _block_type_name = "Compliance Ledger Settings"
     _description = "Operators, stage, caps and alert thresholds of the compliance ledger."
 
-    stage: Literal["dev", "staging", "prod"] = Field(default="dev", description="Deployment stage; decides which "
-                                                     "Object Lock mode is allowed.")
-    operator_emails: list[str] = Field(default_factory=list, description="Who may request exports and read across "
-                                       "tenants.")
+    stage: Literal["dev", "staging", "prod"] = Field(
+        default="dev", description="Deployment stage; decides which Object Lock mode is allowed."
+    )
+    operator_emails: list[str] = Field(
+        default_factory=list, description="Who may request exports and read across tenants."
+    )
     drain_batch_size: int = Field(default=20_000, ge=1, description="Outbox rows chained per transaction.")
-    export_rate_limit_per_hour: int = Field(default=10, description="Export requests per operator per rolling hour "
-                                            "(SPEC: 10; shown for reference, not configurable).")
+    export_rate_limit_per_hour: int = Field(
+        default=10,
+        description="Export requests per operator per rolling hour (SPEC: 10; shown for reference, not configurable).",
+    )
     anchor_lag_alert_seconds: int = Field(default=1800, description="Alert when the oldest unanchored event is older.")
     outbox_depth_alert: int = Field(default=10_000, description="Alert when more events wait in the outbox.")
     outbox_age_alert_seconds: int = Field(default=300, description="Alert when an event waits longer in the outbox.")
@@ -76,16 +92,20 @@ def register_and_fill(env: dict[str, str]) -> list[str]:
     for block_type in (DatabaseBlock, AnchorStoreBlock, LedgerSettingsBlock):
         block_type.register_type_and_schema(_sync=True)  # type: ignore[call-arg]
     DatabaseBlock(owner_url=SecretStr(env["COMPLIANCE_DATABASE_URL"])).save(
-        "compliance-database", overwrite=True, _sync=True)  # type: ignore[call-arg]
+        "compliance-database", overwrite=True, _sync=True
+    )  # type: ignore[call-arg]
     saved.append("compliance-database")
-    AnchorStoreBlock(anchor_bucket=env["COMPLIANCE_ANCHOR_BUCKET"], export_bucket=env["COMPLIANCE_EXPORT_BUCKET"],
-                     endpoint_url=env.get("COMPLIANCE_S3_ENDPOINT_URL"),
-                     object_lock_mode="COMPLIANCE" if env.get("COMPLIANCE_STAGE") == "prod" else "GOVERNANCE",
-                     retention_days=int(env.get("COMPLIANCE_RETENTION_DAYS", "365"))).save(
-        "compliance-anchor-store", overwrite=True, _sync=True)  # type: ignore[call-arg]
+    AnchorStoreBlock(
+        anchor_bucket=env["COMPLIANCE_ANCHOR_BUCKET"],
+        export_bucket=env["COMPLIANCE_EXPORT_BUCKET"],
+        endpoint_url=env.get("COMPLIANCE_S3_ENDPOINT_URL"),
+        object_lock_mode="COMPLIANCE" if env.get("COMPLIANCE_STAGE") == "prod" else "GOVERNANCE",
+        retention_days=int(env.get("COMPLIANCE_RETENTION_DAYS", "365")),
+    ).save("compliance-anchor-store", overwrite=True, _sync=True)  # type: ignore[call-arg]
     saved.append("compliance-anchor-store")
-    LedgerSettingsBlock(stage=env.get("COMPLIANCE_STAGE", "dev"),  # type: ignore[arg-type]
-                        operator_emails=[e for e in env.get("COMPLIANCE_OPERATOR_EMAILS", "").split(",") if e]).save(
-        "compliance-settings", overwrite=True, _sync=True)  # type: ignore[call-arg]
+    LedgerSettingsBlock(
+        stage=env.get("COMPLIANCE_STAGE", "dev"),  # type: ignore[arg-type]
+        operator_emails=[e for e in env.get("COMPLIANCE_OPERATOR_EMAILS", "").split(",") if e],
+    ).save("compliance-settings", overwrite=True, _sync=True)  # type: ignore[call-arg]
     saved.append("compliance-settings")
     return saved

@@ -100,8 +100,14 @@ def _run_pg(args: list[str], log: Path | None = None) -> None:
 
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        result = subprocess.run(args, preexec_fn=demote, stdout=out, stderr=subprocess.STDOUT, env={
-            **os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}, cwd="/")
+        result = subprocess.run(
+            args,
+            preexec_fn=demote,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+            cwd="/",
+        )
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
@@ -143,8 +149,21 @@ class Postgres:
             os.chown(self.data_dir, uid, gid)  # type: ignore[arg-type]
             os.chown(self.data_dir.parent, uid, gid)  # type: ignore[arg-type]
         log = self.data_dir.parent / "initdb.log"
-        _run_pg([pg_bin("initdb"), "-D", str(self.data_dir), "-U", ADMIN_USER, "--auth-local=trust",
-                 "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"], log)
+        _run_pg(
+            [
+                pg_bin("initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                ADMIN_USER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            log,
+        )
         # The owner logs in without a password only over loopback; the three roles need theirs.
         hba = self.data_dir / "pg_hba.conf"
         hba.write_text(
@@ -162,8 +181,21 @@ class Postgres:
         if self.running():
             return
         self.init()
-        _run_pg([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-o", f"-p {self.port}", "-l",
-                 str(self.data_dir.parent / "postgres.log"), "-w", "-t", "60", "start"])
+        _run_pg(
+            [
+                pg_bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                f"-p {self.port}",
+                "-l",
+                str(self.data_dir.parent / "postgres.log"),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
         self._ensure_database()
 
     def _ensure_database(self) -> None:
@@ -182,8 +214,15 @@ class Postgres:
 def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True, env=env or os.environ.copy(), cwd=str(log.parent))
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env or os.environ.copy(),
+            cwd=str(log.parent),
+        )
     return proc.pid
 
 
@@ -209,8 +248,12 @@ def start_s3_server(port: int, log: Path) -> int:
 
 def start_prefect_server(port: int, home: Path, log: Path) -> int:
     exe = shutil.which("prefect") or str(Path(sys.executable).parent / "prefect")
-    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
+    }
     env.pop("PREFECT_API_URL", None)
     pid = _spawn([exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)], log, env)
     _wait_http(f"http://127.0.0.1:{port}/api/health", 90, "the Prefect server", log)

@@ -4,11 +4,10 @@ deployment, stuck exports and schema drift, on one screen."""
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from typing import Any
 
 from compliance.settings import Settings
-from compliance.watchdog import THRESHOLDS, judge
+from compliance.watchdog import judge
 from tasks.db import connect, owner_connection
 from tasks.schema import drift_report
 
@@ -18,19 +17,26 @@ STALE_SECONDS = 600
 
 def collect(settings: Settings) -> dict[str, Any]:
     with connect(settings, "compliance_reader", autocommit=True) as conn:
-        row = conn.execute("SELECT run_at, figures FROM compliance.watchdog_runs ORDER BY run_at DESC LIMIT 1"
-                           ).fetchone()
+        row = conn.execute(
+            "SELECT run_at, figures FROM compliance.watchdog_runs ORDER BY run_at DESC LIMIT 1"
+        ).fetchone()
         live = conn.execute(
             "SELECT (SELECT count(*) FROM compliance.outbox), (SELECT min(enqueued_at) FROM compliance.outbox), "
             "(SELECT count(*) FROM compliance.outbox_poison), (SELECT count(*) FROM compliance.export_jobs "
-            "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()").fetchone()
+            "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()"
+        ).fetchone()
     with owner_connection(settings) as conn:
         drift = [r._asdict() for r in drift_report(conn) if r.status != "APPLIED"]
     now = live[4]
     figures = dict(row[1]) if row else {}
     # The outbox figures are read live (cheap); the rest come from the watchdog's last run.
-    figures.update({"outbox_depth": live[0], "poison_rows": live[2],
-                    "outbox_oldest_age_seconds": 0 if live[1] is None else round((now - live[1]).total_seconds(), 1)})
+    figures.update(
+        {
+            "outbox_depth": live[0],
+            "poison_rows": live[2],
+            "outbox_oldest_age_seconds": 0 if live[1] is None else round((now - live[1]).total_seconds(), 1),
+        }
+    )
     judgements = judge(figures)
     watchdog_age = None if row is None else (now - row[0]).total_seconds()
     critical = [f"{j.figure} is {j.state}" for j in judgements.values() if j.state == "critical"]
@@ -39,9 +45,13 @@ def collect(settings: Settings) -> dict[str, Any]:
     if watchdog_age is not None and watchdog_age > STALE_SECONDS:
         critical.append("no watchdog run in the last 10 minutes")
     return {
-        "at": now.isoformat(), "watchdog_last_run_age_seconds": watchdog_age,
+        "at": now.isoformat(),
+        "watchdog_last_run_age_seconds": watchdog_age,
         "figures": [{**j._asdict()} for j in judgements.values()],
-        "stuck_exports_now": live[3], "drift": drift, "last_runs": _last_runs(), "critical": critical,
+        "stuck_exports_now": live[3],
+        "drift": drift,
+        "last_runs": _last_runs(),
+        "critical": critical,
     }
 
 
@@ -56,10 +66,17 @@ def _last_runs() -> dict[str, Any]:
         out: dict[str, Any] = {}
         with get_client(sync_client=True) as client:
             for name in FLOWS:
-                runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[name])),
-                                             sort=FlowRunSort.START_TIME_DESC, limit=1)
-                out[name] = None if not runs else {
-                    "state": runs[0].state_name, "start": runs[0].start_time.isoformat() if runs[0].start_time else None}
+                runs = client.read_flow_runs(
+                    flow_filter=FlowFilter(name=FlowFilterName(any_=[name])), sort=FlowRunSort.START_TIME_DESC, limit=1
+                )
+                out[name] = (
+                    None
+                    if not runs
+                    else {
+                        "state": runs[0].state_name,
+                        "start": runs[0].start_time.isoformat() if runs[0].start_time else None,
+                    }
+                )
         return out
     except Exception as exc:
         return {"note": f"could not read the Prefect API: {exc}"}
@@ -79,8 +96,10 @@ def render(report: dict[str, Any]) -> None:
         table.add_row(f["figure"], str(f["value"]), limit, f"[{colour[f['state']]}]{f['state']}[/]")
     console.print(table)
     age = report["watchdog_last_run_age_seconds"]
-    console.print(f"last watchdog run: {'never' if age is None else f'{age:.0f} s ago'}; "
-                  f"exports running over 15 min now: {report['stuck_exports_now']}")
+    console.print(
+        f"last watchdog run: {'never' if age is None else f'{age:.0f} s ago'}; "
+        f"exports running over 15 min now: {report['stuck_exports_now']}"
+    )
     runs = Table(title="last run per deployment", title_justify="left")
     runs.add_column("flow")
     runs.add_column("state")
@@ -93,8 +112,11 @@ def render(report: dict[str, Any]) -> None:
             runs.add_row(name, run["state"] if run else "-", (run or {}).get("start") or "-")
         console.print(runs)
     drift = report["drift"]
-    console.print("schema: all declared objects APPLIED" if not drift else
-                  "schema: " + "; ".join(f"{d['status']} {d['kind']} {d['name']}" for d in drift))
+    console.print(
+        "schema: all declared objects APPLIED"
+        if not drift
+        else "schema: " + "; ".join(f"{d['status']} {d['kind']} {d['name']}" for d in drift)
+    )
     if report["critical"]:
         console.print("[bold red]CRITICAL: " + "; ".join(report["critical"]) + "[/]")
     else:

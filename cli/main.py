@@ -7,7 +7,9 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, NoReturn
+from collections.abc import Callable
+from datetime import UTC
+from typing import Any, NoReturn
 
 from compliance.settings import Settings, SettingsError
 
@@ -38,8 +40,10 @@ def resolve_settings(*, s3: bool = False) -> Settings:
         _migrate_quietly(updates["database_url"])
         if stack.prefect_url_if_running() and not os.environ.get("PREFECT_API_URL"):
             os.environ["PREFECT_API_URL"] = stack.prefect_url_if_running()  # type: ignore[assignment]
-    if s3 and settings.s3_endpoint_url is None and not (
-        os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
+    if (
+        s3
+        and settings.s3_endpoint_url is None
+        and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
     ):
         from cli.devstack import Stack
 
@@ -49,7 +53,10 @@ def resolve_settings(*, s3: bool = False) -> Settings:
 
         settings = replace(settings, **updates)
         # Flows and subprocesses read the environment: let them see the local stack too.
-        for key, var in (("database_url", "COMPLIANCE_DATABASE_URL"), ("s3_endpoint_url", "COMPLIANCE_S3_ENDPOINT_URL")):
+        for key, var in (
+            ("database_url", "COMPLIANCE_DATABASE_URL"),
+            ("s3_endpoint_url", "COMPLIANCE_S3_ENDPOINT_URL"),
+        ):
             if key in updates:
                 os.environ[var] = updates[key]
         if "s3_endpoint_url" in updates:
@@ -167,7 +174,9 @@ def cmd_roles_rotate(args: argparse.Namespace) -> int:
     with owner_connection(settings) as conn:
         for role, password in passwords.items():
             # Open sessions keep running: PostgreSQL checks passwords only at login.
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password)))
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
+            )
     for role in ROLES:
         print(f"{role}: new password stored in {stored[role]}")
     return EXIT_OK
@@ -193,17 +202,21 @@ def _store_role_secrets(passwords: dict[str, str]) -> dict[str, str]:
 
 def cmd_emit(args: argparse.Namespace) -> int:
     from compliance.events import EventRefused
+    from compliance.jcs import loads_strict
     from tasks.db import connect
     from tasks.outbox import emit
 
     try:
-        payload = json.loads(args.payload, object_pairs_hook=_no_duplicate_keys,
-                             parse_constant=_no_constant)
+        payload = loads_strict(args.payload)
     except (ValueError, RecursionError) as exc:
-        fail(f"payload: not valid JSON ({exc}); pass a JSON object, e.g. --payload '{{\"userId\": \"u-1\"}}'")
+        fail(f'payload: not valid JSON ({exc}); pass a JSON object, e.g. --payload \'{{"userId": "u-1"}}\'')
     event = {
-        "tenant_id": args.tenant_id, "event_type": args.event_type, "actor_type": args.actor_type,
-        "actor_id": args.actor_id, "source": args.source, "payload": payload,
+        "tenant_id": args.tenant_id,
+        "event_type": args.event_type,
+        "actor_type": args.actor_type,
+        "actor_id": args.actor_id,
+        "source": args.source,
+        "payload": payload,
         "occurred_at": args.occurred_at or _now_text(),
     }
     if args.event_id:
@@ -223,24 +236,12 @@ def cmd_emit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"duplicate key {dup!r}")
-    return dict(pairs)
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _now_text() -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from compliance.timefmt import utc_text
 
-    return utc_text(datetime.now(timezone.utc))
+    return utc_text(datetime.now(UTC))
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
@@ -290,14 +291,23 @@ def cmd_events_list(args: argparse.Namespace) -> int:
 
     settings = resolve_settings()
     scope = _reader_scope(settings, args.tenant, args.operator)
-    rows = list_events(settings, tenant=scope, since=args.since, until=args.until,
-                       event_types=args.event_type, actor_types=args.actor_type, limit=args.limit)
+    rows = list_events(
+        settings,
+        tenant=scope,
+        since=args.since,
+        until=args.until,
+        event_types=args.event_type,
+        actor_types=args.actor_type,
+        limit=args.limit,
+    )
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
         return EXIT_OK
     for r in rows:
-        print(f"{r['tenant_id']}\t{r['seq']}\t{r['occurred_at']}\t{r['event_type']}\t{r['actor_type']}:{r['actor_id']}"
-              f"\t{r['event_id']}\t{r['anchor']}")
+        print(
+            f"{r['tenant_id']}\t{r['seq']}\t{r['occurred_at']}\t{r['event_type']}\t{r['actor_type']}:{r['actor_id']}"
+            f"\t{r['event_id']}\t{r['anchor']}"
+        )
     print(f"{len(rows)} event(s)", file=sys.stderr)
     return EXIT_OK
 
@@ -339,16 +349,25 @@ def cmd_bucket_check(args: argparse.Namespace) -> int:
 
     settings = resolve_settings(s3=True)
     facts = bucket_facts(s3_client(settings), settings.anchor_bucket)
-    findings = judge_posture(facts, stage=settings.stage, mode=settings.lock_mode,
-                             retention_days=settings.retention_days,
-                             allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod)
+    findings = judge_posture(
+        facts,
+        stage=settings.stage,
+        mode=settings.lock_mode,
+        retention_days=settings.retention_days,
+        allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod,
+    )
     ok = all(f.ok for f in findings)
     if args.json:
-        print(json.dumps({"bucket": settings.anchor_bucket, "ok": ok, "findings": [f._asdict() for f in findings]},
-                         indent=2))
+        print(
+            json.dumps(
+                {"bucket": settings.anchor_bucket, "ok": ok, "findings": [f._asdict() for f in findings]}, indent=2
+            )
+        )
     else:
-        print(f"anchor bucket {settings.anchor_bucket} (stage {settings.stage}, configured {settings.lock_mode} "
-              f"{settings.retention_days} days)")
+        print(
+            f"anchor bucket {settings.anchor_bucket} (stage {settings.stage}, configured {settings.lock_mode} "
+            f"{settings.retention_days} days)"
+        )
         for f in findings:
             print(f"  {'OK  ' if f.ok else 'FAIL'} {f.check:<20} {f.detail}")
     return EXIT_OK if ok else EXIT_FAILED
@@ -359,10 +378,13 @@ def cmd_bucket_provision(args: argparse.Namespace) -> int:
 
     settings = resolve_settings(s3=True)
     bucket = args.bucket or settings.anchor_bucket
-    created = provision_anchor_bucket(s3_client(settings), bucket, mode=settings.lock_mode,
-                                      retention_days=settings.retention_days)
-    print(f"{'created' if created else 'already exists (left unchanged)'}: {bucket} "
-          f"({settings.lock_mode}, {settings.retention_days} days)")
+    created = provision_anchor_bucket(
+        s3_client(settings), bucket, mode=settings.lock_mode, retention_days=settings.retention_days
+    )
+    print(
+        f"{'created' if created else 'already exists (left unchanged)'}: {bucket} "
+        f"({settings.lock_mode}, {settings.retention_days} days)"
+    )
     return EXIT_OK
 
 
@@ -379,10 +401,16 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
         os.environ["PREFECT_API_URL"] = Stack().up_prefect()
     key = rotate_signing_key()
-    s3_client(settings).put_object(Bucket=settings.anchor_bucket, Key=public_key_key(key.key_id),
-                                   Body=public_key_pem(key.key), ContentType="application/x-pem-file")
-    print(f"new signing key {key.key_id}; public key at s3://{settings.anchor_bucket}/{public_key_key(key.key_id)}; "
-          "older keys stay published, so older anchors keep verifying")
+    s3_client(settings).put_object(
+        Bucket=settings.anchor_bucket,
+        Key=public_key_key(key.key_id),
+        Body=public_key_pem(key.key),
+        ContentType="application/x-pem-file",
+    )
+    print(
+        f"new signing key {key.key_id}; public key at s3://{settings.anchor_bucket}/{public_key_key(key.key_id)}; "
+        "older keys stay published, so older anchors keep verifying"
+    )
     return EXIT_OK
 
 
@@ -435,8 +463,19 @@ def cmd_export_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        for key in ("job_id", "status", "operator", "format", "row_count", "requested_at", "finished_at",
-                    "download_url", "url_expires_at", "data_sha256", "job_error"):
+        for key in (
+            "job_id",
+            "status",
+            "operator",
+            "format",
+            "row_count",
+            "requested_at",
+            "finished_at",
+            "download_url",
+            "url_expires_at",
+            "data_sha256",
+            "job_error",
+        ):
             if status.get(key) is not None:
                 print(f"{key:>15}: {status[key]}")
     return EXIT_OK
@@ -547,7 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
     drift.set_defaults(func=cmd_drift)
     roles = sub.add_parser("roles").add_subparsers(dest="roles_command", required=True)
     roles.add_parser("rotate", help="new passwords for the three roles, stored as Prefect Secret blocks").set_defaults(
-        func=cmd_roles_rotate)
+        func=cmd_roles_rotate
+    )
 
     emit = sub.add_parser("emit", help="emit one event")
     emit.add_argument("--tenant-id", required=True)
@@ -565,10 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     drain.set_defaults(func=cmd_drain)
     sub.add_parser("anchor", help="run the anchor flow once, now").set_defaults(func=cmd_anchor)
     sub.add_parser("watchdog", help="run the watchdog flow once, now").set_defaults(func=cmd_watchdog)
-    alerts = sub.add_parser("alerts", help="the alert automations").add_subparsers(dest="alerts_command",
-                                                                                  required=True)
+    alerts = sub.add_parser("alerts", help="the alert automations").add_subparsers(dest="alerts_command", required=True)
     alerts.add_parser("apply", help="create or update every alert automation (idempotent)").set_defaults(
-        func=cmd_alerts_apply)
+        func=cmd_alerts_apply
+    )
 
     export = sub.add_parser("export", help="exports for auditors").add_subparsers(dest="export_command", required=True)
     er = export.add_parser("request", help="queue an export (and start the export-runner deployment)")
@@ -620,8 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     ve.add_argument("--json", action="store_true")
     ve.set_defaults(func=cmd_verify_export)
 
-    bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(dest="bucket_command",
-                                                                                          required=True)
+    bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(
+        dest="bucket_command", required=True
+    )
     bc = bucket.add_parser("check", help="Object Lock, retention, versioning, public access, encryption, policy")
     bc.add_argument("--json", action="store_true")
     bc.set_defaults(func=cmd_bucket_check)
@@ -630,7 +671,8 @@ def build_parser() -> argparse.ArgumentParser:
     bp.set_defaults(func=cmd_bucket_provision)
     keys = sub.add_parser("keys", help="the anchor signing key").add_subparsers(dest="keys_command", required=True)
     keys.add_parser("rotate", help="a new signing key; the old public keys stay published").set_defaults(
-        func=cmd_keys_rotate)
+        func=cmd_keys_rotate
+    )
 
     health = sub.add_parser("health", help="one screen of the ledger's state; exit 1 when anything is critical")
     health.add_argument("--json", action="store_true")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -26,22 +27,22 @@ from compliance.jcs import canonical
 from compliance.merkle import root_from_path, tree_root_and_paths
 
 __all__ = [
-    "TenantHead",
-    "AnchorPlan",
     "AnchorError",
-    "cadence_id",
-    "plan_anchor",
-    "sign_anchor",
-    "key_id_for",
-    "public_key_pem",
-    "load_private_key",
-    "verify_anchor_signature",
-    "parse_proofs",
-    "check_proof_line",
-    "utf8_order",
-    "proofs_key",
+    "AnchorPlan",
+    "TenantHead",
     "anchor_key",
+    "cadence_id",
+    "check_proof_line",
+    "key_id_for",
+    "load_private_key",
+    "parse_proofs",
+    "plan_anchor",
+    "proofs_key",
     "public_key_key",
+    "public_key_pem",
+    "sign_anchor",
+    "utf8_order",
+    "verify_anchor_signature",
 ]
 
 

@@ -16,11 +16,12 @@ SHA-256, not a JSON serialization.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 from compliance.jcs import encode_string
 
-__all__ = ["GENESIS_HASH", "canonical_body", "event_hash", "ChainLink", "chain_events", "ChainedEvent"]
+__all__ = ["GENESIS_HASH", "ChainLink", "ChainedEvent", "canonical_body", "chain_events", "event_hash"]
 
 GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
@@ -49,17 +50,28 @@ def canonical_body(
     verification does not depend on that precondition.)
     """
     return (
-        '{"actor":{"id":' + _quote(actor_id)
-        + ',"type":"' + actor_type
-        + '"},"event_id":"' + event_id
-        + '","event_type":"' + event_type
-        + '","occurred_at":"' + occurred_at
-        + '","payload":' + payload_jcs
-        + ',"recorded_at":"' + recorded_at
-        + '","redacted_fields":' + redacted_fields_jcs
-        + ',"seq":' + str(seq)
-        + ',"source":' + _quote(source)
-        + ',"tenant_id":"' + tenant_id
+        '{"actor":{"id":'
+        + _quote(actor_id)
+        + ',"type":"'
+        + actor_type
+        + '"},"event_id":"'
+        + event_id
+        + '","event_type":"'
+        + event_type
+        + '","occurred_at":"'
+        + occurred_at
+        + '","payload":'
+        + payload_jcs
+        + ',"recorded_at":"'
+        + recorded_at
+        + '","redacted_fields":'
+        + redacted_fields_jcs
+        + ',"seq":'
+        + str(seq)
+        + ',"source":'
+        + _quote(source)
+        + ',"tenant_id":"'
+        + tenant_id
         + '","v":1}'
     ).encode("utf-8")
 
@@ -104,9 +116,17 @@ def chain_events(
     for e in events:
         seq += 1
         body = canonical_body(
-            seq=seq, event_id=e.event_id, tenant_id=e.tenant_id, occurred_at=e.occurred_at,
-            recorded_at=recorded_at, actor_type=e.actor_type, actor_id=e.actor_id, source=e.source,
-            event_type=e.event_type, payload_jcs=e.payload_jcs, redacted_fields_jcs=e.redacted_fields_jcs,
+            seq=seq,
+            event_id=e.event_id,
+            tenant_id=e.tenant_id,
+            occurred_at=e.occurred_at,
+            recorded_at=recorded_at,
+            actor_type=e.actor_type,
+            actor_id=e.actor_id,
+            source=e.source,
+            event_type=e.event_type,
+            payload_jcs=e.payload_jcs,
+            redacted_fields_jcs=e.redacted_fields_jcs,
         )
         digest = _sha256(prev + body).digest()
         yield ChainLink(seq, prev, digest)

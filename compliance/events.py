@@ -23,10 +23,11 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from importlib import resources
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -36,14 +37,14 @@ from compliance.timefmt import utc_text
 
 __all__ = [
     "ACTOR_TYPES",
-    "EventRefused",
-    "PreparedEvent",
-    "Registry",
-    "prepare_event",
-    "new_event_id",
     "MAX_PAYLOAD_BYTES",
     "MAX_STRING_BYTES",
     "REDACTED_SECRET",
+    "EventRefused",
+    "PreparedEvent",
+    "Registry",
+    "new_event_id",
+    "prepare_event",
 ]
 
 ACTOR_TYPES = frozenset({"user", "service", "agent", "system", "operator"})
@@ -61,9 +62,7 @@ EVENT_FIELDS = frozenset(
 _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 EVENT_TYPE_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 _UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
-_RFC3339_RE = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:\d{2})"
-)
+_RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:\d{2})")
 # Credentials by shape: bearer tokens, JWTs, cloud access keys, common API tokens.
 _SECRET_RE = re.compile(
     r"(?i:\bbearer\s+[A-Za-z0-9._~+/=-]{8,})"
@@ -109,12 +108,12 @@ class PreparedEvent(NamedTuple):
 @dataclass(frozen=True)
 class TypeRule:
     keep: frozenset[str]  # top-level keys kept whole
-    nested: Mapping[str, "TypeRule"]  # top-level keys of which only some sub-keys are kept
+    nested: Mapping[str, TypeRule]  # top-level keys of which only some sub-keys are kept
     caps: Mapping[str, int]
     urls: frozenset[str]
 
     @classmethod
-    def from_spec(cls, keep: list[str], caps: Mapping[str, int], urls: list[str]) -> "TypeRule":
+    def from_spec(cls, keep: list[str], caps: Mapping[str, int], urls: list[str]) -> TypeRule:
         whole = {k for k in keep if "." not in k}
         children: dict[str, list[str]] = {}
         for k in keep:
@@ -151,7 +150,7 @@ class Registry:
             )
 
     @classmethod
-    def default(cls) -> "Registry":
+    def default(cls) -> Registry:
         """The packaged registry, plus the entries of COMPLIANCE_EVENT_TYPES_FILE when that is set."""
         return cls(registry_data())
 
@@ -263,7 +262,7 @@ def _event_id(value: Any) -> str:
             value = str(value)
         else:
             raise EventRefused("event_id", "must be a UUID v7 string")
-    lowered = value.lower()
+    lowered: str = str(value).lower()
     if not _UUID7_RE.fullmatch(lowered):
         raise EventRefused("event_id", f"{value[:64]!r} is not a UUID v7 (xxxxxxxx-xxxx-7xxx-[89ab]xxx-xxxxxxxxxxxx)")
     return lowered
@@ -301,18 +300,32 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     kept = walk.redact(payload, rule, "")
     try:
         # orjson's sorted output is RFC 8785 unless a key lies outside the BMP (RFC 8785 sorts by UTF-16).
-        payload_jcs = (canonical_str(_plain(kept, walk.floats)) if walk.exact_needed
-                       else orjson.dumps(kept, option=_SORT).decode("utf-8"))
+        payload_jcs = (
+            canonical_str(_plain(kept, walk.floats))
+            if walk.exact_needed
+            else orjson.dumps(kept, option=_SORT).decode("utf-8")
+        )
     except (CanonicalError, orjson.JSONEncodeError) as exc:
         path = getattr(exc, "path", "")
         reason = getattr(exc, "reason", "string is not valid Unicode (lone surrogate)")
         raise EventRefused(f"payload.{path}" if path else "payload", reason) from None
     fields = tuple(sorted(redacted)) if redacted else ()
     # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call on the hot path.
-    return _new_tuple(PreparedEvent, (
-        event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload_jcs,
-        fields, orjson.dumps(fields).decode("utf-8") if fields else "[]",
-    ))
+    return _new_tuple(
+        PreparedEvent,
+        (
+            event_id,
+            tenant_id,
+            occurred_at,
+            actor_type,
+            actor_id,
+            source,
+            event_type,
+            payload_jcs,
+            fields,
+            orjson.dumps(fields).decode("utf-8") if fields else "[]",
+        ),
+    )
 
 
 def _depth_ok(value: Any, depth: int = 0) -> bool:
@@ -354,7 +367,7 @@ def _plain(value: Any, floats: dict[int, float]) -> Any:
 class _Walk:
     """One pass over a payload: allow-list, URL credentials, secret scrubbing, caps, number checks."""
 
-    __slots__ = ("redacted", "exact_needed", "floats")
+    __slots__ = ("exact_needed", "floats", "redacted")
 
     def __init__(self, redacted: set[str]) -> None:
         self.redacted = redacted
@@ -373,7 +386,9 @@ class _Walk:
                     if stripped != value:
                         self.redacted.add(path + ":scrubbed")
                         value = stripped
-                kept[key] = self.scrub(value, path, rule.caps.get(key, MAX_STRING_BYTES) if rule.caps else MAX_STRING_BYTES)
+                kept[key] = self.scrub(
+                    value, path, rule.caps.get(key, MAX_STRING_BYTES) if rule.caps else MAX_STRING_BYTES
+                )
             elif key in rule.nested and isinstance(value, dict):
                 kept[key] = self.redact(value, rule.nested[key], prefix + key + ".")
             else:

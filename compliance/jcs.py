@@ -24,7 +24,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["CanonicalError", "canonical", "canonical_str", "canonical_problem", "canonical_fast", "encode_string", "MAX_SAFE_INTEGER"]
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "CanonicalError",
+    "canonical",
+    "canonical_fast",
+    "canonical_problem",
+    "canonical_str",
+    "encode_string",
+    "loads_strict",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 _SORT_KEYS = orjson.OPT_SORT_KEYS
@@ -208,3 +217,22 @@ def canonical_fast(value: Any) -> bytes:
     if _NUMBER_FORMS_DIFFER.search(out.decode("utf-8")) or (not out.isascii() and max(out.decode("utf-8")) > "\uffff"):
         return canonical(value)
     return out
+
+
+def loads_strict(text: str | bytes) -> Any:
+    """json.loads that refuses duplicate object keys and NaN/Infinity (ValueError, or RecursionError when
+    absurdly deep): what a signed or hashed document must never contain."""
+    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")

@@ -15,19 +15,19 @@ the largest power of two below n, as the RFC says.
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = [
     "EMPTY_ROOT",
-    "leaf_hash",
-    "node_hash",
-    "merkle_tree_hash",
     "audit_path",
-    "tree_root_and_paths",
-    "tree_levels",
+    "leaf_hash",
+    "merkle_tree_hash",
+    "node_hash",
     "path_from_levels",
-    "verify_inclusion",
     "root_from_path",
+    "tree_levels",
+    "tree_root_and_paths",
+    "verify_inclusion",
 ]
 
 _sha256 = hashlib.sha256

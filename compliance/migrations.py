@@ -1,8 +1,8 @@
 """Migration files (SPEC §7): ``sql/NNNN_name.sql`` with ``-- creates: <kind> <name>`` headers.
 
-    >>> m = parse_migration("0001_x.sql", "-- creates: table compliance.t\\nCREATE TABLE compliance.t ();")
-    >>> m.version, m.creates
-    (1, (CreatedObject(kind='table', name='compliance.t'),))
+>>> m = parse_migration("0001_x.sql", "-- creates: table compliance.t\\nCREATE TABLE compliance.t ();")
+>>> m.version, m.creates
+(1, (CreatedObject(kind='table', name='compliance.t'),))
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-__all__ = ["KINDS", "CreatedObject", "Migration", "MigrationError", "parse_migration", "load_migrations"]
+__all__ = ["KINDS", "CreatedObject", "Migration", "MigrationError", "load_migrations", "parse_migration"]
 
 KINDS = ("schema", "table", "index", "view", "sequence", "function", "trigger", "role", "type")
 _FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")

@@ -1,10 +1,10 @@
 """The anchor bucket's storage posture, judged against the configuration (pure: the caller reads the bucket).
 
-    >>> findings = judge_posture(BucketFacts(versioning="Enabled", lock_enabled=True, default_mode="GOVERNANCE",
-    ...     default_days=365, public_access_blocked=True, encryption="AES256", policy_denies_deletes=True),
-    ...     stage="dev", mode="GOVERNANCE", retention_days=365, allow_compliance_outside_prod=False)
-    >>> [f.ok for f in findings]
-    [True, True, True, True, True, True, True]
+>>> findings = judge_posture(BucketFacts(versioning="Enabled", lock_enabled=True, default_mode="GOVERNANCE",
+...     default_days=365, public_access_blocked=True, encryption="AES256", policy_denies_deletes=True),
+...     stage="dev", mode="GOVERNANCE", retention_days=365, allow_compliance_outside_prod=False)
+>>> [f.ok for f in findings]
+[True, True, True, True, True, True, True]
 """
 
 from __future__ import annotations
@@ -43,18 +43,32 @@ def judge_posture(
     elif stage == "prod" and facts.default_mode != "COMPLIANCE":
         out.append(Finding("lock_mode", False, f"{facts.default_mode} in prod: it can be bypassed; use COMPLIANCE"))
     elif stage != "prod" and facts.default_mode == "COMPLIANCE" and not allow_compliance_outside_prod:
-        out.append(Finding("lock_mode", False, "COMPLIANCE outside prod without "
-                           "COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD=1"))
+        out.append(
+            Finding(
+                "lock_mode", False, "COMPLIANCE outside prod without COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD=1"
+            )
+        )
     elif mode == "COMPLIANCE" and facts.default_mode != "COMPLIANCE":
         out.append(Finding("lock_mode", False, f"default mode {facts.default_mode}, configured COMPLIANCE"))
     else:
         out.append(Finding("lock_mode", True, f"default mode {facts.default_mode}"))
     days = facts.default_days or 0
-    out.append(Finding("retention", days >= retention_days,
-                       f"default retention {days} days (configured {retention_days})"))
-    out.append(Finding("public_access_block", facts.public_access_blocked,
-                       "public access " + ("blocked" if facts.public_access_blocked else "NOT blocked")))
+    out.append(
+        Finding("retention", days >= retention_days, f"default retention {days} days (configured {retention_days})")
+    )
+    out.append(
+        Finding(
+            "public_access_block",
+            facts.public_access_blocked,
+            "public access " + ("blocked" if facts.public_access_blocked else "NOT blocked"),
+        )
+    )
     out.append(Finding("encryption", bool(facts.encryption), f"default encryption {facts.encryption or 'none'}"))
-    out.append(Finding("bucket_policy", facts.policy_denies_deletes,
-                       "policy denies deletes" if facts.policy_denies_deletes else "no policy denying deletes"))
+    out.append(
+        Finding(
+            "bucket_policy",
+            facts.policy_denies_deletes,
+            "policy denies deletes" if facts.policy_denies_deletes else "no policy denying deletes",
+        )
+    )
     return out

@@ -12,10 +12,10 @@ Object Lock modes the stage does not allow.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
-__all__ = ["Settings", "SettingsError", "STAGES"]
+__all__ = ["STAGES", "Settings", "SettingsError"]
 
 STAGES = ("dev", "staging", "prod")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -50,7 +50,7 @@ class Settings:
     role_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         stage = env.get("COMPLIANCE_STAGE", "dev") or "dev"
         default_mode = "COMPLIANCE" if stage == "prod" else "GOVERNANCE"

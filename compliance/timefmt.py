@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-__all__ = ["utc_text", "parse_utc_text"]
+__all__ = ["parse_utc_text", "utc_text"]
 
 
 def utc_text(moment: datetime) -> str:
     """An aware datetime as UTC text with exactly six fractional digits."""
     if moment.utcoffset():
-        moment = moment.astimezone(timezone.utc)
+        moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="microseconds")[:26] + "Z"
 
 
@@ -19,4 +19,4 @@ def parse_utc_text(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset")
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 from compliance.chain import GENESIS_HASH, canonical_body
 
-__all__ = ["StoredEvent", "Failure", "ChainVerifier"]
+__all__ = ["ChainVerifier", "Failure", "StoredEvent"]
 
 
 class StoredEvent(NamedTuple):
@@ -85,22 +85,39 @@ class ChainVerifier:
             self.start_tenant(e.tenant_id)
         expected_seq = self._seq + 1
         if e.seq != expected_seq:
-            return self._fail(e.tenant_id, expected_seq, "gap",
-                              f"seq {expected_seq} is missing (next stored seq is {e.seq})")
+            return self._fail(
+                e.tenant_id, expected_seq, "gap", f"seq {expected_seq} is missing (next stored seq is {e.seq})"
+            )
         prev_hash = bytes(e.prev_hash)
         if prev_hash != self._prev:
-            return self._fail(e.tenant_id, e.seq, "broken_link",
-                              f"prev_hash {prev_hash.hex()} is not the previous event_hash {self._prev.hex()}")
+            return self._fail(
+                e.tenant_id,
+                e.seq,
+                "broken_link",
+                f"prev_hash {prev_hash.hex()} is not the previous event_hash {self._prev.hex()}",
+            )
         body = canonical_body(
-            seq=e.seq, event_id=e.event_id, tenant_id=e.tenant_id, occurred_at=e.occurred_at,
-            recorded_at=e.recorded_at, actor_type=e.actor_type, actor_id=e.actor_id, source=e.source,
-            event_type=e.event_type, payload_jcs=e.payload, redacted_fields_jcs=e.redacted_fields,
+            seq=e.seq,
+            event_id=e.event_id,
+            tenant_id=e.tenant_id,
+            occurred_at=e.occurred_at,
+            recorded_at=e.recorded_at,
+            actor_type=e.actor_type,
+            actor_id=e.actor_id,
+            source=e.source,
+            event_type=e.event_type,
+            payload_jcs=e.payload,
+            redacted_fields_jcs=e.redacted_fields,
         )
         digest = self._sha256(prev_hash + body).digest()
         stored = bytes(e.event_hash)
         if digest != stored:
-            return self._fail(e.tenant_id, e.seq, "hash_mismatch",
-                              f"recomputed {digest.hex()} but stored {stored.hex()} (a field was changed)")
+            return self._fail(
+                e.tenant_id,
+                e.seq,
+                "hash_mismatch",
+                f"recomputed {digest.hex()} but stored {stored.hex()} (a field was changed)",
+            )
         self._seq, self._prev = e.seq, digest
         self.events += 1
         return True
@@ -115,9 +132,17 @@ class ChainVerifier:
             return True
         last_seq, head_hash = head[0], bytes(head[1])
         if last_seq != self._seq:
-            return self._fail(tenant, self._seq + 1 if last_seq > self._seq else last_seq, "head_mismatch",
-                              f"the head says last_seq {last_seq}, the stored chain ends at {self._seq}")
+            return self._fail(
+                tenant,
+                self._seq + 1 if last_seq > self._seq else last_seq,
+                "head_mismatch",
+                f"the head says last_seq {last_seq}, the stored chain ends at {self._seq}",
+            )
         if head_hash != self._prev:
-            return self._fail(tenant, last_seq, "head_mismatch",
-                              f"the head hash {head_hash.hex()} is not the last event_hash {self._prev.hex()}")
+            return self._fail(
+                tenant,
+                last_seq,
+                "head_mismatch",
+                f"the head hash {head_hash.hex()} is not the last event_hash {self._prev.hex()}",
+            )
         return True

@@ -23,22 +23,29 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from compliance.anchor import (
-    AnchorError, anchor_key, check_proof_line, parse_proofs, proofs_key, public_key_key, verify_anchor_signature,
+    AnchorError,
+    anchor_key,
+    check_proof_line,
+    parse_proofs,
+    proofs_key,
+    public_key_key,
+    verify_anchor_signature,
 )
 from compliance.chain import GENESIS_HASH, canonical_body
 from compliance.exports import EXPORT_COLUMNS, expand_seqs
-from compliance.jcs import CanonicalError, canonical_fast
+from compliance.jcs import CanonicalError, canonical_fast, loads_strict
 from compliance.timefmt import parse_utc_text
 
-__all__ = ["AnchorStore", "ExportVerifier", "ExportReport", "ExportFailure", "read_rows"]
+__all__ = ["AnchorStore", "ExportFailure", "ExportReport", "ExportVerifier", "read_rows"]
 
 
 class AnchorStore(Protocol):
@@ -76,11 +83,26 @@ class ExportReport:
     def as_dict(self) -> dict[str, Any]:
         f = self.failure
         return {
-            "ok": self.ok, "file": self.file, "rows": self.rows, "anchored_rows": self.anchored,
-            "pending_rows": self.pending, "tenants": self.tenants, "cadences": self.cadences, "keys": self.keys,
-            "manifest_checked": self.manifest, "seconds": round(self.seconds, 3),
-            "failure": None if f is None else {"row": f.row, "tenant_id": f.tenant, "seq": f.seq, "what": f.what,
-                                               "detail": f.detail, "message": str(f)},
+            "ok": self.ok,
+            "file": self.file,
+            "rows": self.rows,
+            "anchored_rows": self.anchored,
+            "pending_rows": self.pending,
+            "tenants": self.tenants,
+            "cadences": self.cadences,
+            "keys": self.keys,
+            "manifest_checked": self.manifest,
+            "seconds": round(self.seconds, 3),
+            "failure": None
+            if f is None
+            else {
+                "row": f.row,
+                "tenant_id": f.tenant,
+                "seq": f.seq,
+                "what": f.what,
+                "detail": f.detail,
+                "message": str(f),
+            },
         }
 
     def summary(self) -> str:
@@ -91,10 +113,14 @@ class ExportReport:
             + (", ".join(self.cadences) or "-"),
             f"  not yet anchored:        {self.pending} (hashes and links checked; no inclusion proof yet)",
             f"  signing keys:            {', '.join(self.keys) or '-'}",
-            "  completeness:            " + ("the manifest's row list, row count and SHA-256 match"
-                                            if self.manifest and self.ok else
-                                            "checked against the manifest" if self.manifest else
-                                            "NOT checked (no manifest given): dropped rows cannot be detected"),
+            "  completeness:            "
+            + (
+                "the manifest's row list, row count and SHA-256 match"
+                if self.manifest and self.ok
+                else "checked against the manifest"
+                if self.manifest
+                else "NOT checked (no manifest given): dropped rows cannot be detected"
+            ),
             "  checks: event hashes recomputed from the row fields, links between consecutive rows, audit paths to "
             "each events_root and merkle_root, Ed25519 signatures, Object Lock retention, proofs files",
         ]
@@ -146,28 +172,16 @@ def _json_text(value: Any, what: str, row: int) -> str:
     """The RFC 8785 text of a payload or redacted-field list given as JSON text (CSV) or as JSON (NDJSON)."""
     try:
         if isinstance(value, str):
-            value = json.loads(value, parse_constant=_no_constant, object_pairs_hook=_unique)
+            value = loads_strict(value)
         return canonical_fast(value).decode("utf-8")
     except (ValueError, CanonicalError, RecursionError) as exc:
         raise ExportFailure(row, "malformed_row", f"{what} is not canonicalizable JSON: {exc}") from None
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 class ExportVerifier:
-    def __init__(self, store: AnchorStore, manifest: Mapping[str, Any] | None = None, *,
-                 min_retention_days: int | None = None) -> None:
+    def __init__(
+        self, store: AnchorStore, manifest: Mapping[str, Any] | None = None, *, min_retention_days: int | None = None
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.min_retention_days = min_retention_days
@@ -190,8 +204,9 @@ class ExportVerifier:
             raise ExportFailure(row, "bad_anchor", f"anchor {cid} is not JSON") from None
         pem = self.store.get(public_key_key(key_id))
         if pem is None:
-            raise ExportFailure(row, "missing_key", f"anchor {cid} is signed by {key_id!r}, whose public key is not "
-                                "published at keys/")
+            raise ExportFailure(
+                row, "missing_key", f"anchor {cid} is signed by {key_id!r}, whose public key is not published at keys/"
+            )
         try:
             anchor = verify_anchor_signature(body, pem)
         except AnchorError as exc:
@@ -220,8 +235,12 @@ class ExportVerifier:
             for line in listed.get("tenant_records", []):
                 bucket_line = records.get(line.get("tenant_id"), (None, None))[1]
                 if bucket_line != line:
-                    raise ExportFailure(row, "manifest", f"the manifest's tenant record for {line.get('tenant_id')!r} "
-                                        f"in cadence {cid} differs from the bucket's proofs/ line")
+                    raise ExportFailure(
+                        row,
+                        "manifest",
+                        f"the manifest's tenant record for {line.get('tenant_id')!r} "
+                        f"in cadence {cid} differs from the bucket's proofs/ line",
+                    )
         entry = {"root": root, "records": {t: rec for t, (rec, _line) in records.items()}}
         self._anchors[cid] = entry
         report.cadences.append(cid)
@@ -252,8 +271,11 @@ class ExportVerifier:
             self._verify_rows(read_rows(path), report, expected_rows if self.manifest is not None else None)
             if self.manifest is not None:
                 if report.rows != self.manifest.get("row_count"):
-                    raise ExportFailure(None, "row_count", f"the file has {report.rows} rows, the manifest says "
-                                        f"{self.manifest.get('row_count')}")
+                    raise ExportFailure(
+                        None,
+                        "row_count",
+                        f"the file has {report.rows} rows, the manifest says {self.manifest.get('row_count')}",
+                    )
                 if digest != self.manifest.get("data_sha256"):
                     raise ExportFailure(None, "data_sha256", "the file's SHA-256 differs from the manifest's")
         except ExportFailure as exc:
@@ -267,32 +289,61 @@ class ExportVerifier:
             for seq in expand_seqs(runs):
                 yield tenant, seq
 
-    def _verify_rows(self, rows: Iterator[list[Any]], report: ExportReport,
-                     expected: Iterator[tuple[str, int]] | None) -> None:
+    def _verify_rows(
+        self, rows: Iterator[list[Any]], report: ExportReport, expected: Iterator[tuple[str, int]] | None
+    ) -> None:
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
         sha256 = hashlib.sha256
         for n, r in enumerate(rows, 1):
-            (tenant, seq_value, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
-             payload, redacted, prev_hex, hash_hex, cid, index_value, path_value) = r
+            (
+                tenant,
+                seq_value,
+                event_id,
+                occurred_at,
+                recorded_at,
+                actor_type,
+                actor_id,
+                source,
+                event_type,
+                payload,
+                redacted,
+                prev_hex,
+                hash_hex,
+                cid,
+                index_value,
+                path_value,
+            ) = r
             try:
                 seq = int(seq_value)
                 event_hash = bytes.fromhex(hash_hex)
                 stored_prev = bytes.fromhex(prev_hex)
             except (ValueError, TypeError) as exc:
                 raise ExportFailure(n, "malformed_row", f"seq, prev_hash or event_hash is malformed: {exc}") from None
-            if type(tenant) is not str or any(type(v) is not str for v in (
-                    event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type)) \
-                    or len(event_hash) != 32 or len(stored_prev) != 32 or type(seq_value) is bool:
+            if (
+                type(tenant) is not str
+                or any(
+                    type(v) is not str
+                    for v in (event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type)
+                )
+                or len(event_hash) != 32
+                or len(stored_prev) != 32
+                or type(seq_value) is bool
+            ):
                 raise ExportFailure(n, "malformed_row", "a field has the wrong type or length", str(tenant), seq)
             if expected is not None:
                 want = next(expected, None)
                 if want != (tenant, seq):
                     if want is None:
                         raise ExportFailure(n, "added_row", "the manifest lists no more rows", tenant, seq)
-                    raise ExportFailure(n, "dropped_or_added_row", f"expected tenant {want[0]} seq {want[1]} here "
-                                        "(per the manifest)", tenant, seq)
+                    raise ExportFailure(
+                        n,
+                        "dropped_or_added_row",
+                        f"expected tenant {want[0]} seq {want[1]} here (per the manifest)",
+                        tenant,
+                        seq,
+                    )
             if tenant != prev_tenant:
                 if prev_tenant is not None and tenant.encode() < prev_tenant.encode():
                     raise ExportFailure(n, "order", "rows are not ordered by tenant_id, seq", tenant, seq)
@@ -305,44 +356,80 @@ class ExportVerifier:
             if seq == 1 and stored_prev != GENESIS_HASH:
                 raise ExportFailure(n, "broken_link", "seq 1 must follow 32 zero bytes", tenant, seq)
             if not self._hash_matches(n, r, seq, stored_prev, event_hash, sha256):
-                raise ExportFailure(n, "hash_mismatch", "the event_hash recomputed from the row's fields differs "
-                                    "(a field was changed)", tenant, seq)
+                raise ExportFailure(
+                    n,
+                    "hash_mismatch",
+                    "the event_hash recomputed from the row's fields differs (a field was changed)",
+                    tenant,
+                    seq,
+                )
             self._check_inclusion(n, tenant, seq, event_hash, cid, index_value, path_value, report)
             prev_seq, prev_hash = seq, event_hash
             report.rows += 1
         if expected is not None:
             missing = next(expected, None)
             if missing is not None:
-                raise ExportFailure(report.rows + 1, "dropped_row", "the manifest lists this row but the file ends",
-                                    missing[0], missing[1])
+                raise ExportFailure(
+                    report.rows + 1,
+                    "dropped_row",
+                    "the manifest lists this row but the file ends",
+                    missing[0],
+                    missing[1],
+                )
 
     @staticmethod
     def _hash_matches(n: int, r: list[Any], seq: int, prev: bytes, event_hash: bytes, sha256: Any) -> bool:
         payload, redacted = r[9], r[10]
 
         def digest(payload_jcs: str, redacted_jcs: str) -> bytes:
-            return sha256(prev + canonical_body(
-                seq=seq, event_id=r[2], tenant_id=r[0], occurred_at=r[3], recorded_at=r[4], actor_type=r[5],
-                actor_id=r[6], source=r[7], event_type=r[8], payload_jcs=payload_jcs,
-                redacted_fields_jcs=redacted_jcs)).digest()
+            return bytes(
+                sha256(
+                    prev
+                    + canonical_body(
+                        seq=seq,
+                        event_id=r[2],
+                        tenant_id=r[0],
+                        occurred_at=r[3],
+                        recorded_at=r[4],
+                        actor_type=r[5],
+                        actor_id=r[6],
+                        source=r[7],
+                        event_type=r[8],
+                        payload_jcs=payload_jcs,
+                        redacted_fields_jcs=redacted_jcs,
+                    )
+                ).digest()
+            )
 
         if type(payload) is str and type(redacted) is str and digest(payload, redacted) == event_hash:
             return True  # the text as written is what was hashed (the export writes the canonical text)
         return digest(_json_text(payload, "payload", n), _json_text(redacted, "redacted_fields", n)) == event_hash
 
-    def _check_inclusion(self, n: int, tenant: str, seq: int, event_hash: bytes, cid_value: Any, index_value: Any,
-                         path_value: Any, report: ExportReport) -> None:
+    def _check_inclusion(
+        self,
+        n: int,
+        tenant: str,
+        seq: int,
+        event_hash: bytes,
+        cid_value: Any,
+        index_value: Any,
+        path_value: Any,
+        report: ExportReport,
+    ) -> None:
         cid = cid_value or None
         if cid is None:
             if path_value not in ("", [], None) or index_value not in ("", None):
-                raise ExportFailure(n, "malformed_row", "an event_path or event_index without a cadence_id", tenant, seq)
+                raise ExportFailure(
+                    n, "malformed_row", "an event_path or event_index without a cadence_id", tenant, seq
+                )
             report.pending += 1
             return
         anchor = self._anchor(str(cid), n, report)
         record = anchor["records"].get(tenant)
         if record is None or not record["first_seq"] <= seq <= record["last_seq"]:
-            raise ExportFailure(n, "bad_proof", f"anchor {cid} has no range of this tenant covering this seq",
-                                tenant, seq)
+            raise ExportFailure(
+                n, "bad_proof", f"anchor {cid} has no range of this tenant covering this seq", tenant, seq
+            )
         try:
             if isinstance(path_value, str):
                 path = [bytes.fromhex(p) for p in path_value.split(";")] if path_value else []
@@ -358,15 +445,17 @@ class ExportVerifier:
             self._proven_for, self._proven = record, {}
         proven = self._proven  # (level, index) -> node hash proven to reach events_root
         if not _reaches(event_hash, index, size, path, bytes.fromhex(record["events_root"]), proven):
-            raise ExportFailure(n, "bad_proof", f"the event_path does not reach the events_root of cadence {cid}",
-                                tenant, seq)
+            raise ExportFailure(
+                n, "bad_proof", f"the event_path does not reach the events_root of cadence {cid}", tenant, seq
+            )
         if seq == record["last_seq"] and event_hash.hex() != record["head_hash"]:
             raise ExportFailure(n, "bad_proof", "the last event of the range is not the anchored head", tenant, seq)
         report.anchored += 1
 
 
-def _reaches(leaf: bytes, index: int, size: int, path: list[bytes], root: bytes, proven: dict[tuple[int, int], bytes]
-             ) -> bool:
+def _reaches(
+    leaf: bytes, index: int, size: int, path: list[bytes], root: bytes, proven: dict[tuple[int, int], bytes]
+) -> bool:
     """RFC 9162 §2.1.3.2 inclusion check, remembering proven nodes so that the rows of one range share the
     upper levels: every path element is still compared (with a proven node, or hashed), none is skipped."""
     if not 0 <= index < size:

@@ -1,15 +1,16 @@
 """The watchdog's figures and their thresholds (pure): what counts as trouble, and how bad.
 
-    >>> judge({"anchor_lag_seconds": 10, "outbox_depth": 0, "outbox_oldest_age_seconds": 0, "poison_rows": 0,
-    ...        "stuck_exports": 0, "chain_tail_ok": True, "posture_ok": True})["anchor_lag_seconds"].state
-    'ok'
+>>> judge({"anchor_lag_seconds": 10, "outbox_depth": 0, "outbox_oldest_age_seconds": 0, "poison_rows": 0,
+...        "stuck_exports": 0, "chain_tail_ok": True, "posture_ok": True})["anchor_lag_seconds"].state
+'ok'
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
-__all__ = ["THRESHOLDS", "Threshold", "Judgement", "judge", "alert_event"]
+__all__ = ["THRESHOLDS", "Judgement", "Threshold", "alert_event", "judge"]
 
 
 class Threshold(NamedTuple):

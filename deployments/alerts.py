@@ -43,27 +43,74 @@ def _breached(figure: str) -> tuple[str, ...]:
 WATCHDOG = {"prefect.resource.id": "compliance.watchdog"}
 
 ALERTS: tuple[AlertSpec, ...] = (
-    *(AlertSpec(f"{flow} run failed", f"A run of the {flow} flow failed or crashed.",
-                ("prefect.flow-run.Failed", "prefect.flow-run.Crashed"), "critical" if flow != "export-runner"
-                else "warning", match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow})
-      for flow in FLOWS),
-    AlertSpec("watchdog heartbeat missing", "No watchdog heartbeat for 10 minutes: the watchdog (or its "
-              "worker, or the Prefect server) is down.", ("compliance.watchdog.heartbeat",), "critical",
-              posture="Proactive", within_seconds=600, match=WATCHDOG),
-    AlertSpec("anchor lag", "The oldest chained event not yet anchored is over 1,800 s old.",
-              _breached("anchor_lag_seconds"), "warning", match=WATCHDOG),
-    AlertSpec("outbox depth", "More than 10,000 events wait in the outbox.", _breached("outbox_depth"), "warning",
-              match=WATCHDOG),
-    AlertSpec("outbox oldest", "An event has waited in the outbox over 5 minutes.",
-              _breached("outbox_oldest_age_seconds"), "warning", match=WATCHDOG),
-    AlertSpec("poison rows", "An event could not be chained and was set aside.", _breached("poison_rows"),
-              "warning", match=WATCHDOG),
-    AlertSpec("stuck export", "An export ran over 15 minutes and was marked failed.", _breached("stuck_exports"),
-              "warning", match=WATCHDOG),
-    AlertSpec("chain tail broken", "CRITICAL: a recently written chain no longer verifies.",
-              _breached("chain_tail_ok"), "critical", match=WATCHDOG),
-    AlertSpec("bucket posture failed", "CRITICAL: the anchor bucket is weaker than configured.",
-              _breached("posture_ok"), "critical", match=WATCHDOG),
+    *(
+        AlertSpec(
+            f"{flow} run failed",
+            f"A run of the {flow} flow failed or crashed.",
+            ("prefect.flow-run.Failed", "prefect.flow-run.Crashed"),
+            "critical" if flow != "export-runner" else "warning",
+            match_related={"prefect.resource.role": "flow", "prefect.resource.name": flow},
+        )
+        for flow in FLOWS
+    ),
+    AlertSpec(
+        "watchdog heartbeat missing",
+        "No watchdog heartbeat for 10 minutes: the watchdog (or its worker, or the Prefect server) is down.",
+        ("compliance.watchdog.heartbeat",),
+        "critical",
+        posture="Proactive",
+        within_seconds=600,
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "anchor lag",
+        "The oldest chained event not yet anchored is over 1,800 s old.",
+        _breached("anchor_lag_seconds"),
+        "warning",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "outbox depth",
+        "More than 10,000 events wait in the outbox.",
+        _breached("outbox_depth"),
+        "warning",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "outbox oldest",
+        "An event has waited in the outbox over 5 minutes.",
+        _breached("outbox_oldest_age_seconds"),
+        "warning",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "poison rows",
+        "An event could not be chained and was set aside.",
+        _breached("poison_rows"),
+        "warning",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "stuck export",
+        "An export ran over 15 minutes and was marked failed.",
+        _breached("stuck_exports"),
+        "warning",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "chain tail broken",
+        "CRITICAL: a recently written chain no longer verifies.",
+        _breached("chain_tail_ok"),
+        "critical",
+        match=WATCHDOG,
+    ),
+    AlertSpec(
+        "bucket posture failed",
+        "CRITICAL: the anchor bucket is weaker than configured.",
+        _breached("posture_ok"),
+        "critical",
+        match=WATCHDOG,
+    ),
 )
 
 
@@ -96,13 +143,19 @@ def _automation(spec: AlertSpec, block_id: Any) -> Any:
         threshold=1,
         within=timedelta(seconds=spec.within_seconds),
     )
-    body = (f"[{spec.severity.upper()}] {spec.description}\n"
-            "Event: {{ event.event }} on {{ event.resource.id }} at {{ event.occurred }}\n"
-            "Playbook: docs/oncall.md, section '" + spec.name + "'.")
+    body = (
+        f"[{spec.severity.upper()}] {spec.description}\n"
+        "Event: {{ event.event }} on {{ event.resource.id }} at {{ event.occurred }}\n"
+        "Playbook: docs/oncall.md, section '" + spec.name + "'."
+    )
     return Automation(
-        name=spec.full_name, description=f"[{spec.severity}] {spec.description}", enabled=True, trigger=trigger,
-        actions=[SendNotification(block_document_id=block_id, subject=f"[{spec.severity}] {spec.full_name}",
-                                  body=body)],
+        name=spec.full_name,
+        description=f"[{spec.severity}] {spec.description}",
+        enabled=True,
+        trigger=trigger,
+        actions=[
+            SendNotification(block_document_id=block_id, subject=f"[{spec.severity}] {spec.full_name}", body=body)
+        ],
     )
 
 

@@ -16,8 +16,9 @@ event waits about a poll plus a batch before it is chained, while the UI sees
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flows.anchor import anchor
 from flows.drain import drain_outbox
@@ -43,32 +44,63 @@ class DeploymentSpec:
 
     def to_deployment(self) -> Any:
         return self.flow.to_deployment(  # type: ignore[attr-defined]
-            name=self.name, interval=self.interval, cron=self.cron, description=self.description,
-            concurrency_limit=self.concurrency, parameters=self.parameters, tags=list(self.tags),
+            name=self.name,
+            interval=self.interval,
+            cron=self.cron,
+            description=self.description,
+            concurrency_limit=self.concurrency,
+            parameters=self.parameters,
+            tags=list(self.tags),
         )
 
 
 def specs(demo: bool = False) -> list[DeploymentSpec]:
     """The six deployments; ``demo`` shortens the schedules so the UI fills within two minutes."""
     return [
-        DeploymentSpec(drain_outbox, "drain-outbox", "flows/drain.py:drain_outbox",
-                       "Chains emitted events into their tenants' hash chains. One run lives ~5 min polling the "
-                       "outbox every 0.5 s (emit-to-chained p95 < 5 s) while the UI sees 12 runs an hour.",
-                       interval=60 if demo else 300, parameters={"run_seconds": 50 if demo else 290}),
-        DeploymentSpec(anchor, "anchor", "flows/anchor.py:anchor",
-                       "Seals every tenant's new events under one signed Merkle root in the Object Lock bucket.",
-                       interval=60 if demo else 900),
-        DeploymentSpec(watchdog, "watchdog", "flows/watchdog.py:watchdog",
-                       "Heartbeat and health figures (anchor lag, outbox, poison rows, stuck exports, chain tails, "
-                       "bucket posture) as Prefect events for the alert automations.",
-                       interval=60 if demo else 300),
-        DeploymentSpec(migration_drift, "migration-drift", "flows/drift.py:migration_drift",
-                       "Probes every object declared by the sql/ migrations; fails on MISSING or MODIFIED.",
-                       cron="0 3 * * *"),
-        DeploymentSpec(export_runner, "export-runner", "flows/export.py:export_runner",
-                       "Produces one auditor-verifiable export. Start it with a job id, or fill in the request form "
-                       "(operator, format, window, filters) to request and run an export.", concurrency=4),
-        DeploymentSpec(events_query, "events-query", "flows/events_query.py:events_query",
-                       "Shows events (newest 500) or one event's chain position, anchor and audit path.",
-                       concurrency=4),
+        DeploymentSpec(
+            drain_outbox,
+            "drain-outbox",
+            "flows/drain.py:drain_outbox",
+            "Chains emitted events into their tenants' hash chains. One run lives ~5 min polling the "
+            "outbox every 0.5 s (emit-to-chained p95 < 5 s) while the UI sees 12 runs an hour.",
+            interval=60 if demo else 300,
+            parameters={"run_seconds": 50 if demo else 290},
+        ),
+        DeploymentSpec(
+            anchor,
+            "anchor",
+            "flows/anchor.py:anchor",
+            "Seals every tenant's new events under one signed Merkle root in the Object Lock bucket.",
+            interval=60 if demo else 900,
+        ),
+        DeploymentSpec(
+            watchdog,
+            "watchdog",
+            "flows/watchdog.py:watchdog",
+            "Heartbeat and health figures (anchor lag, outbox, poison rows, stuck exports, chain tails, "
+            "bucket posture) as Prefect events for the alert automations.",
+            interval=60 if demo else 300,
+        ),
+        DeploymentSpec(
+            migration_drift,
+            "migration-drift",
+            "flows/drift.py:migration_drift",
+            "Probes every object declared by the sql/ migrations; fails on MISSING or MODIFIED.",
+            cron="0 3 * * *",
+        ),
+        DeploymentSpec(
+            export_runner,
+            "export-runner",
+            "flows/export.py:export_runner",
+            "Produces one auditor-verifiable export. Start it with a job id, or fill in the request form "
+            "(operator, format, window, filters) to request and run an export.",
+            concurrency=4,
+        ),
+        DeploymentSpec(
+            events_query,
+            "events-query",
+            "flows/events_query.py:events_query",
+            "Shows events (newest 500) or one event's chain position, anchor and audit path.",
+            concurrency=4,
+        ),
     ]

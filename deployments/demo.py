@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from compliance.settings import Settings
 from tasks.db import connect
@@ -17,27 +17,69 @@ USERS = [f"u-{i}" for i in range(40)]
 def demo_event(rng: random.Random) -> dict:
     tenant = rng.choice(TENANTS)
     user = rng.choice(USERS)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     kind = rng.random()
     if kind < 0.5:
-        return {"tenant_id": tenant, "occurred_at": now, "actor_type": "user", "actor_id": user, "source": "web",
-                "event_type": "auth.signin.success",
-                "payload": {"userId": user, "method": rng.choice(["password", "sso", "passkey"]),
-                            "ip": f"203.0.113.{rng.randrange(256)}", "userAgent": "Mozilla/5.0", "password": "x"}}
+        return {
+            "tenant_id": tenant,
+            "occurred_at": now,
+            "actor_type": "user",
+            "actor_id": user,
+            "source": "web",
+            "event_type": "auth.signin.success",
+            "payload": {
+                "userId": user,
+                "method": rng.choice(["password", "sso", "passkey"]),
+                "ip": f"203.0.113.{rng.randrange(256)}",
+                "userAgent": "Mozilla/5.0",
+                "password": "x",
+            },
+        }
     if kind < 0.65:
-        return {"tenant_id": tenant, "occurred_at": now, "actor_type": "user", "actor_id": user, "source": "web",
-                "event_type": "auth.signin.failure",
-                "payload": {"email": f"{user}@example.com", "method": "password", "reason": "bad_password",
-                            "ip": "198.51.100.7"}}
+        return {
+            "tenant_id": tenant,
+            "occurred_at": now,
+            "actor_type": "user",
+            "actor_id": user,
+            "source": "web",
+            "event_type": "auth.signin.failure",
+            "payload": {
+                "email": f"{user}@example.com",
+                "method": "password",
+                "reason": "bad_password",
+                "ip": "198.51.100.7",
+            },
+        }
     if kind < 0.85:
-        return {"tenant_id": tenant, "occurred_at": now, "actor_type": "agent", "actor_id": f"agent-{rng.randrange(5)}",
-                "source": "agent-runtime", "event_type": "policy.evaluated",
-                "payload": {"policyId": f"p-{rng.randrange(9)}", "decision": rng.choice(["allow", "deny"]),
-                            "reason": None, "subject": {"tool": "search", "score": round(rng.random(), 3)}}}
-    return {"tenant_id": tenant, "occurred_at": now, "actor_type": "service", "actor_id": "provisioner",
-            "source": "admin-api", "event_type": "agent.skills_changed",
-            "payload": {"agentId": f"agent-{rng.randrange(5)}", "addedSkills": ["mail"], "removedSkills": [],
-                        "reason": "demo", "apiKey": "sk_live_" + "x" * 24}}
+        return {
+            "tenant_id": tenant,
+            "occurred_at": now,
+            "actor_type": "agent",
+            "actor_id": f"agent-{rng.randrange(5)}",
+            "source": "agent-runtime",
+            "event_type": "policy.evaluated",
+            "payload": {
+                "policyId": f"p-{rng.randrange(9)}",
+                "decision": rng.choice(["allow", "deny"]),
+                "reason": None,
+                "subject": {"tool": "search", "score": round(rng.random(), 3)},
+            },
+        }
+    return {
+        "tenant_id": tenant,
+        "occurred_at": now,
+        "actor_type": "service",
+        "actor_id": "provisioner",
+        "source": "admin-api",
+        "event_type": "agent.skills_changed",
+        "payload": {
+            "agentId": f"agent-{rng.randrange(5)}",
+            "addedSkills": ["mail"],
+            "removedSkills": [],
+            "reason": "demo",
+            "apiKey": "sk_live_" + "x" * 24,
+        },
+    }
 
 
 class DemoEmitter(threading.Thread):

@@ -27,9 +27,16 @@ def main() -> None:
     args = parser.parse_args()
     for spec in specs():
         remote = prefect_flow.from_source(source=args.source, entrypoint=spec.entrypoint)
-        remote.deploy(name=spec.name, work_pool_name=args.pool, interval=spec.interval, cron=spec.cron,
-                      description=spec.description, concurrency_limit=spec.concurrency,
-                      parameters=spec.parameters, tags=list(spec.tags))
+        remote.deploy(
+            name=spec.name,
+            work_pool_name=args.pool,
+            interval=spec.interval,
+            cron=spec.cron,
+            description=spec.description,
+            concurrency_limit=spec.concurrency,
+            parameters=spec.parameters,
+            tags=list(spec.tags),
+        )
         print(f"deployed {spec.name} to pool {args.pool}")
 
 

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from datetime import UTC
 
 
 def main() -> int:
@@ -57,9 +58,13 @@ def main() -> int:
         emitter = DemoEmitter(settings, args.demo_rate)
         emitter.start()
     threading.Thread(target=_kick_off, args=(settings,), daemon=True, name="kick-off").start()
-    print(f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
-          + (f"; demo traffic {args.demo_rate} events/s" if emitter else "") + ". Ctrl-C to stop.\n", flush=True)
-    print("In another shell: eval \"$(compliance dev up)\" to use the same stack.\n", flush=True)
+    print(
+        f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
+        + (f"; demo traffic {args.demo_rate} events/s" if emitter else "")
+        + ". Ctrl-C to stop.\n",
+        flush=True,
+    )
+    print('In another shell: eval "$(compliance dev up)" to use the same stack.\n', flush=True)
 
     from prefect import serve
 
@@ -84,7 +89,7 @@ def _kick_off(settings: object) -> None:
         except Exception as exc:  # the deployment may not be registered yet: retry below
             raise RuntimeError(f"could not start {name}: {exc}") from exc
 
-    for attempt in range(30):  # wait until serve() has registered the deployments
+    for _ in range(30):  # wait until serve() has registered the deployments
         try:
             run("migration-drift/migration-drift")
             break
@@ -96,15 +101,22 @@ def _kick_off(settings: object) -> None:
     run("anchor/anchor")
     run("watchdog/watchdog")
     time.sleep(20)
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from tasks.exports import request_export
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     operator = sorted(settings.operator_emails)[0]  # type: ignore[attr-defined]
-    job = request_export(settings, operator=operator, fmt="csv", filter_text={  # type: ignore[arg-type]
-        "since": (now - timedelta(hours=1)).isoformat(), "until": (now + timedelta(minutes=5)).isoformat(),
-        "tenant_id": "acme-corp"})
+    job = request_export(
+        settings,
+        operator=operator,
+        fmt="csv",
+        filter_text={  # type: ignore[arg-type]
+            "since": (now - timedelta(hours=1)).isoformat(),
+            "until": (now + timedelta(minutes=5)).isoformat(),
+            "tenant_id": "acme-corp",
+        },
+    )
     run("export-runner/export-runner", job_id=job)
     print(f"demo export {job} requested; `compliance export status {job}` shows its download link", flush=True)
 

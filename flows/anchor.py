@@ -44,8 +44,10 @@ def anchor() -> dict[str, Any]:
     key = load_signing_key(settings)
     outcomes = anchor_task(settings, key)
     for o in outcomes:
-        logger.info("anchored cadence %s: %d tenants, %d events, root %s", o.cadence_id, o.tenants, o.events,
-                    o.merkle_root)
-    create_markdown_artifact(key="anchor", markdown=_markdown(outcomes, settings.anchor_bucket),
-                             description="The anchors this run wrote")
+        logger.info(
+            "anchored cadence %s: %d tenants, %d events, root %s", o.cadence_id, o.tenants, o.events, o.merkle_root
+        )
+    create_markdown_artifact(
+        key="anchor", markdown=_markdown(outcomes, settings.anchor_bucket), description="The anchors this run wrote"
+    )
     return {"anchors": [o.__dict__ for o in outcomes]}

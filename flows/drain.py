@@ -27,9 +27,7 @@ ARTIFACT_ROWS = 200
 
 
 def _has_pending(conn: Any) -> bool:
-    row = conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM compliance.outbox)"
-    ).fetchone()
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM compliance.outbox)").fetchone()
     return bool(row[0])
 
 
@@ -60,8 +58,13 @@ def drain_outbox(
             time.sleep(poll_seconds)
     finally:
         watcher.close()
-    logger.info("drained %d events (%d poisoned, %d duplicates) in %d batches",
-                total.drained, total.poisoned, total.duplicates, total.batches)
+    logger.info(
+        "drained %d events (%d poisoned, %d duplicates) in %d batches",
+        total.drained,
+        total.poisoned,
+        total.duplicates,
+        total.batches,
+    )
     top = sorted(total.per_tenant.items(), key=lambda kv: -kv[1][0])[:ARTIFACT_ROWS]
     create_table_artifact(
         key="drain-outbox",
@@ -73,5 +76,10 @@ def drain_outbox(
             + (f" Showing the {ARTIFACT_ROWS} busiest tenants." if len(total.per_tenant) > ARTIFACT_ROWS else "")
         ),
     )
-    return {"drained": total.drained, "poisoned": total.poisoned, "duplicates": total.duplicates,
-            "batches": total.batches, "tenants": len(total.per_tenant)}
+    return {
+        "drained": total.drained,
+        "poisoned": total.poisoned,
+        "duplicates": total.duplicates,
+        "batches": total.batches,
+        "tenants": len(total.per_tenant),
+    }

@@ -22,10 +22,14 @@ from tasks.reads import list_events, show_event
 class EventsQuery(BaseModel):
     """Which events to show."""
 
-    tenant_id: str | None = Field(default=None, description="The tenant to read. Leave empty for every tenant "
-                                  "(operators only: fill in operator).")
-    operator: str | None = Field(default=None, description="Your e-mail, if you are an operator reading across "
-                                 "tenants; it must be on COMPLIANCE_OPERATOR_EMAILS.")
+    tenant_id: str | None = Field(
+        default=None, description="The tenant to read. Leave empty for every tenant (operators only: fill in operator)."
+    )
+    operator: str | None = Field(
+        default=None,
+        description="Your e-mail, if you are an operator reading across "
+        "tenants; it must be on COMPLIANCE_OPERATOR_EMAILS.",
+    )
     since: str | None = Field(default=None, description="Only events that occurred at or after (RFC 3339)")
     until: str | None = Field(default=None, description="Only events that occurred before (RFC 3339)")
     event_types: list[str] | None = Field(default=None, description="Only these event types")
@@ -51,17 +55,42 @@ def events_query(query: EventsQuery) -> dict[str, Any]:
             return {"found": False}
         create_markdown_artifact(key="event-detail", markdown=_detail_markdown(detail))
         return {"found": True, "anchor": detail.get("anchor")}
-    rows = list_events(settings, tenant=tenant, since=query.since, until=query.until, event_types=query.event_types,
-                       actor_types=query.actor_types, limit=500)
-    create_table_artifact(key="events-query", table=rows or [{"result": "no matching events"}],
-                          description=f"{len(rows)} newest matching events")
+    rows = list_events(
+        settings,
+        tenant=tenant,
+        since=query.since,
+        until=query.until,
+        event_types=query.event_types,
+        actor_types=query.actor_types,
+        limit=500,
+    )
+    create_table_artifact(
+        key="events-query",
+        table=rows or [{"result": "no matching events"}],
+        description=f"{len(rows)} newest matching events",
+    )
     return {"events": len(rows)}
 
 
 def _detail_markdown(d: dict[str, Any]) -> str:
     lines = [f"# Event `{d['event_id']}`", "", "| field | value |", "|---|---|"]
-    for key in ("tenant_id", "seq", "occurred_at", "recorded_at", "actor_type", "actor_id", "source", "event_type",
-                "payload", "redacted_fields", "prev_hash", "event_hash", "anchor", "event_index", "status"):
+    for key in (
+        "tenant_id",
+        "seq",
+        "occurred_at",
+        "recorded_at",
+        "actor_type",
+        "actor_id",
+        "source",
+        "event_type",
+        "payload",
+        "redacted_fields",
+        "prev_hash",
+        "event_hash",
+        "anchor",
+        "event_index",
+        "status",
+    ):
         if key in d:
             lines.append(f"| {key} | `{d[key]}` |")
     if d.get("event_path"):

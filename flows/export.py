@@ -28,13 +28,16 @@ class ExportRequest(BaseModel):
     """An export request made from the Prefect UI (the same checks as `compliance export request`)."""
 
     operator: str = Field(description="Your e-mail; it must be on COMPLIANCE_OPERATOR_EMAILS. The request is audited.")
-    format: Literal["csv", "ndjson"] = Field(default="csv", description="csv (header row) or ndjson (one object a line)")
+    format: Literal["csv", "ndjson"] = Field(
+        default="csv", description="csv (header row) or ndjson (one object a line)"
+    )
     since: str = Field(description="Start of the window, RFC 3339 with offset, inclusive (e.g. 2026-11-01T00:00:00Z)")
     until: str = Field(description="End of the window, RFC 3339 with offset, exclusive; at most 90 days after since")
     tenant_id: str | None = Field(default=None, description="One tenant; leave empty for a cross-tenant export")
     event_types: list[str] | None = Field(default=None, description="Only these event types (e.g. auth.signin.failure)")
-    actor_types: list[str] | None = Field(default=None, description="Only these actor types: user, service, agent, "
-                                         "system, operator")
+    actor_types: list[str] | None = Field(
+        default=None, description="Only these actor types: user, service, agent, system, operator"
+    )
 
     def filter_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"since": self.since, "until": self.until}
@@ -65,8 +68,9 @@ def export_runner(job_id: str | None = None, request: ExportRequest | None = Non
     if job_id is None:
         if request is None:
             raise ValueError("give job_id (a queued job) or request (operator, format, window, ...)")
-        job_id = request_export(settings, operator=request.operator, fmt=request.format,
-                                filter_text=request.filter_json())
+        job_id = request_export(
+            settings, operator=request.operator, fmt=request.format, filter_text=request.filter_json()
+        )
         logger.info("requested export %s", job_id)
     artifact_id = create_progress_artifact(progress=0.0, key="export-progress", description=f"export {job_id}")
     outcome = run_export_task(settings, job_id, artifact_id)
@@ -74,8 +78,16 @@ def export_runner(job_id: str | None = None, request: ExportRequest | None = Non
         logger.info("export %s was not queued (already claimed): nothing to do", job_id)
         return {"job_id": job_id, "status": "not-queued"}
     update_progress_artifact(artifact_id=artifact_id, progress=100.0)
-    create_link_artifact(key="export-download", link=outcome.url,
-                         link_text=f"events ({outcome.rows} rows), valid until {outcome.url_expires_at}",
-                         description=f"export {job_id}: sha256 {outcome.data_sha256}")
-    return {"job_id": job_id, "status": outcome.status, "rows": outcome.rows, "url": outcome.url,
-            "url_expires_at": outcome.url_expires_at}
+    create_link_artifact(
+        key="export-download",
+        link=outcome.url,
+        link_text=f"events ({outcome.rows} rows), valid until {outcome.url_expires_at}",
+        description=f"export {job_id}: sha256 {outcome.data_sha256}",
+    )
+    return {
+        "job_id": job_id,
+        "status": outcome.status,
+        "rows": outcome.rows,
+        "url": outcome.url,
+        "url_expires_at": outcome.url_expires_at,
+    }

@@ -28,11 +28,17 @@ measure_task = task(measure, name="measure-ledger", cache_policy=NO_CACHE, retri
 
 def _markdown(judgements: dict[str, Judgement], details: dict[str, Any]) -> str:
     icon = {"ok": "OK", "breached": "BREACHED", "critical": "CRITICAL", "unknown": "unknown"}
-    rows = "\n".join(f"| {j.figure} | {j.value} | {'must be true' if j.limit is True else f'> {j.limit}'} | "
-                     f"{icon[j.state]} | {j.meaning} |" for j in judgements.values())
+    rows = "\n".join(
+        f"| {j.figure} | {j.value} | {'must be true' if j.limit is True else f'> {j.limit}'} | "
+        f"{icon[j.state]} | {j.meaning} |"
+        for j in judgements.values()
+    )
     extra = "".join(f"\n- **{k}**: {v}" for k, v in details.items() if v)
-    return ("# Watchdog\n\n| figure | value | alert when | state | meaning |\n|---|---|---|---|---|\n"
-            + rows + ("\n\n## Details" + extra if extra else ""))
+    return (
+        "# Watchdog\n\n| figure | value | alert when | state | meaning |\n|---|---|---|---|---|\n"
+        + rows
+        + ("\n\n## Details" + extra if extra else "")
+    )
 
 
 @flow(name="watchdog")
@@ -47,7 +53,15 @@ def watchdog() -> dict[str, Any]:
     cloudwatch = send_to_cloudwatch(figures)
     bad = {k: j.state for k, j in judgements.items() if j.state not in ("ok", "unknown")}
     (logger.warning if bad else logger.info)("watchdog figures %s; not ok: %s", figures, bad or "none")
-    create_markdown_artifact(key="watchdog", markdown=_markdown(judgements, details),
-                             description="Ledger figures against their alert thresholds")
-    return {"figures": figures, "states": {k: j.state for k, j in judgements.items()}, "events": events,
-            "details": details, "cloudwatch": cloudwatch}
+    create_markdown_artifact(
+        key="watchdog",
+        markdown=_markdown(judgements, details),
+        description="Ledger figures against their alert thresholds",
+    )
+    return {
+        "figures": figures,
+        "states": {k: j.state for k, j in judgements.items()},
+        "events": events,
+        "details": details,
+        "cloudwatch": cloudwatch,
+    }

@@ -13,29 +13,46 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Sequence
+from datetime import datetime, timedelta
+from typing import Any
 
 import psycopg
-from botocore.exceptions import ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from compliance.anchor import (
-    AnchorError, AnchorPlan, TenantHead, anchor_key, cadence_id, plan_anchor, proofs_key, public_key_key,
-    public_key_pem, sign_anchor, unsigned_anchor,
+    AnchorError,
+    AnchorPlan,
+    TenantHead,
+    anchor_key,
+    cadence_id,
+    plan_anchor,
+    proofs_key,
+    public_key_key,
+    public_key_pem,
+    sign_anchor,
+    unsigned_anchor,
 )
 from compliance.merkle import merkle_tree_hash
 from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text, utc_text
 from tasks.db import connect
 from tasks.signing import SigningKey
-from tasks.storage import s3_client
+from tasks.storage import get_bytes, s3_client
 
 __all__ = [
-    "AnchorRun", "AnchorOutcome", "ANCHOR_LOCK", "pending_heads", "events_roots", "freeze_run", "open_run",
-    "write_objects", "record_anchor", "anchor_once",
+    "ANCHOR_LOCK",
+    "AnchorOutcome",
+    "AnchorRun",
+    "anchor_once",
+    "events_roots",
+    "freeze_run",
+    "open_run",
+    "pending_heads",
+    "record_anchor",
+    "write_objects",
 ]
 
 ANCHOR_LOCK = 0x616E63686F72  # one anchor run at a time ("anchor")
@@ -119,38 +136,42 @@ def freeze_run(conn: psycopg.Connection, heads: Sequence[TenantHead], key_id: st
         "SELECT cadence_id, anchor_sha256 FROM compliance.anchors ORDER BY position DESC LIMIT 1"
     ).fetchone()
     now = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
-    run = AnchorRun(cadence_id(heads), tuple(heads), utc_text(now), prev[0] if prev else None,
-                    prev[1] if prev else None, key_id)
+    run = AnchorRun(
+        cadence_id(heads), tuple(heads), utc_text(now), prev[0] if prev else None, prev[1] if prev else None, key_id
+    )
     with conn.transaction():
         conn.execute(
             "INSERT INTO compliance.anchor_runs (cadence_id, heads, anchored_at, prev_cadence_id, prev_anchor_sha256, "
             "key_id) VALUES (%s, %s, %s, %s, %s, %s)",
-            (run.cadence_id, json.dumps([[h.tenant_id, h.first_seq, h.last_seq, h.head_hash.hex()] for h in heads]),
-             run.anchored_at, run.prev_cadence_id, run.prev_anchor_sha256, run.key_id),
+            (
+                run.cadence_id,
+                json.dumps([[h.tenant_id, h.first_seq, h.last_seq, h.head_hash.hex()] for h in heads]),
+                run.anchored_at,
+                run.prev_cadence_id,
+                run.prev_anchor_sha256,
+                run.key_id,
+            ),
         )
     return run
 
 
-def _get(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
-def _put_once(s3: Any, bucket: str, key: str, body: bytes, *, mode: str, retain_until: datetime,
-              content_type: str) -> None:
+def _put_once(
+    s3: Any, bucket: str, key: str, body: bytes, *, mode: str, retain_until: datetime, content_type: str
+) -> None:
     """Write a locked object unless the same bytes are already there; different bytes are an error."""
-    existing = _get(s3, bucket, key)
+    existing = get_bytes(s3, bucket, key)
     if existing is not None:
         if existing != body:
             raise AnchorError(f"s3://{bucket}/{key} already holds different bytes; refusing to write another version")
         return
     s3.put_object(
-        Bucket=bucket, Key=key, Body=body, ContentType=content_type, ObjectLockMode=mode,
-        ObjectLockRetainUntilDate=retain_until, ChecksumAlgorithm="SHA256",
+        Bucket=bucket,
+        Key=key,
+        Body=body,
+        ContentType=content_type,
+        ObjectLockMode=mode,
+        ObjectLockRetainUntilDate=retain_until,
+        ChecksumAlgorithm="SHA256",
     )
 
 
@@ -159,63 +180,124 @@ def write_objects(settings: Settings, run: AnchorRun, plan: AnchorPlan, key: Sig
     if key.key_id != run.key_id:
         raise AnchorError(f"run {run.cadence_id} was frozen for key {run.key_id} but the signing key is {key.key_id}")
     anchor = sign_anchor(
-        unsigned_anchor(plan, anchored_at=run.anchored_at, prev_cadence_id=run.prev_cadence_id,
-                        prev_anchor_sha256=run.prev_anchor_sha256),
-        key.key, key.key_id,
+        unsigned_anchor(
+            plan,
+            anchored_at=run.anchored_at,
+            prev_cadence_id=run.prev_cadence_id,
+            prev_anchor_sha256=run.prev_anchor_sha256,
+        ),
+        key.key,
+        key.key_id,
     )
     retain_until = parse_utc_text(run.anchored_at) + timedelta(days=settings.retention_days)
     s3 = s3_client(settings)
     bucket = settings.anchor_bucket
-    _put_once(s3, bucket, public_key_key(key.key_id), public_key_pem(key.key), mode=settings.lock_mode,
-              retain_until=retain_until, content_type="application/x-pem-file")
-    _put_once(s3, bucket, proofs_key(plan.cadence_id), plan.proofs, mode=settings.lock_mode,
-              retain_until=retain_until, content_type="application/x-ndjson")
-    _put_once(s3, bucket, anchor_key(plan.cadence_id), anchor, mode=settings.lock_mode,
-              retain_until=retain_until, content_type="application/json")
+    _put_once(
+        s3,
+        bucket,
+        public_key_key(key.key_id),
+        public_key_pem(key.key),
+        mode=settings.lock_mode,
+        retain_until=retain_until,
+        content_type="application/x-pem-file",
+    )
+    _put_once(
+        s3,
+        bucket,
+        proofs_key(plan.cadence_id),
+        plan.proofs,
+        mode=settings.lock_mode,
+        retain_until=retain_until,
+        content_type="application/x-ndjson",
+    )
+    _put_once(
+        s3,
+        bucket,
+        anchor_key(plan.cadence_id),
+        anchor,
+        mode=settings.lock_mode,
+        retain_until=retain_until,
+        content_type="application/json",
+    )
     return anchor, retain_until
 
 
-def record_anchor(conn: psycopg.Connection, settings: Settings, run: AnchorRun, plan: AnchorPlan, anchor: bytes,
-                  retain_until: datetime) -> None:
+def record_anchor(
+    conn: psycopg.Connection,
+    settings: Settings,
+    run: AnchorRun,
+    plan: AnchorPlan,
+    anchor: bytes,
+    retain_until: datetime,
+) -> None:
     """Record the anchor and its ranges and move each tenant's anchor state, in one transaction."""
     with conn.transaction():
         if conn.execute("SELECT 1 FROM compliance.anchors WHERE cadence_id = %s", (run.cadence_id,)).fetchone():
-            conn.execute("UPDATE compliance.anchor_runs SET completed_at = clock_timestamp() WHERE cadence_id = %s "
-                         "AND completed_at IS NULL", (run.cadence_id,))
+            conn.execute(
+                "UPDATE compliance.anchor_runs SET completed_at = clock_timestamp() WHERE cadence_id = %s "
+                "AND completed_at IS NULL",
+                (run.cadence_id,),
+            )
             return
         conn.execute(
             "INSERT INTO compliance.anchors (cadence_id, merkle_root, tenant_count, event_count, proofs_sha256, "
             "anchor_sha256, prev_cadence_id, anchored_at, key_id, proofs_key, anchor_key, lock_mode, retain_until) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (run.cadence_id, plan.merkle_root, len(plan.records), plan.event_count,
-             hashlib.sha256(plan.proofs).hexdigest(), hashlib.sha256(anchor).hexdigest(), run.prev_cadence_id,
-             parse_utc_text(run.anchored_at), run.key_id, proofs_key(run.cadence_id), anchor_key(run.cadence_id),
-             settings.lock_mode, retain_until),
+            (
+                run.cadence_id,
+                plan.merkle_root,
+                len(plan.records),
+                plan.event_count,
+                hashlib.sha256(plan.proofs).hexdigest(),
+                hashlib.sha256(anchor).hexdigest(),
+                run.prev_cadence_id,
+                parse_utc_text(run.anchored_at),
+                run.key_id,
+                proofs_key(run.cadence_id),
+                anchor_key(run.cadence_id),
+                settings.lock_mode,
+                retain_until,
+            ),
         )
         with conn.cursor().copy(
             "COPY compliance.anchor_ranges (tenant_id, first_seq, last_seq, cadence_id, leaf_index, head_hash, "
             "events_root) FROM STDIN"
         ) as copy:
             for i, r in enumerate(plan.records):
-                copy.write_row((r["tenant_id"], r["first_seq"], r["last_seq"], run.cadence_id, i,
-                                bytes.fromhex(r["head_hash"]), bytes.fromhex(r["events_root"])))
+                copy.write_row(
+                    (
+                        r["tenant_id"],
+                        r["first_seq"],
+                        r["last_seq"],
+                        run.cadence_id,
+                        i,
+                        bytes.fromhex(r["head_hash"]),
+                        bytes.fromhex(r["events_root"]),
+                    )
+                )
         _move_states(conn, run, plan)
-        conn.execute("UPDATE compliance.anchor_runs SET completed_at = clock_timestamp() WHERE cadence_id = %s",
-                      (run.cadence_id,))
+        conn.execute(
+            "UPDATE compliance.anchor_runs SET completed_at = clock_timestamp() WHERE cadence_id = %s",
+            (run.cadence_id,),
+        )
 
 
 def _move_states(conn: psycopg.Connection, run: AnchorRun, plan: AnchorPlan) -> None:
     """Advance each tenant's anchored seq; refuse a range that does not start right after the last one."""
     tenants = [r["tenant_id"] for r in plan.records]
-    current = dict(conn.execute(
-        "SELECT tenant_id, last_anchored_seq FROM compliance.tenant_anchor_state WHERE tenant_id = ANY(%s) FOR UPDATE",
-        (tenants,),
-    ).fetchall())
+    current = dict(
+        conn.execute(
+            "SELECT tenant_id, last_anchored_seq FROM compliance.tenant_anchor_state WHERE tenant_id = ANY(%s) FOR UPDATE",
+            (tenants,),
+        ).fetchall()
+    )
     for r in plan.records:
         expected_first = current.get(r["tenant_id"], 0) + 1
         if r["first_seq"] != expected_first:
-            raise AnchorError(f"tenant {r['tenant_id']}: range starts at {r['first_seq']}, expected {expected_first} "
-                              "(a gap or overlap between anchored ranges)")
+            raise AnchorError(
+                f"tenant {r['tenant_id']}: range starts at {r['first_seq']}, expected {expected_first} "
+                "(a gap or overlap between anchored ranges)"
+            )
     conn.execute(
         "INSERT INTO compliance.tenant_anchor_state (tenant_id, last_anchored_seq, last_cadence_id) "
         "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[]) "
@@ -225,16 +307,24 @@ def _move_states(conn: psycopg.Connection, run: AnchorRun, plan: AnchorPlan) -> 
     )
 
 
-def complete_run(conn: psycopg.Connection, settings: Settings, run: AnchorRun, key: SigningKey,
-                 resumed: bool) -> AnchorOutcome:
+def complete_run(
+    conn: psycopg.Connection, settings: Settings, run: AnchorRun, key: SigningKey, resumed: bool
+) -> AnchorOutcome:
     plan = plan_anchor(run.heads, events_roots(conn, run.heads))
     if plan.cadence_id != run.cadence_id:
         raise AnchorError(f"run {run.cadence_id}: its heads now give cadence {plan.cadence_id}")
     anchor, retain_until = write_objects(settings, run, plan, key)
     record_anchor(conn, settings, run, plan, anchor, retain_until)
     return AnchorOutcome(
-        run.cadence_id, len(plan.records), plan.event_count, plan.merkle_root.hex(), proofs_key(run.cadence_id),
-        anchor_key(run.cadence_id), settings.lock_mode, utc_text(retain_until), resumed,
+        run.cadence_id,
+        len(plan.records),
+        plan.event_count,
+        plan.merkle_root.hex(),
+        proofs_key(run.cadence_id),
+        anchor_key(run.cadence_id),
+        settings.lock_mode,
+        utc_text(retain_until),
+        resumed,
         hashlib.sha256(anchor).hexdigest(),
     )
 
@@ -258,5 +348,4 @@ def anchor_once(settings: Settings, key: SigningKey) -> list[AnchorOutcome]:
     return outcomes
 
 
-anchor_task = task(anchor_once, name="anchor-heads", cache_policy=NO_CACHE, retries=3,
-                   retry_delay_seconds=[5, 30, 120])
+anchor_task = task(anchor_once, name="anchor-heads", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120])

@@ -9,24 +9,30 @@ with only that role's grants.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import psycopg
 from psycopg import sql
 
 from compliance.settings import Settings
 
-__all__ = ["ROLES", "connect", "owner_connection", "database_url"]
+__all__ = ["ROLES", "connect", "database_url", "owner_connection"]
 
-ROLES = ("compliance_writer", "compliance_drainer", "compliance_reader", "compliance_anchorer",
-         "compliance_exporter", "compliance_watchdog")
+ROLES = (
+    "compliance_writer",
+    "compliance_drainer",
+    "compliance_reader",
+    "compliance_anchorer",
+    "compliance_exporter",
+    "compliance_watchdog",
+)
 
 
 def database_url(settings: Settings) -> str:
     if not settings.database_url:
         raise RuntimeError(
-            "COMPLIANCE_DATABASE_URL is not set; run `eval \"$(compliance dev up)\"` or point it at PostgreSQL"
+            'COMPLIANCE_DATABASE_URL is not set; run `eval "$(compliance dev up)"` or point it at PostgreSQL'
         )
     return settings.database_url
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 import orjson
 import psycopg
@@ -32,7 +33,7 @@ from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
-__all__ = ["drain_batch", "drain_pending", "pending_count", "DrainResult", "SHARDS"]
+__all__ = ["SHARDS", "DrainResult", "drain_batch", "drain_pending", "pending_count"]
 
 SHARDS = 64
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
@@ -65,7 +66,7 @@ class DrainResult:
     seconds: float = 0.0
     per_tenant: dict[str, list[int]] = field(default_factory=dict)  # tenant -> [events, first_seq, last_seq]
 
-    def add(self, other: "DrainResult") -> None:
+    def add(self, other: DrainResult) -> None:
         self.drained += other.drained
         self.poisoned += other.poisoned
         self.duplicates += other.duplicates
@@ -107,9 +108,7 @@ def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> li
     return [r[0] for r in rows]
 
 
-def drain_batch(
-    conn: psycopg.Connection, batch_size: int = 20_000, shards: Sequence[int] | None = None
-) -> DrainResult:
+def drain_batch(conn: psycopg.Connection, batch_size: int = 20_000, shards: Sequence[int] | None = None) -> DrainResult:
     """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer)."""
     started = time.perf_counter()
     result = DrainResult()
@@ -147,7 +146,8 @@ def drain_batch(
                 # An id already chained (two emits of one id racing the drain): never chain it twice.
                 all_ids = [r[1] for rs in by_tenant.values() for r in rs]
                 dup = {
-                    r[0] for r in conn.execute(
+                    r[0]
+                    for r in conn.execute(
                         "SELECT event_id::text FROM compliance.events WHERE event_id = ANY(%s::uuid[])", (all_ids,)
                     )
                 }
@@ -214,17 +214,51 @@ def _chain_and_copy(
         for tenant, rows in by_tenant.items():
             seq, prev = heads[tenant]
             first = seq + 1
-            for (_id, event_id, _t, occurred_at, actor_type, actor_id, source, event_type, payload, redacted,
-                 _enqueued) in rows:
+            for (
+                _id,
+                event_id,
+                _t,
+                occurred_at,
+                actor_type,
+                actor_id,
+                source,
+                event_type,
+                payload,
+                redacted,
+                _enqueued,
+            ) in rows:
                 seq += 1
                 body = canonical_body(
-                    seq=seq, event_id=event_id, tenant_id=tenant, occurred_at=occurred_at, recorded_at=recorded_at,
-                    actor_type=actor_type, actor_id=actor_id, source=source, event_type=event_type,
-                    payload_jcs=payload, redacted_fields_jcs=redacted,
+                    seq=seq,
+                    event_id=event_id,
+                    tenant_id=tenant,
+                    occurred_at=occurred_at,
+                    recorded_at=recorded_at,
+                    actor_type=actor_type,
+                    actor_id=actor_id,
+                    source=source,
+                    event_type=event_type,
+                    payload_jcs=payload,
+                    redacted_fields_jcs=redacted,
                 )
                 digest = sha256(prev + body).digest()
-                write((tenant, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
-                       payload, redacted, prev, digest))
+                write(
+                    (
+                        tenant,
+                        seq,
+                        event_id,
+                        occurred_at,
+                        recorded_at,
+                        actor_type,
+                        actor_id,
+                        source,
+                        event_type,
+                        payload,
+                        redacted,
+                        prev,
+                        digest,
+                    )
+                )
                 prev = digest
             new_heads.append((tenant, seq, prev))
             per_tenant[tenant] = [seq - first + 1, first, seq]
@@ -232,15 +266,19 @@ def _chain_and_copy(
 
 
 def pending_count(conn: psycopg.Connection) -> int:
-    return int(conn.execute(
-        "SELECT count(*) FROM compliance.outbox"
-    ).fetchone()[0])  # type: ignore[index]
+    return int(conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0])  # type: ignore[index]
 
 
-@task(name="drain-pending", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[1, 5, 15],
-      retry_condition_fn=lambda task, run, state: _transient(state))
-def drain_pending(settings: Settings, batch_size: int | None = None, shards: list[int] | None = None,
-                  max_batches: int | None = None) -> DrainResult:
+@task(
+    name="drain-pending",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=lambda task, run, state: _transient(state),
+)
+def drain_pending(
+    settings: Settings, batch_size: int | None = None, shards: list[int] | None = None, max_batches: int | None = None
+) -> DrainResult:
     """Drain batch after batch until the outbox (of the shards this drainer can lock) is empty."""
     total = DrainResult()
     conn = connect(settings, "compliance_drainer")

@@ -6,16 +6,25 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 
 from compliance.anchor import parse_proofs, proofs_key
 from compliance.events import Registry, new_event_id
 from compliance.exports import (
-    CSV_HEADER, FORMATS, ExportFilter, ExportRefused, check_rate, compress_seqs, csv_row, ndjson_line, parse_filter,
+    CSV_HEADER,
+    FORMATS,
+    ExportFilter,
+    ExportRefused,
+    check_rate,
+    compress_seqs,
+    csv_row,
+    ndjson_line,
+    parse_filter,
 )
 from compliance.merkle import tree_levels
 from compliance.settings import Settings
@@ -24,42 +33,68 @@ from tasks.db import connect
 from tasks.outbox import emit
 from tasks.storage import MultipartWriter, s3_client
 
-__all__ = ["PLATFORM_TENANT", "URL_SECONDS", "request_export", "run_job", "JobOutcome", "job_status", "fresh_url",
-           "write_export"]
+__all__ = [
+    "PLATFORM_TENANT",
+    "URL_SECONDS",
+    "JobOutcome",
+    "fresh_url",
+    "job_status",
+    "request_export",
+    "run_job",
+    "write_export",
+]
 
 PLATFORM_TENANT = "_platform"  # the chain that records cross-tenant (operator) exports
 URL_SECONDS = 900
 
 
-def request_export(settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any],
-                   now: datetime | None = None) -> str:
+def request_export(
+    settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any], now: datetime | None = None
+) -> str:
     """Validate and queue an export; the job row and its `data.export_initiated` event commit together.
     Raises :class:`ExportRefused` (nothing written)."""
     if not settings.is_operator(operator):
-        raise ExportRefused("OPERATOR_NOT_ALLOWED", f"{operator!r} is not on the operator allow-list "
-                            "(COMPLIANCE_OPERATOR_EMAILS); ask an operator to request the export")
+        raise ExportRefused(
+            "OPERATOR_NOT_ALLOWED",
+            f"{operator!r} is not on the operator allow-list "
+            "(COMPLIANCE_OPERATOR_EMAILS); ask an operator to request the export",
+        )
     if fmt not in FORMATS:
         raise ExportRefused("FILTER_INVALID", f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     registry = Registry.default()
     flt = parse_filter(filter_text, known_event_types=registry.names())
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     job_id = new_event_id()
-    with connect(settings, "compliance_exporter") as conn:
-        with conn.transaction():
-            # One operator's requests are serialised, so the rate limit cannot be raced.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('export-rate:' || %s))", (operator.lower(),))
-            previous = [r[0] for r in conn.execute(
+    with connect(settings, "compliance_exporter") as conn, conn.transaction():
+        # One operator's requests are serialised, so the rate limit cannot be raced.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('export-rate:' || %s))", (operator.lower(),))
+        previous = [
+            r[0]
+            for r in conn.execute(
                 "SELECT requested_at FROM compliance.export_jobs WHERE lower(operator) = lower(%s) "
-                "AND requested_at > %s::timestamptz - interval '1 hour'", (operator, now))]
-            check_rate(previous, now)
-            conn.execute(
-                "INSERT INTO compliance.export_jobs (job_id, operator, format, filter, requested_at) "
-                "VALUES (%s, %s, %s, %s, %s)", (job_id, operator, fmt, json.dumps(flt.as_json()), now))
-            emit(conn, {
-                "tenant_id": flt.tenant_id or PLATFORM_TENANT, "occurred_at": now, "actor_type": "operator",
-                "actor_id": operator, "source": "compliance-export", "event_type": "data.export_initiated",
+                "AND requested_at > %s::timestamptz - interval '1 hour'",
+                (operator, now),
+            )
+        ]
+        check_rate(previous, now)
+        conn.execute(
+            "INSERT INTO compliance.export_jobs (job_id, operator, format, filter, requested_at) "
+            "VALUES (%s, %s, %s, %s, %s)",
+            (job_id, operator, fmt, json.dumps(flt.as_json()), now),
+        )
+        emit(
+            conn,
+            {
+                "tenant_id": flt.tenant_id or PLATFORM_TENANT,
+                "occurred_at": now,
+                "actor_type": "operator",
+                "actor_id": operator,
+                "source": "compliance-export",
+                "event_type": "data.export_initiated",
                 "payload": {"exportJobId": job_id, "format": fmt, "filter": flt.as_json(), "requestedBy": operator},
-            }, registry=registry)
+            },
+            registry=registry,
+        )
     return job_id
 
 
@@ -117,9 +152,14 @@ class _Ranges:
     def locate(self, tenant: str, seq: int) -> tuple[str | None, int | None, str | None]:
         if tenant != self.tenant:
             self.tenant, self.current = tenant, None
-            self.ranges = [tuple(r) for r in self.conn.execute(  # type: ignore[misc]
-                "SELECT first_seq, last_seq, cadence_id FROM compliance.anchor_ranges WHERE tenant_id = %s "
-                "ORDER BY first_seq", (tenant,))]
+            self.ranges = [
+                tuple(r)
+                for r in self.conn.execute(  # type: ignore[misc]
+                    "SELECT first_seq, last_seq, cadence_id FROM compliance.anchor_ranges WHERE tenant_id = %s "
+                    "ORDER BY first_seq",
+                    (tenant,),
+                )
+            ]
         cur = self.current
         if cur is None or not cur[0] <= seq <= cur[1]:
             cur = next((r for r in self.ranges if r[0] <= seq <= r[1]), None)
@@ -127,8 +167,10 @@ class _Ranges:
                 return None, None, None
             blob = self.conn.execute(
                 "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events "
-                "WHERE tenant_id = %s AND seq BETWEEN %s AND %s", (tenant, cur[0], cur[1])).fetchone()[0]
-            levels = tree_levels([blob[i:i + 32] for i in range(0, len(blob), 32)])
+                "WHERE tenant_id = %s AND seq BETWEEN %s AND %s",
+                (tenant, cur[0], cur[1]),
+            ).fetchone()[0]
+            levels = tree_levels([blob[i : i + 32] for i in range(0, len(blob), 32)])
             self.hex_levels = [[h.hex() for h in level] for level in levels[:-1]]
             self.suffix = {}
             self.current = cur
@@ -154,9 +196,9 @@ class _Ranges:
         return got
 
 
-def write_export(conn: psycopg.Connection, flt: ExportFilter, fmt: str, out: Any,
-                 progress: Callable[[int], None] | None = None) -> tuple[int, str, dict[str, list[list[int]]],
-                                                                          dict[str, set[str]]]:
+def write_export(
+    conn: psycopg.Connection, flt: ExportFilter, fmt: str, out: Any, progress: Callable[[int], None] | None = None
+) -> tuple[int, str, dict[str, list[list[int]]], dict[str, set[str]]]:
     """Stream the matching rows into ``out`` (anything with ``write(bytes)``); returns (rows, sha256, rows per
     tenant, tenants per cadence)."""
     extra, params = _where(flt)
@@ -203,7 +245,9 @@ def _claim(conn: psycopg.Connection, job_id: str) -> tuple[str, str, dict[str, A
     """queued -> running, compare-and-set: a second delivery of the same job finds nothing to claim."""
     row = conn.execute(
         "UPDATE compliance.export_jobs SET status = 'running', started_at = clock_timestamp() "
-        "WHERE job_id = %s AND status = 'queued' RETURNING operator, format, filter", (job_id,)).fetchone()
+        "WHERE job_id = %s AND status = 'queued' RETURNING operator, format, filter",
+        (job_id,),
+    ).fetchone()
     return None if row is None else (row[0], row[1], row[2])
 
 
@@ -219,45 +263,78 @@ def run_job(settings: Settings, job_id: str, progress: Callable[[int, int], None
             outcome = _produce(conn, settings, job_id, fmt, parse_filter(filter_json), progress, started)
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"[:2000]
-            conn.execute("UPDATE compliance.export_jobs SET status = 'failed', finished_at = clock_timestamp(), "
-                         "job_error = %s WHERE job_id = %s AND status = 'running'", (message, job_id))
+            conn.execute(
+                "UPDATE compliance.export_jobs SET status = 'failed', finished_at = clock_timestamp(), "
+                "job_error = %s WHERE job_id = %s AND status = 'running'",
+                (message, job_id),
+            )
             raise
         return outcome
 
 
-def _produce(conn: psycopg.Connection, settings: Settings, job_id: str, fmt: str, flt: ExportFilter,
-             progress: Callable[[int, int], None] | None, started: float) -> JobOutcome:
-    total = int(conn.execute("SELECT count(*) FROM compliance.events e WHERE e.occurred_at >= %(since)s AND "
-                             "e.occurred_at < %(until)s " + _where(flt)[0], _where(flt)[1]).fetchone()[0])
+def _produce(
+    conn: psycopg.Connection,
+    settings: Settings,
+    job_id: str,
+    fmt: str,
+    flt: ExportFilter,
+    progress: Callable[[int, int], None] | None,
+    started: float,
+) -> JobOutcome:
+    total = int(
+        conn.execute(
+            "SELECT count(*) FROM compliance.events e WHERE e.occurred_at >= %(since)s AND "
+            "e.occurred_at < %(until)s " + _where(flt)[0],
+            _where(flt)[1],
+        ).fetchone()[0]
+    )
     s3 = s3_client(settings)
     data_key = f"exports/{job_id}/events.{fmt}"
     manifest_key = f"exports/{job_id}/manifest.json"
     # The file is never whole in memory nor on disk: rows stream into a multipart upload as they are made.
-    out = MultipartWriter(s3, settings.export_bucket, data_key,
-                          content_type="text/csv" if fmt == "csv" else "application/x-ndjson")
+    out = MultipartWriter(
+        s3, settings.export_bucket, data_key, content_type="text/csv" if fmt == "csv" else "application/x-ndjson"
+    )
     try:
-        rows, sha, seqs, cadences = write_export(conn, flt, fmt, out,
-                                                 (lambda n: progress(n, total)) if progress else None)
+        rows, sha, seqs, cadences = write_export(
+            conn, flt, fmt, out, (lambda n: progress(n, total)) if progress else None
+        )
         out.close()
     except BaseException:
         out.abort()
         raise
     manifest = {
-        "v": 1, "job_id": job_id, "format": fmt, "filter": flt.as_json(), "row_count": rows,
-        "data_key": data_key, "data_sha256": sha, "generated_at": utc_text(datetime.now(timezone.utc)),
-        "anchor_bucket": settings.anchor_bucket, "rows": seqs,
-        "cadences": {cid: {"tenant_records": _proof_lines(s3, settings.anchor_bucket, cid, tenants)}
-                     for cid, tenants in sorted(cadences.items())},
+        "v": 1,
+        "job_id": job_id,
+        "format": fmt,
+        "filter": flt.as_json(),
+        "row_count": rows,
+        "data_key": data_key,
+        "data_sha256": sha,
+        "generated_at": utc_text(datetime.now(UTC)),
+        "anchor_bucket": settings.anchor_bucket,
+        "rows": seqs,
+        "cadences": {
+            cid: {"tenant_records": _proof_lines(s3, settings.anchor_bucket, cid, tenants)}
+            for cid, tenants in sorted(cadences.items())
+        },
     }
-    s3.put_object(Bucket=settings.export_bucket, Key=manifest_key, ContentType="application/json",
-                  Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode())
+    s3.put_object(
+        Bucket=settings.export_bucket,
+        Key=manifest_key,
+        ContentType="application/json",
+        Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode(),
+    )
     url, expires = _presign(s3, settings.export_bucket, data_key)
     conn.execute(
         "UPDATE compliance.export_jobs SET status = 'complete', finished_at = clock_timestamp(), row_count = %s, "
         "data_sha256 = %s, object_key = %s, manifest_key = %s, download_url = %s, url_expires_at = %s "
-        "WHERE job_id = %s AND status = 'running'", (rows, sha, data_key, manifest_key, url, expires, job_id))
-    return JobOutcome(job_id, "complete", rows, data_key, manifest_key, sha, url, utc_text(expires),
-                      time.perf_counter() - started)
+        "WHERE job_id = %s AND status = 'running'",
+        (rows, sha, data_key, manifest_key, url, expires, job_id),
+    )
+    return JobOutcome(
+        job_id, "complete", rows, data_key, manifest_key, sha, url, utc_text(expires), time.perf_counter() - started
+    )
 
 
 def _proof_lines(s3: Any, bucket: str, cid: str, tenants: set[str]) -> list[dict[str, Any]]:
@@ -267,7 +344,7 @@ def _proof_lines(s3: Any, bucket: str, cid: str, tenants: set[str]) -> list[dict
 
 def _presign(s3: Any, bucket: str, key: str) -> tuple[str, datetime]:
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=URL_SECONDS)
-    return url, datetime.now(timezone.utc) + timedelta(seconds=URL_SECONDS)
+    return url, datetime.now(UTC) + timedelta(seconds=URL_SECONDS)
 
 
 def job_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
@@ -275,11 +352,28 @@ def job_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
         row = conn.execute(
             "SELECT job_id::text, status, operator, format, filter, requested_at, started_at, finished_at, row_count, "
             "data_sha256, object_key, manifest_key, download_url, url_expires_at, job_error "
-            "FROM compliance.export_jobs WHERE job_id = %s::uuid", (job_id,)).fetchone()
+            "FROM compliance.export_jobs WHERE job_id = %s::uuid",
+            (job_id,),
+        ).fetchone()
     if row is None:
         return None
-    keys = ("job_id", "status", "operator", "format", "filter", "requested_at", "started_at", "finished_at",
-            "row_count", "data_sha256", "object_key", "manifest_key", "download_url", "url_expires_at", "job_error")
+    keys = (
+        "job_id",
+        "status",
+        "operator",
+        "format",
+        "filter",
+        "requested_at",
+        "started_at",
+        "finished_at",
+        "row_count",
+        "data_sha256",
+        "object_key",
+        "manifest_key",
+        "download_url",
+        "url_expires_at",
+        "job_error",
+    )
     out = dict(zip(keys, row))
     for k in ("requested_at", "started_at", "finished_at", "url_expires_at"):
         if out[k] is not None:
@@ -292,20 +386,32 @@ def fresh_url(settings: Settings, job_id: str, operator: str) -> tuple[str, str]
     if not settings.is_operator(operator):
         raise ExportRefused("OPERATOR_NOT_ALLOWED", f"{operator!r} is not on the operator allow-list")
     with connect(settings, "compliance_exporter") as conn, conn.transaction():
-        row = conn.execute("SELECT status, object_key, url_expires_at, filter FROM compliance.export_jobs "
-                           "WHERE job_id = %s::uuid FOR UPDATE", (job_id,)).fetchone()
+        row = conn.execute(
+            "SELECT status, object_key, url_expires_at, filter FROM compliance.export_jobs "
+            "WHERE job_id = %s::uuid FOR UPDATE",
+            (job_id,),
+        ).fetchone()
         if row is None or row[0] != "complete":
-            raise ValueError(f"export {job_id} is {'unknown' if row is None else row[0]}; only a complete export "
-                             "has a download")
-        if row[2] is not None and row[2] > datetime.now(timezone.utc):
+            raise ValueError(
+                f"export {job_id} is {'unknown' if row is None else row[0]}; only a complete export has a download"
+            )
+        if row[2] is not None and row[2] > datetime.now(UTC):
             raise ValueError(f"the current URL is valid until {utc_text(row[2])}; see `compliance export status`")
         url, expires = _presign(s3_client(settings), settings.export_bucket, row[1])
-        conn.execute("UPDATE compliance.export_jobs SET download_url = %s, url_expires_at = %s WHERE job_id = %s",
-                     (url, expires, job_id))
-        emit(conn, {
-            "tenant_id": row[3].get("tenant_id") or PLATFORM_TENANT, "occurred_at": datetime.now(timezone.utc),
-            "actor_type": "operator", "actor_id": operator, "source": "compliance-export",
-            "event_type": "data.export_url_issued",
-            "payload": {"exportJobId": job_id, "requestedBy": operator, "expiresAt": utc_text(expires)},
-        })
+        conn.execute(
+            "UPDATE compliance.export_jobs SET download_url = %s, url_expires_at = %s WHERE job_id = %s",
+            (url, expires, job_id),
+        )
+        emit(
+            conn,
+            {
+                "tenant_id": row[3].get("tenant_id") or PLATFORM_TENANT,
+                "occurred_at": datetime.now(UTC),
+                "actor_type": "operator",
+                "actor_id": operator,
+                "source": "compliance-export",
+                "event_type": "data.export_url_issued",
+                "payload": {"exportJobId": job_id, "requestedBy": operator, "expiresAt": utc_text(expires)},
+            },
+        )
     return url, utc_text(expires)

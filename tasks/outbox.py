@@ -18,11 +18,12 @@ settled by the outbox's unique index; the drainer, too, never chains an id twice
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from compliance.events import PreparedEvent, Registry, prepare_event
 
-__all__ = ["emit", "emit_batch", "insert_prepared", "EmitResult", "BatchResult"]
+__all__ = ["BatchResult", "EmitResult", "emit", "emit_batch", "insert_prepared"]
 
 _COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
 # An id already in the outbox conflicts on its unique index; one already chained (and so gone from the
@@ -65,8 +66,17 @@ class BatchResult(NamedTuple):
 
 
 def _row(e: PreparedEvent) -> tuple[str, ...]:
-    return (e.event_id, e.tenant_id, e.occurred_at, e.actor_type, e.actor_id, e.source, e.event_type,
-            e.payload_jcs, e.redacted_fields_jcs)
+    return (
+        e.event_id,
+        e.tenant_id,
+        e.occurred_at,
+        e.actor_type,
+        e.actor_id,
+        e.source,
+        e.event_type,
+        e.payload_jcs,
+        e.redacted_fields_jcs,
+    )
 
 
 def _execute(conn: Any, sql: str, params: Sequence[Any]) -> int:

@@ -12,7 +12,7 @@ from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text, utc_text
 from tasks.db import connect
 
-__all__ = ["list_events", "show_event", "anchor_status"]
+__all__ = ["anchor_status", "list_events", "show_event"]
 
 _ANCHOR = """
 (SELECT 'ANCHORED ' || r.cadence_id FROM compliance.anchor_ranges r
@@ -56,9 +56,19 @@ def list_events(
     with connect(settings, "compliance_reader", autocommit=True) as conn:
         rows = conn.execute(sql, [*params, max(1, min(limit, 10_000))]).fetchall()
     return [
-        {"tenant_id": r[0], "seq": r[1], "event_id": r[2], "occurred_at": utc_text(r[3]), "recorded_at": utc_text(r[4]),
-         "actor_type": r[5], "actor_id": r[6], "source": r[7], "event_type": r[8], "event_hash": bytes(r[9]).hex(),
-         "anchor": r[10]}
+        {
+            "tenant_id": r[0],
+            "seq": r[1],
+            "event_id": r[2],
+            "occurred_at": utc_text(r[3]),
+            "recorded_at": utc_text(r[4]),
+            "actor_type": r[5],
+            "actor_id": r[6],
+            "source": r[7],
+            "event_type": r[8],
+            "event_hash": bytes(r[9]).hex(),
+            "anchor": r[10],
+        }
         for r in rows
     ]
 
@@ -79,19 +89,37 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
                     "SELECT tenant_id, NULL FROM compliance.outbox WHERE event_id = %s::uuid"
                     + (" AND tenant_id = %s" if tenant else "")
                     + " UNION ALL SELECT tenant_id, error FROM compliance.outbox_poison WHERE event_id = %s::uuid"
-                    + (" AND tenant_id = %s" if tenant else ""), params + params).fetchone()
+                    + (" AND tenant_id = %s" if tenant else ""),
+                    params + params,
+                ).fetchone()
                 if pending is not None:
                     status = f"POISONED: {pending[1]}" if pending[1] else "IN OUTBOX (not chained yet)"
-                    return {"event_id": event_id.lower(), "tenant_id": pending[0], "status": status, "anchor": "PENDING"}
+                    return {
+                        "event_id": event_id.lower(),
+                        "tenant_id": pending[0],
+                        "status": status,
+                        "anchor": "PENDING",
+                    }
                 return None
     except Exception as exc:  # a malformed id is "not found", not a crash
         if "invalid input syntax for type uuid" in str(exc):
             return None
         raise
     detail = {
-        "tenant_id": r[0], "seq": r[1], "event_id": r[2], "occurred_at": utc_text(r[3]), "recorded_at": utc_text(r[4]),
-        "actor_type": r[5], "actor_id": r[6], "source": r[7], "event_type": r[8], "payload": r[9],
-        "redacted_fields": r[10], "prev_hash": bytes(r[11]).hex(), "event_hash": bytes(r[12]).hex(), "anchor": r[13],
+        "tenant_id": r[0],
+        "seq": r[1],
+        "event_id": r[2],
+        "occurred_at": utc_text(r[3]),
+        "recorded_at": utc_text(r[4]),
+        "actor_type": r[5],
+        "actor_id": r[6],
+        "source": r[7],
+        "event_type": r[8],
+        "payload": r[9],
+        "redacted_fields": r[10],
+        "prev_hash": bytes(r[11]).hex(),
+        "event_hash": bytes(r[12]).hex(),
+        "anchor": r[13],
     }
     if r[13] != "PENDING":
         detail.update(_audit_path(settings, r[0], r[1]))
@@ -105,11 +133,15 @@ def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
     with connect(settings, "compliance_reader", autocommit=True) as conn:
         first, last = conn.execute(
             "SELECT first_seq, last_seq FROM compliance.anchor_ranges WHERE tenant_id = %s AND first_seq <= %s "
-            "AND last_seq >= %s", (tenant, seq, seq)).fetchone()  # type: ignore[misc]
+            "AND last_seq >= %s",
+            (tenant, seq, seq),
+        ).fetchone()  # type: ignore[misc]
         blob = conn.execute(
             "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events WHERE tenant_id = %s "
-            "AND seq BETWEEN %s AND %s", (tenant, first, last)).fetchone()[0]  # type: ignore[index]
-    leaves = [bytes(blob[i:i + 32]) for i in range(0, len(blob), 32)]
+            "AND seq BETWEEN %s AND %s",
+            (tenant, first, last),
+        ).fetchone()[0]  # type: ignore[index]
+    leaves = [bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]
     return {"event_index": seq - first, "event_path": [p.hex() for p in audit_path(seq - first, leaves)]}
 
 

@@ -9,7 +9,7 @@ import psycopg
 
 from compliance.migrations import CreatedObject, Migration, load_migrations
 
-__all__ = ["SQL_DIR", "apply_migrations", "drift_report", "DriftRow"]
+__all__ = ["SQL_DIR", "DriftRow", "apply_migrations", "drift_report"]
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _LOCK_KEY = 0x636F6D706C  # advisory lock: one migrator at a time
@@ -65,7 +65,8 @@ def sync_event_types(conn: psycopg.Connection) -> int:
             conn.execute(
                 "INSERT INTO compliance.event_types (event_type, keep, caps, urls) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (event_type) DO UPDATE SET keep = excluded.keep, caps = excluded.caps, urls = excluded.urls",
-                (name, list(spec.get("keep", [])), json.dumps(spec.get("caps", {})), list(spec.get("urls", []))))
+                (name, list(spec.get("keep", [])), json.dumps(spec.get("caps", {})), list(spec.get("urls", []))),
+            )
     return len(types)
 
 
@@ -128,8 +129,15 @@ def drift_report(conn: psycopg.Connection, directory: Path = SQL_DIR) -> list[Dr
             rows.append(DriftRow(m.filename, "-", "-", "PENDING", "not applied yet; run `compliance migrate`"))
             continue
         if recorded[m.version] != m.sha256:
-            rows.append(DriftRow(m.filename, "-", "-", "MODIFIED",
-                                 f"file sha256 {m.sha256[:12]}… differs from applied {recorded[m.version][:12]}…"))
+            rows.append(
+                DriftRow(
+                    m.filename,
+                    "-",
+                    "-",
+                    "MODIFIED",
+                    f"file sha256 {m.sha256[:12]}… differs from applied {recorded[m.version][:12]}…",
+                )
+            )
         if not m.creates:
             rows.append(DriftRow(m.filename, "-", "-", "UNVERIFIED", "no '-- creates:' marker"))
         for obj in m.creates:

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from compliance.anchor import key_id_for, load_private_key
 from compliance.settings import Settings
 
-__all__ = ["SigningKey", "load_signing_key", "rotate_signing_key", "SECRET_BLOCK"]
+__all__ = ["SECRET_BLOCK", "SigningKey", "load_signing_key", "rotate_signing_key"]
 
 SECRET_BLOCK = "compliance-signing-key"
 

@@ -10,9 +10,19 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from compliance.posture import BucketFacts
 from compliance.settings import Settings
 
-__all__ = ["s3_client", "provision_anchor_bucket", "provision_export_bucket", "bucket_exists"]
+__all__ = [
+    "MultipartWriter",
+    "S3AnchorStore",
+    "bucket_exists",
+    "bucket_facts",
+    "get_bytes",
+    "provision_anchor_bucket",
+    "provision_export_bucket",
+    "s3_client",
+]
 
 _DEV_KEY = "compliance-dev"
 
@@ -20,9 +30,13 @@ _DEV_KEY = "compliance-dev"
 def s3_client(settings: Settings) -> Any:
     """A boto3 S3 client for the configured endpoint (unset: AWS with the ambient credentials)."""
     kwargs: dict[str, Any] = {
-        "config": Config(signature_version="s3v4", retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5,
-                         read_timeout=60,
-                         s3={"addressing_style": "path"}),
+        "config": Config(
+            signature_version="s3v4",
+            retries={"max_attempts": 4, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+            s3={"addressing_style": "path"},
+        ),
         "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
     }
     if settings.s3_endpoint_url:
@@ -30,6 +44,16 @@ def s3_client(settings: Settings) -> Any:
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
     return boto3.client("s3", **kwargs)
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    """An object's bytes, or None when there is no such key."""
+    try:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
 
 
 def bucket_exists(s3: Any, bucket: str) -> bool:
@@ -73,12 +97,17 @@ def provision_anchor_bucket(s3: Any, bucket: str, *, mode: str, retention_days: 
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
         },
     )
     s3.put_bucket_encryption(
         Bucket=bucket,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
     )
     if deny_deletes:
         s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(anchor_bucket_policy(bucket)))
@@ -115,26 +144,37 @@ def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> b
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
         },
     )
     s3.put_bucket_encryption(
         Bucket=bucket,
-        ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]},
+        ServerSideEncryptionConfiguration={
+            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        },
     )
     s3.put_bucket_lifecycle_configuration(
         Bucket=bucket,
-        LifecycleConfiguration={"Rules": [{
-            "ID": "expire-exports", "Status": "Enabled", "Filter": {"Prefix": "exports/"},
-            "Expiration": {"Days": expire_days}, "NoncurrentVersionExpiration": {"NoncurrentDays": expire_days},
-        }]},
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    "ID": "expire-exports",
+                    "Status": "Enabled",
+                    "Filter": {"Prefix": "exports/"},
+                    "Expiration": {"Days": expire_days},
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": expire_days},
+                }
+            ]
+        },
     )
     return True
 
 
-def bucket_facts(s3: Any, bucket: str) -> "BucketFacts":
+def bucket_facts(s3: Any, bucket: str) -> BucketFacts:
     """Read the anchor bucket's configuration (read-only calls)."""
-    from compliance.posture import BucketFacts
 
     def call(fn: Any, **kw: Any) -> Any:
         try:
@@ -157,16 +197,19 @@ def bucket_facts(s3: Any, bucket: str) -> "BucketFacts":
         for st in json.loads(policy_text).get("Statement", []):
             actions = st.get("Action", [])
             actions = [actions] if isinstance(actions, str) else actions
-            if st.get("Effect") == "Deny" and any(a in ("s3:DeleteObjectVersion", "s3:DeleteObject*", "s3:*")
-                                                  for a in actions):
+            if st.get("Effect") == "Deny" and any(
+                a in ("s3:DeleteObjectVersion", "s3:DeleteObject*", "s3:*") for a in actions
+            ):
                 denies = True
     return BucketFacts(
         versioning=versioning,
         lock_enabled=lock.get("ObjectLockEnabled") == "Enabled",
         default_mode=rule.get("Mode"),
         default_days=days,
-        public_access_blocked=bool(pab) and all(pab.get(k) for k in (
-            "BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")),
+        public_access_blocked=bool(pab)
+        and all(
+            pab.get(k) for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+        ),
         encryption=(enc[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if enc else None),
         policy_denies_deletes=denies,
     )
@@ -180,12 +223,7 @@ class S3AnchorStore:
         self.s3, self.bucket = s3, bucket
 
     def get(self, key: str) -> bytes | None:
-        try:
-            return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
+        return get_bytes(self.s3, self.bucket, key)
 
     def lock(self, key: str) -> tuple[str | None, Any]:
         head = self.s3.head_object(Bucket=self.bucket, Key=key)
@@ -197,8 +235,9 @@ class MultipartWriter:
     thread while the caller keeps writing, so producing and uploading overlap. Small objects become one
     PUT. :meth:`close` completes the upload; :meth:`abort` discards it (nothing is left behind)."""
 
-    def __init__(self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20,
-                 in_flight: int = 2) -> None:
+    def __init__(
+        self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20, in_flight: int = 2
+    ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
         self.s3, self.bucket, self.key, self.content_type = s3, bucket, key, content_type
@@ -221,7 +260,8 @@ class MultipartWriter:
     def _submit(self, part: bytes) -> None:
         if self.upload_id is None:
             self.upload_id = self.s3.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType=self.content_type)["UploadId"]
+                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+            )["UploadId"]
         number = len(self.futures) + 1
         # Bound the memory held by parts waiting for the network.
         pending = [f for f in self.futures if not f.done()]
@@ -230,22 +270,25 @@ class MultipartWriter:
         self.futures.append(self.pool.submit(self._upload, number, part))
 
     def _upload(self, number: int, part: bytes) -> dict[str, Any]:
-        got = self.s3.upload_part(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number,
-                                  Body=part)
+        got = self.s3.upload_part(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part
+        )
         return {"PartNumber": number, "ETag": got["ETag"]}
 
     def close(self) -> None:
         try:
             if self.upload_id is None:
-                self.s3.put_object(Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer),
-                                   ContentType=self.content_type)
+                self.s3.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type
+                )
                 return
             if self.buffer:
                 self._submit(bytes(self.buffer))
                 self.buffer.clear()
             parts = [f.result() for f in self.futures]
-            self.s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id,
-                                              MultipartUpload={"Parts": parts})
+            self.s3.complete_multipart_upload(
+                Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+            )
         except BaseException:
             self.abort()
             raise

@@ -14,7 +14,7 @@ from compliance.timefmt import utc_text
 from compliance.verify import ChainVerifier, Failure, StoredEvent
 from tasks.db import connect
 
-__all__ = ["verify_chain", "ChainReport", "verify_chain_task"]
+__all__ = ["ChainReport", "verify_chain", "verify_chain_task"]
 
 _SELECT = """
 SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
@@ -36,22 +36,28 @@ class ChainReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "events": self.events, "tenants": self.tenants, "anchors": self.anchors,
+            "ok": self.ok,
+            "events": self.events,
+            "tenants": self.tenants,
+            "anchors": self.anchors,
             "seconds": round(self.seconds, 3),
             "checked": self.checked,
             "failure": None if self.failure is None else {**self.failure._asdict(), "message": str(self.failure)},
         }
 
     def summary(self) -> str:
-        head = (f"checked {self.events} events of {self.tenants} tenants and {self.anchors} anchors in "
-                f"{self.seconds:.1f} s ({', '.join(self.checked)})")
+        head = (
+            f"checked {self.events} events of {self.tenants} tenants and {self.anchors} anchors in "
+            f"{self.seconds:.1f} s ({', '.join(self.checked)})"
+        )
         if self.ok:
             return f"OK: {head}"
         return f"FAILED: {self.failure}\n{head}"
 
 
-def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_000,
-                 anchors: bool | None = None) -> ChainReport:
+def verify_chain(
+    settings: Settings, tenant: str | None = None, batch: int = 20_000, anchors: bool | None = None
+) -> ChainReport:
     """Recompute every event hash, link and seq, and each tenant's head; then, with an anchor bucket
     configured (``anchors`` None: when an S3 endpoint is set), every anchor. Stops at the first failure."""
     started = time.perf_counter()
@@ -62,7 +68,8 @@ def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             where, params = ("WHERE tenant_id = %s", (tenant,)) if tenant else ("", ())
             heads = {
-                t: (s, bytes(h)) for t, s, h in conn.execute(
+                t: (s, bytes(h))
+                for t, s, h in conn.execute(
                     "SELECT tenant_id, last_seq, head_hash FROM compliance.tenant_heads " + where, params
                 )
             }
@@ -104,8 +111,9 @@ def verify_chain(settings: Settings, tenant: str | None = None, batch: int = 20_
                 checked_anchors, failure = verify_anchors(settings, conn, tenant)
     finally:
         conn.close()
-    report = ChainReport(failure is None, verifier.events, verifier.tenants, time.perf_counter() - started, failure,
-                         checked_anchors)
+    report = ChainReport(
+        failure is None, verifier.events, verifier.tenants, time.perf_counter() - started, failure, checked_anchors
+    )
     if check_anchors:
         report.checked += ["anchor signatures", "anchor links", "retention", "proofs", "events roots", "tiling"]
     return report

@@ -16,18 +16,25 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
-from botocore.exceptions import ClientError
 
 from compliance.anchor import (
-    AnchorError, TenantHead, anchor_key, cadence_id, check_proof_line, parse_proofs, proofs_key, public_key_key,
-    utf8_order, verify_anchor_signature,
+    AnchorError,
+    TenantHead,
+    anchor_key,
+    cadence_id,
+    check_proof_line,
+    parse_proofs,
+    proofs_key,
+    public_key_key,
+    utf8_order,
+    verify_anchor_signature,
 )
 from compliance.merkle import merkle_tree_hash
 from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text
 from compliance.verify import Failure
 from tasks.anchoring import range_hashes
-from tasks.storage import s3_client
+from tasks.storage import get_bytes, s3_client
 
 __all__ = ["verify_anchors"]
 
@@ -39,27 +46,22 @@ def _list(s3: Any, bucket: str, prefix: str) -> list[str]:
     return keys
 
 
-def _get(s3: Any, bucket: str, key: str) -> bytes | None:
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
-def verify_anchors(settings: Settings, conn: psycopg.Connection, tenant: str | None = None) -> tuple[int, Failure | None]:
+def verify_anchors(
+    settings: Settings, conn: psycopg.Connection, tenant: str | None = None
+) -> tuple[int, Failure | None]:
     """(anchors checked, first failure or None). ``conn`` acts as the reader inside a read-only snapshot."""
     s3 = s3_client(settings)
     bucket = settings.anchor_bucket
     recorded = conn.execute(
-        "SELECT cadence_id, anchor_sha256, key_id, lock_mode, retain_until FROM compliance.anchors ORDER BY position"
+        "SELECT cadence_id, anchor_sha256, key_id FROM compliance.anchors ORDER BY position"
     ).fetchall()
     open_runs = {r[0] for r in conn.execute("SELECT cadence_id FROM compliance.anchor_runs WHERE completed_at IS NULL")}
-    in_bucket = {k[len("anchors/"):-len(".json")] for k in _list(s3, bucket, "anchors/") if k.endswith(".json")}
+    in_bucket = {k[len("anchors/") : -len(".json")] for k in _list(s3, bucket, "anchors/") if k.endswith(".json")}
     in_db = {r[0] for r in recorded}
     for cid in sorted(in_bucket - in_db - open_runs):
-        return 0, Failure(None, None, "unrecorded_anchor", "the bucket holds an anchor the database never recorded", cid)
+        return 0, Failure(
+            None, None, "unrecorded_anchor", "the bucket holds an anchor the database never recorded", cid
+        )
     for cid in [r[0] for r in recorded if r[0] not in in_bucket]:
         return 0, Failure(None, None, "missing_anchor", f"s3://{bucket}/{anchor_key(cid)} is gone", cid)
 
@@ -73,7 +75,7 @@ def verify_anchors(settings: Settings, conn: psycopg.Connection, tenant: str | N
     prev_cid: str | None = None
     prev_sha: str | None = None
     keys: dict[str, bytes] = {}
-    for checked, (cid, sha, key_id, mode, retain_until) in enumerate(recorded):
+    for checked, (cid, sha, key_id) in enumerate(recorded):
         failure = _check_one(s3, conn, settings, cid, sha, key_id, prev_cid, prev_sha, keys, tenant)
         if failure is not None:
             return checked, failure
@@ -87,24 +89,39 @@ def verify_anchors(settings: Settings, conn: psycopg.Connection, tenant: str | N
         for a, b, cid in spans:
             if a != expected:
                 what = "anchor_gap" if a > expected else "anchor_overlap"
-                return len(recorded), Failure(t, expected, what, f"anchored range {a}..{b} should start at {expected}", cid)
+                return len(recorded), Failure(
+                    t, expected, what, f"anchored range {a}..{b} should start at {expected}", cid
+                )
             expected = b + 1
     return len(recorded), None
 
 
 def _check_one(
-    s3: Any, conn: psycopg.Connection, settings: Settings, cid: str, sha: str, key_id: str,
-    prev_cid: str | None, prev_sha: str | None, keys: dict[str, bytes], tenant: str | None,
+    s3: Any,
+    conn: psycopg.Connection,
+    settings: Settings,
+    cid: str,
+    sha: str,
+    key_id: str,
+    prev_cid: str | None,
+    prev_sha: str | None,
+    keys: dict[str, bytes],
+    tenant: str | None,
 ) -> Failure | None:
     bucket = settings.anchor_bucket
-    body = _get(s3, bucket, anchor_key(cid))
+    body = get_bytes(s3, bucket, anchor_key(cid))
     if body is None:
         return Failure(None, None, "missing_anchor", f"s3://{bucket}/{anchor_key(cid)} is gone", cid)
     if hashlib.sha256(body).hexdigest() != sha:
-        return Failure(None, None, "anchor_replaced", "the anchor object's bytes differ from those recorded when it was "
-                       "written", cid)
+        return Failure(
+            None,
+            None,
+            "anchor_replaced",
+            "the anchor object's bytes differ from those recorded when it was written",
+            cid,
+        )
     if key_id not in keys:
-        pem = _get(s3, bucket, public_key_key(key_id))
+        pem = get_bytes(s3, bucket, public_key_key(key_id))
         if pem is None:
             return Failure(None, None, "missing_key", f"public key {public_key_key(key_id)} is not published", cid)
         keys[key_id] = pem
@@ -115,13 +132,18 @@ def _check_one(
     if anchor.get("cadence_id") != cid or anchor.get("v") != 1:
         return Failure(None, None, "anchor_fields", f"the object names cadence {anchor.get('cadence_id')!r}", cid)
     if anchor.get("prev_cadence_id") != prev_cid or anchor.get("prev_anchor_sha256") != prev_sha:
-        return Failure(None, None, "broken_anchor_link",
-                       f"prev is {anchor.get('prev_cadence_id')!r}/{anchor.get('prev_anchor_sha256')!r}, "
-                       f"expected {prev_cid!r}/{prev_sha!r}", cid)
+        return Failure(
+            None,
+            None,
+            "broken_anchor_link",
+            f"prev is {anchor.get('prev_cadence_id')!r}/{anchor.get('prev_anchor_sha256')!r}, "
+            f"expected {prev_cid!r}/{prev_sha!r}",
+            cid,
+        )
     retention = _retention_problem(s3, bucket, anchor_key(cid), anchor["anchored_at"], settings)
     if retention:
         return Failure(None, None, "retention", retention, cid)
-    proofs = _get(s3, bucket, proofs_key(cid))
+    proofs = get_bytes(s3, bucket, proofs_key(cid))
     if proofs is None:
         return Failure(None, None, "missing_proofs", f"s3://{bucket}/{proofs_key(cid)} is gone", cid)
     if hashlib.sha256(proofs).hexdigest() != anchor["proofs_sha256"]:
@@ -139,7 +161,10 @@ def _check_one(
             records.append(check_proof_line(line, len(lines), root))
     except AnchorError as exc:
         return Failure(None, None, "bad_proof", str(exc), cid)
-    if len(records) != anchor["tenant_count"] or sum(r["last_seq"] - r["first_seq"] + 1 for r in records) != anchor["event_count"]:
+    if (
+        len(records) != anchor["tenant_count"]
+        or sum(r["last_seq"] - r["first_seq"] + 1 for r in records) != anchor["event_count"]
+    ):
         return Failure(None, None, "anchor_counts", "tenant_count or event_count does not match the proofs", cid)
     names = [utf8_order(r["tenant_id"]) for r in records]
     if names != sorted(names) or len(set(names)) != len(names):
@@ -148,19 +173,30 @@ def _check_one(
     if cadence_id(heads) != cid:
         return Failure(None, None, "cadence_id", "the cadence id does not derive from the anchored heads", cid)
     db_ranges = {
-        t: (a, b, bytes(h), bytes(root_)) for t, a, b, h, root_ in conn.execute(
+        t: (a, b, bytes(h), bytes(root_))
+        for t, a, b, h, root_ in conn.execute(
             "SELECT tenant_id, first_seq, last_seq, head_hash, events_root FROM compliance.anchor_ranges "
-            "WHERE cadence_id = %s", (cid,))
+            "WHERE cadence_id = %s",
+            (cid,),
+        )
     }
     for r in records:
         t = r["tenant_id"]
         if tenant and t != tenant:
             continue
         mine = db_ranges.get(t)
-        if mine is None or mine[:3] != (r["first_seq"], r["last_seq"], bytes.fromhex(r["head_hash"])) \
-                or mine[3] != bytes.fromhex(r["events_root"]):
-            return Failure(t, r["first_seq"], "anchor_record", "the database's record of this range differs from the "
-                           "anchored tenant record", cid)
+        if (
+            mine is None
+            or mine[:3] != (r["first_seq"], r["last_seq"], bytes.fromhex(r["head_hash"]))
+            or mine[3] != bytes.fromhex(r["events_root"])
+        ):
+            return Failure(
+                t,
+                r["first_seq"],
+                "anchor_record",
+                "the database's record of this range differs from the anchored tenant record",
+                cid,
+            )
     wanted = [h for h in heads if not tenant or h.tenant_id == tenant]
     if wanted:
         try:
@@ -169,10 +205,16 @@ def _check_one(
             t = str(exc).split(":")[0].removeprefix("tenant ")
             return Failure(t, None, "events_root", str(exc), cid)
         for h in wanted:
-            if merkle_tree_hash(leaves[h.tenant_id]).hex() != next(r["events_root"] for r in records
-                                                                    if r["tenant_id"] == h.tenant_id):
-                return Failure(h.tenant_id, h.first_seq, "events_root",
-                               f"the events {h.first_seq}..{h.last_seq} no longer give the anchored events_root", cid)
+            if merkle_tree_hash(leaves[h.tenant_id]).hex() != next(
+                r["events_root"] for r in records if r["tenant_id"] == h.tenant_id
+            ):
+                return Failure(
+                    h.tenant_id,
+                    h.first_seq,
+                    "events_root",
+                    f"the events {h.first_seq}..{h.last_seq} no longer give the anchored events_root",
+                    cid,
+                )
     return None
 
 
@@ -187,5 +229,7 @@ def _retention_problem(s3: Any, bucket: str, key: str, anchored_at: str, setting
         return f"{key} is locked in {mode} mode, not COMPLIANCE"
     needed = parse_utc_text(anchored_at) + timedelta(days=settings.retention_days) - timedelta(seconds=1)
     if until < needed:
-        return f"{key} is retained until {until.isoformat()}, shorter than {settings.retention_days} days from anchoring"
+        return (
+            f"{key} is retained until {until.isoformat()}, shorter than {settings.retention_days} days from anchoring"
+        )
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -13,11 +13,11 @@ from compliance.posture import judge_posture
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from compliance.verify import ChainVerifier, StoredEvent
-from compliance.watchdog import Judgement, alert_event, judge
+from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.storage import bucket_facts, s3_client
 
-__all__ = ["measure", "record_run", "publish", "send_to_cloudwatch", "TAIL_EVENTS", "STALLED_MINUTES"]
+__all__ = ["STALLED_MINUTES", "TAIL_EVENTS", "measure", "publish", "record_run", "send_to_cloudwatch"]
 
 TAIL_EVENTS = 100
 STALLED_MINUTES = 15
@@ -28,29 +28,40 @@ def _one(conn: psycopg.Connection, sql: str, params: Any = ()) -> Any:
     return conn.execute(sql, params).fetchone()[0]  # type: ignore[index]
 
 
-def measure(settings: Settings, *, posture: bool = True, now: datetime | None = None
-            ) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure(
+    settings: Settings, *, posture: bool = True, now: datetime | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(figures, details) as of ``now`` (default: the database's clock). Marks export jobs running for over
     15 minutes failed, and counts them."""
     details: dict[str, Any] = {}
     with connect(settings, "compliance_watchdog", autocommit=True) as conn:
         now = now or _one(conn, "SELECT clock_timestamp()")
-        oldest_unanchored = _one(conn, """
+        oldest_unanchored = _one(
+            conn,
+            """
             SELECT min(e.recorded_at) FROM compliance.tenant_heads h
             LEFT JOIN compliance.tenant_anchor_state s USING (tenant_id)
             JOIN compliance.events e ON e.tenant_id = h.tenant_id AND e.seq = coalesce(s.last_anchored_seq, 0) + 1
-            WHERE h.last_seq > coalesce(s.last_anchored_seq, 0)""")
+            WHERE h.last_seq > coalesce(s.last_anchored_seq, 0)""",
+        )
         depth, oldest = conn.execute("SELECT count(*), min(enqueued_at) FROM compliance.outbox").fetchone()  # type: ignore[misc]
-        stalled = [r[0] for r in conn.execute(
-            "UPDATE compliance.export_jobs SET status = 'failed', finished_at = clock_timestamp(), job_error = %s "
-            "WHERE status = 'running' AND started_at < %s::timestamptz - make_interval(mins => %s) "
-            "RETURNING job_id::text", (STALLED_ERROR, now, STALLED_MINUTES))]
+        stalled = [
+            r[0]
+            for r in conn.execute(
+                "UPDATE compliance.export_jobs SET status = 'failed', finished_at = clock_timestamp(), job_error = %s "
+                "WHERE status = 'running' AND started_at < %s::timestamptz - make_interval(mins => %s) "
+                "RETURNING job_id::text",
+                (STALLED_ERROR, now, STALLED_MINUTES),
+            )
+        ]
         details["stalled_jobs"] = stalled
         last_run = _one(conn, "SELECT max(run_at) FROM compliance.watchdog_runs")
         tail_ok, tail_detail = _chain_tails(conn, last_run)
         details["chain_tail"] = tail_detail
         figures: dict[str, Any] = {
-            "anchor_lag_seconds": 0 if oldest_unanchored is None else round((now - oldest_unanchored).total_seconds(), 3),
+            "anchor_lag_seconds": 0
+            if oldest_unanchored is None
+            else round((now - oldest_unanchored).total_seconds(), 3),
             "outbox_depth": int(depth),
             "outbox_oldest_age_seconds": 0 if oldest is None else round((now - oldest).total_seconds(), 3),
             "poison_rows": int(_one(conn, "SELECT count(*) FROM compliance.outbox_poison")),
@@ -59,9 +70,13 @@ def measure(settings: Settings, *, posture: bool = True, now: datetime | None = 
         }
     if posture and settings.s3_endpoint_url is not None or posture and os.environ.get("AWS_ACCESS_KEY_ID"):
         try:
-            findings = judge_posture(bucket_facts(s3_client(settings), settings.anchor_bucket), stage=settings.stage,
-                                     mode=settings.lock_mode, retention_days=settings.retention_days,
-                                     allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod)
+            findings = judge_posture(
+                bucket_facts(s3_client(settings), settings.anchor_bucket),
+                stage=settings.stage,
+                mode=settings.lock_mode,
+                retention_days=settings.retention_days,
+                allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod,
+            )
             figures["posture_ok"] = all(f.ok for f in findings)
             details["posture"] = [f._asdict() for f in findings if not f.ok]
         except Exception as exc:  # an unreachable bucket is a failed posture, not a crashed watchdog
@@ -72,17 +87,25 @@ def measure(settings: Settings, *, posture: bool = True, now: datetime | None = 
 
 def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool, str]:
     """Re-verify the last TAIL_EVENTS events of every tenant whose chain moved since the last run."""
-    tenants = [r[0] for r in conn.execute(
-        "SELECT tenant_id FROM compliance.tenant_heads WHERE last_seq > 0 AND (%s::timestamptz IS NULL OR "
-        "updated_at >= %s)", (since, since))]
+    tenants = [
+        r[0]
+        for r in conn.execute(
+            "SELECT tenant_id FROM compliance.tenant_heads WHERE last_seq > 0 AND (%s::timestamptz IS NULL OR "
+            "updated_at >= %s)",
+            (since, since),
+        )
+    ]
     for tenant in tenants:
         head_seq, head_hash = conn.execute(
-            "SELECT last_seq, head_hash FROM compliance.tenant_heads WHERE tenant_id = %s", (tenant,)).fetchone()  # type: ignore[misc]
+            "SELECT last_seq, head_hash FROM compliance.tenant_heads WHERE tenant_id = %s", (tenant,)
+        ).fetchone()  # type: ignore[misc]
         first = max(1, head_seq - TAIL_EVENTS + 1)
         rows = conn.execute(
             "SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, "
             "event_type, payload, redacted_fields, prev_hash, event_hash FROM compliance.events "
-            "WHERE tenant_id = %s AND seq >= %s ORDER BY seq", (tenant, first - 1)).fetchall()
+            "WHERE tenant_id = %s AND seq >= %s ORDER BY seq",
+            (tenant, first - 1),
+        ).fetchall()
         verifier = ChainVerifier()
         if first > 1:
             if not rows or rows[0][1] != first - 1:
@@ -101,8 +124,10 @@ def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool
 def record_run(settings: Settings, figures: dict[str, Any], judgements: dict[str, Judgement]) -> None:
     critical = any(j.state == "critical" for j in judgements.values())
     with connect(settings, "compliance_watchdog", autocommit=True) as conn:
-        conn.execute("INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES (%s, %s, %s)",
-                      (json.dumps(figures), json.dumps({k: j.state for k, j in judgements.items()}), critical))
+        conn.execute(
+            "INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES (%s, %s, %s)",
+            (json.dumps(figures), json.dumps({k: j.state for k, j in judgements.items()}), critical),
+        )
 
 
 def publish(figures: dict[str, Any], judgements: dict[str, Judgement]) -> list[str]:
@@ -114,9 +139,18 @@ def publish(figures: dict[str, Any], judgements: dict[str, Judgement]) -> list[s
     emit_event(event=names[0], resource=resource, payload={"figures": figures})
     for figure, j in judgements.items():
         name = alert_event(figure, j.state)
-        emit_event(event=name, resource=resource, payload={
-            "figure": figure, "value": j.value, "threshold": j.limit, "state": j.state, "severity": j.severity,
-            "meaning": j.meaning})
+        emit_event(
+            event=name,
+            resource=resource,
+            payload={
+                "figure": figure,
+                "value": j.value,
+                "threshold": j.limit,
+                "state": j.state,
+                "severity": j.severity,
+                "meaning": j.meaning,
+            },
+        )
         names.append(name)
     return names
 
@@ -128,10 +162,22 @@ def send_to_cloudwatch(figures: dict[str, Any]) -> bool:
         return False
     import boto3
 
-    client = boto3.client("cloudwatch", endpoint_url=os.environ.get("COMPLIANCE_CLOUDWATCH_ENDPOINT_URL") or None,
-                          region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    now = datetime.now(timezone.utc)
-    client.put_metric_data(Namespace=namespace, MetricData=[
-        {"MetricName": k, "Timestamp": now, "Value": float(v), "Unit": "Seconds" if k.endswith("_seconds") else "Count"}
-        for k, v in figures.items()])
+    client = boto3.client(
+        "cloudwatch",
+        endpoint_url=os.environ.get("COMPLIANCE_CLOUDWATCH_ENDPOINT_URL") or None,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+    )
+    now = datetime.now(UTC)
+    client.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            {
+                "MetricName": k,
+                "Timestamp": now,
+                "Value": float(v),
+                "Unit": "Seconds" if k.endswith("_seconds") else "Count",
+            }
+            for k, v in figures.items()
+        ],
+    )
     return True

@@ -9,8 +9,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -23,6 +24,7 @@ for _var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "COMPL
     os.environ.pop(_var, None)  # the tests never reach a real AWS account
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
+# The environment above must be set before these imports read it.
 from cli.devstack import Postgres, free_port, start_s3_server  # noqa: E402
 from compliance.settings import Settings  # noqa: E402
 from tasks.schema import apply_migrations  # noqa: E402
@@ -31,14 +33,20 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--fuzz-examples", type=int, default=None,
-                     help="hypothesis examples per property/fuzz test (default 1500; e.g. 100000 for a long run)")
+    parser.addoption(
+        "--fuzz-examples",
+        type=int,
+        default=None,
+        help="hypothesis examples per property/fuzz test (default 1500; e.g. 100000 for a long run)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     examples = config.getoption("--fuzz-examples")
     if examples:
         os.environ["COMPLIANCE_FUZZ_EXAMPLES"] = str(examples)
+
+
 TEMPLATE = "compliance_template"
 
 
@@ -93,8 +101,14 @@ def settings(db_url: str, s3_endpoint: str) -> Settings:
     from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
 
     suffix = uuid.uuid4().hex[:10]
-    s = Settings(database_url=db_url, s3_endpoint_url=s3_endpoint, anchor_bucket=f"anchors-{suffix}",
-                 export_bucket=f"exports-{suffix}", operator_emails=frozenset({"ops@example.com"}), retention_days=1)
+    s = Settings(
+        database_url=db_url,
+        s3_endpoint_url=s3_endpoint,
+        anchor_bucket=f"anchors-{suffix}",
+        export_bucket=f"exports-{suffix}",
+        operator_emails=frozenset({"ops@example.com"}),
+        retention_days=1,
+    )
     s3 = s3_client(s)
     provision_anchor_bucket(s3, s.anchor_bucket, mode="GOVERNANCE", retention_days=1)
     provision_export_bucket(s3, s.export_bucket)
@@ -146,11 +160,19 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
-def run_cli(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run `compliance ...` as a real subprocess."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True, text=True,
-                          env=full_env, cwd=REPO, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=REPO,
+        timeout=timeout,
+    )
 
 
 def sample_event(i: int = 0, tenant: str = "acme", **overrides: Any) -> dict[str, Any]:

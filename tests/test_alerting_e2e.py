@@ -4,14 +4,12 @@ local webhook receiver; a stopped heartbeat fires the proactive trigger. And Clo
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
-
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +22,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 try:
                     outer.bodies.append(json.loads(self.rfile.read(length) or b"{}"))
@@ -62,8 +60,15 @@ def test_failing_flow_and_stopped_heartbeat_notify_the_webhook(prefect_server: s
     monkeypatch.setenv("COMPLIANCE_ALERT_BLOCK", f"alerts-{uuid.uuid4().hex[:8]}")
     failed_drain = next(a for a in ALERTS if a.name == "drain-outbox run failed")
     heartbeat = next(a for a in ALERTS if a.name == "watchdog heartbeat missing")
-    short_heartbeat = AlertSpec(heartbeat.name + " (test window)", heartbeat.description, heartbeat.expect,
-                                heartbeat.severity, posture="Proactive", within_seconds=10, match=heartbeat.match)
+    short_heartbeat = AlertSpec(
+        heartbeat.name + " (test window)",
+        heartbeat.description,
+        heartbeat.expect,
+        heartbeat.severity,
+        posture="Proactive",
+        within_seconds=10,
+        match=heartbeat.match,
+    )
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         assert {w for _, w in apply_alerts((failed_drain, short_heartbeat))} == {"created"}
         time.sleep(3)  # let the triggers service load the new automations

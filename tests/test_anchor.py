@@ -9,10 +9,10 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-import tasks.anchoring as anchoring
 from compliance.anchor import anchor_key, load_private_key, proofs_key
 from compliance.chain import GENESIS_HASH, canonical_body
 from compliance.settings import Settings
+from tasks import anchoring
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
@@ -59,8 +59,11 @@ def test_anchors_of_several_cadences_with_many_tenants_verify(settings: Settings
     report = verify_chain(settings)
     assert report.ok, report.summary()
     assert (report.events, report.anchors) == (950, 3)
-    anchor = json.loads(s3_client(settings).get_object(Bucket=settings.anchor_bucket,
-                                                       Key=anchor_key(second[0].cadence_id))["Body"].read())
+    anchor = json.loads(
+        s3_client(settings)
+        .get_object(Bucket=settings.anchor_bucket, Key=anchor_key(second[0].cadence_id))["Body"]
+        .read()
+    )
     assert anchor["prev_cadence_id"] == first[0].cadence_id
     assert keys(settings, "keys/") == [f"keys/{KEY.key_id}.pem"]
 
@@ -76,7 +79,9 @@ def test_a_second_run_with_no_new_events_writes_nothing(settings: Settings) -> N
 def test_deleting_a_locked_anchor_version_is_refused(settings: Settings) -> None:
     # A bucket with Object Lock but without our deny-deletes policy: the lock alone must refuse.
     bare = Settings(**{**settings.__dict__, "anchor_bucket": settings.anchor_bucket + "-bare"})
-    provision_anchor_bucket(s3_client(bare), bare.anchor_bucket, mode="GOVERNANCE", retention_days=1, deny_deletes=False)
+    provision_anchor_bucket(
+        s3_client(bare), bare.anchor_bucket, mode="GOVERNANCE", retention_days=1, deny_deletes=False
+    )
     grow(bare, 10, tenants=2)
     [outcome] = anchor_once(bare, KEY)
     s3 = s3_client(bare)
@@ -88,10 +93,13 @@ def test_deleting_a_locked_anchor_version_is_refused(settings: Settings) -> None
     grow(settings, 10, tenants=2)
     [outcome] = anchor_once(settings, KEY)
     s3 = s3_client(settings)
-    version = s3.list_object_versions(Bucket=settings.anchor_bucket, Prefix=outcome.anchor_key)["Versions"][0]["VersionId"]
+    version = s3.list_object_versions(Bucket=settings.anchor_bucket, Prefix=outcome.anchor_key)["Versions"][0][
+        "VersionId"
+    ]
     with pytest.raises(ClientError) as refused:
-        s3.delete_object(Bucket=settings.anchor_bucket, Key=outcome.anchor_key, VersionId=version,
-                         BypassGovernanceRetention=True)
+        s3.delete_object(
+            Bucket=settings.anchor_bucket, Key=outcome.anchor_key, VersionId=version, BypassGovernanceRetention=True
+        )
     assert refused.value.response["Error"]["Code"] in ("AccessDenied", "403")  # the policy's explicit Deny
     assert len(s3.list_object_versions(Bucket=settings.anchor_bucket, Prefix=outcome.anchor_key)["Versions"]) == 1
 
@@ -179,7 +187,9 @@ def test_verify_catches_a_replaced_anchor_object(anchored) -> None:
 
 def test_verify_catches_a_flipped_byte_in_a_proofs_line(anchored) -> None:
     settings, cid = anchored
-    proofs = bytearray(s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=proofs_key(cid))["Body"].read())
+    proofs = bytearray(
+        s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=proofs_key(cid))["Body"].read()
+    )
     at = proofs.index(b'"events_root":"') + 20
     proofs[at] = ord("0") if proofs[at] != ord("0") else ord("1")
     _replace_object(settings, proofs_key(cid), bytes(proofs))
@@ -197,9 +207,12 @@ def test_verify_catches_a_wrong_signature(anchored) -> None:
     forged = json.dumps(anchor, sort_keys=True, separators=(",", ":")).encode()
     _replace_object(settings, anchor_key(cid), forged)
     # With database superuser too, the recorded hash can be made to match; the signature still fails.
-    _owner(settings, "ALTER TABLE compliance.anchors DISABLE TRIGGER anchors_immutable",
-           f"UPDATE compliance.anchors SET anchor_sha256 = '{hashlib.sha256(forged).hexdigest()}' WHERE cadence_id = '{cid}'",
-           "ALTER TABLE compliance.anchors ENABLE TRIGGER anchors_immutable")
+    _owner(
+        settings,
+        "ALTER TABLE compliance.anchors DISABLE TRIGGER anchors_immutable",
+        f"UPDATE compliance.anchors SET anchor_sha256 = '{hashlib.sha256(forged).hexdigest()}' WHERE cadence_id = '{cid}'",
+        "ALTER TABLE compliance.anchors ENABLE TRIGGER anchors_immutable",
+    )
     f = failure_of(settings)
     assert (f.anchor, f.what) == (cid, "bad_signature")
 
@@ -210,18 +223,35 @@ def test_verify_catches_an_edited_event_even_when_the_chain_is_rewritten_to_matc
         conn.execute("ALTER TABLE compliance.events DISABLE TRIGGER events_immutable")
         rows = conn.execute(
             "SELECT seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type, payload, "
-            "redacted_fields FROM compliance.events WHERE tenant_id = 'tenant-002' ORDER BY seq").fetchall()
+            "redacted_fields FROM compliance.events WHERE tenant_id = 'tenant-002' ORDER BY seq"
+        ).fetchall()
         prev = GENESIS_HASH
         from compliance.timefmt import utc_text
+
         for seq, eid, occ, rec, at, aid, src, et, payload, rf in rows:
             if seq == 3:
                 payload = '{"userId":"someone-else"}'
-            h = hashlib.sha256(prev + canonical_body(
-                seq=seq, event_id=eid, tenant_id="tenant-002", occurred_at=utc_text(occ), recorded_at=utc_text(rec),
-                actor_type=at, actor_id=aid, source=src, event_type=et, payload_jcs=payload,
-                redacted_fields_jcs=rf)).digest()
-            conn.execute("UPDATE compliance.events SET payload = %s, prev_hash = %s, event_hash = %s "
-                         "WHERE tenant_id = 'tenant-002' AND seq = %s", (payload, prev, h, seq))
+            h = hashlib.sha256(
+                prev
+                + canonical_body(
+                    seq=seq,
+                    event_id=eid,
+                    tenant_id="tenant-002",
+                    occurred_at=utc_text(occ),
+                    recorded_at=utc_text(rec),
+                    actor_type=at,
+                    actor_id=aid,
+                    source=src,
+                    event_type=et,
+                    payload_jcs=payload,
+                    redacted_fields_jcs=rf,
+                )
+            ).digest()
+            conn.execute(
+                "UPDATE compliance.events SET payload = %s, prev_hash = %s, event_hash = %s "
+                "WHERE tenant_id = 'tenant-002' AND seq = %s",
+                (payload, prev, h, seq),
+            )
             prev = h
         conn.execute("UPDATE compliance.tenant_heads SET head_hash = %s WHERE tenant_id = 'tenant-002'", (prev,))
         conn.execute("ALTER TABLE compliance.events ENABLE TRIGGER events_immutable")
@@ -232,15 +262,21 @@ def test_verify_catches_an_edited_event_even_when_the_chain_is_rewritten_to_matc
 
 def test_verify_catches_an_edited_and_a_deleted_event(anchored) -> None:
     settings, cid = anchored
-    _owner(settings, "ALTER TABLE compliance.events DISABLE TRIGGER events_immutable",
-           "UPDATE compliance.events SET actor_id = 'mallory' WHERE tenant_id = 'tenant-001' AND seq = 5",
-           "DELETE FROM compliance.events WHERE tenant_id = 'tenant-003' AND seq = 2",
-           "ALTER TABLE compliance.events ENABLE TRIGGER events_immutable")
+    _owner(
+        settings,
+        "ALTER TABLE compliance.events DISABLE TRIGGER events_immutable",
+        "UPDATE compliance.events SET actor_id = 'mallory' WHERE tenant_id = 'tenant-001' AND seq = 5",
+        "DELETE FROM compliance.events WHERE tenant_id = 'tenant-003' AND seq = 2",
+        "ALTER TABLE compliance.events ENABLE TRIGGER events_immutable",
+    )
     f = failure_of(settings)
     assert (f.tenant_id, f.seq, f.what) == ("tenant-001", 5, "hash_mismatch")
     report = verify_chain(settings, tenant="tenant-003")
     assert report.failure is not None and (report.failure.tenant_id, report.failure.seq, report.failure.what) == (
-        "tenant-003", 2, "gap")
+        "tenant-003",
+        2,
+        "gap",
+    )
 
 
 def test_verify_catches_a_shortened_retention(anchored) -> None:
@@ -258,7 +294,8 @@ def test_cli_anchor_then_events_show_reports_anchored(settings: Settings, env_fo
     assert "anchored" in out.stdout and "1 tenants, 5 events" in out.stdout
     with connect(settings, None, autocommit=True) as conn:
         event_id, cid = conn.execute(
-            "SELECT e.event_id::text, a.cadence_id FROM compliance.events e, compliance.anchors a WHERE seq = 3").fetchone()
+            "SELECT e.event_id::text, a.cadence_id FROM compliance.events e, compliance.anchors a WHERE seq = 3"
+        ).fetchone()
     show = run_cli(["events", "show", event_id, "--tenant", "tenant-000"], env)
     assert show.returncode == 0 and f"ANCHORED {cid}" in show.stdout
     verify = run_cli(["verify", "chain", "--json"], env)
@@ -275,8 +312,12 @@ def test_a_rotated_key_signs_new_anchors_and_old_anchors_still_verify(settings: 
     grow(settings, 10, tenants=2, start=10)
     [new] = anchor_once(settings, new_key)
     assert keys(settings, "keys/") == sorted([f"keys/{KEY.key_id}.pem", f"keys/{new_key.key_id}.pem"])
-    signed_by = {json.loads(s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=anchor_key(o.cadence_id))
-                            ["Body"].read())["signature"]["key_id"] for o in (old, new)}
+    signed_by = {
+        json.loads(
+            s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=anchor_key(o.cadence_id))["Body"].read()
+        )["signature"]["key_id"]
+        for o in (old, new)
+    }
     assert signed_by == {KEY.key_id, new_key.key_id}
     report = verify_chain(settings)
     assert report.ok and report.anchors == 2
@@ -287,7 +328,7 @@ def test_the_signing_key_is_generated_once_in_a_secret_block_in_dev_only(
 ) -> None:
     import uuid
 
-    import tasks.signing as signing
+    from tasks import signing
 
     monkeypatch.setattr(signing, "SECRET_BLOCK", f"signing-key-{uuid.uuid4().hex[:8]}")
     first = signing.load_signing_key(settings)

@@ -7,7 +7,8 @@ import struct
 
 import pytest
 import rfc8785
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical, format_number
 
@@ -54,8 +55,15 @@ def test_random_bit_patterns_of_doubles_format_as_reference() -> None:
 @pytest.mark.parametrize(
     "value, expected",
     [
-        (1.0, b"1"), (-0.0, b"0"), (1e21, b"1e+21"), (1e-7, b"1e-7"), (1e-6, b"0.000001"), (0.1, b"0.1"),
-        (1e16, b"10000000000000000"), (123456789012345680000.0, b"123456789012345680000"), (5e-324, b"5e-324"),
+        (1.0, b"1"),
+        (-0.0, b"0"),
+        (1e21, b"1e+21"),
+        (1e-7, b"1e-7"),
+        (1e-6, b"0.000001"),
+        (0.1, b"0.1"),
+        (1e16, b"10000000000000000"),
+        (123456789012345680000.0, b"123456789012345680000"),
+        (5e-324, b"5e-324"),
         (9007199254740991, b"9007199254740991"),
     ],
 )
@@ -70,11 +78,13 @@ def test_keys_sort_by_utf16_code_units_not_code_points() -> None:
 
 
 def test_string_escapes_match_reference() -> None:
-    value = "\x00\x1f\b\f\n\r\t\"\\/\x7f\u2028zoë😀"
+    value = '\x00\x1f\b\f\n\r\t"\\/\x7f\u2028zoë😀'
     assert canonical(value) == rfc8785.dumps(value)
 
 
-@pytest.mark.parametrize("value", [2**53, -(2**53), 10**30, float("nan"), float("inf"), "\ud800", {"k": "\udfff"}, {1: 2}, b"x"])
+@pytest.mark.parametrize(
+    "value", [2**53, -(2**53), 10**30, float("nan"), float("inf"), "\ud800", {"k": "\udfff"}, {1: 2}, b"x"]
+)
 def test_values_without_a_canonical_form_are_refused(value: object) -> None:
     with pytest.raises(CanonicalError):
         canonical(value)
@@ -101,8 +111,20 @@ def test_canonical_problem_accepts_keys_in_utf16_order() -> None:
     assert canonical_problem('{"\U0001f600":1,"\ue000":2}', dict) is None
 
 
-@pytest.mark.parametrize("text", ['{"a":1e21}', '{"a":1.0}', '{"a":1e+21 }', '{"b":1,"a":2}', '{"a":9007199254740993}',
-                                  '{"\ue000":2,"\U0001f600":1}', "[1]", "{", '{"a":NaN}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1e21}',
+        '{"a":1.0}',
+        '{"a":1e+21 }',
+        '{"b":1,"a":2}',
+        '{"a":9007199254740993}',
+        '{"\ue000":2,"\U0001f600":1}',
+        "[1]",
+        "{",
+        '{"a":NaN}',
+    ],
+)
 def test_canonical_problem_names_non_canonical_text(text: str) -> None:
     from compliance.jcs import canonical_problem
 

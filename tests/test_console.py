@@ -16,8 +16,14 @@ from tests.test_anchor import KEY
 
 def test_six_deployments_with_their_schedules_and_limits() -> None:
     production = {s.name: s for s in specs()}
-    assert list(production) == ["drain-outbox", "anchor", "watchdog", "migration-drift", "export-runner",
-                                "events-query"]
+    assert list(production) == [
+        "drain-outbox",
+        "anchor",
+        "watchdog",
+        "migration-drift",
+        "export-runner",
+        "events-query",
+    ]
     assert production["drain-outbox"].interval == 300 and production["drain-outbox"].parameters == {"run_seconds": 290}
     assert 3600 / production["drain-outbox"].interval <= 12  # at most 12 drain runs an hour in the UI
     assert production["anchor"].interval == 900 and production["watchdog"].interval == 300
@@ -39,8 +45,9 @@ def anchored_ledger(settings: Settings) -> Settings:
     return settings
 
 
-def test_events_query_lists_and_shows_with_the_reader_rules(anchored_ledger: Settings, env_for,
-                                                           prefect_harness) -> None:
+def test_events_query_lists_and_shows_with_the_reader_rules(
+    anchored_ledger: Settings, env_for, prefect_harness
+) -> None:
     from flows.events_query import EventsQuery, NotAllowed, events_query
 
     env_for(anchored_ledger)
@@ -49,8 +56,9 @@ def test_events_query_lists_and_shows_with_the_reader_rules(anchored_ledger: Set
     with pytest.raises(NotAllowed):
         events_query(EventsQuery(operator="mallory@example.com"))
     with connect(anchored_ledger, None, autocommit=True) as conn:
-        event_id = conn.execute("SELECT event_id::text FROM compliance.events WHERE tenant_id = 't1' AND seq = 2"
-                                ).fetchone()[0]
+        event_id = conn.execute(
+            "SELECT event_id::text FROM compliance.events WHERE tenant_id = 't1' AND seq = 2"
+        ).fetchone()[0]
     shown = events_query(EventsQuery(tenant_id="t1", event_id=event_id))
     assert shown["found"] and shown["anchor"].startswith("ANCHORED ")
     assert events_query(EventsQuery(tenant_id="t0", event_id=event_id)) == {"found": False}  # another tenant's

@@ -33,7 +33,8 @@ def chain_facts(settings: Settings) -> dict[str, object]:
             # per tenant: seq 1..n with no gap, and chained in emission order (sample i carries userId u-i)
             "gapless": conn.execute(
                 "SELECT bool_and(n = max_seq) FROM (SELECT count(*) n, max(seq) max_seq FROM compliance.events "
-                "GROUP BY tenant_id) t").fetchone()[0],
+                "GROUP BY tenant_id) t"
+            ).fetchone()[0],
             "in_emission_order": conn.execute(
                 "SELECT bool_and(ok) FROM (SELECT i > lag(i, 1, -1) OVER (PARTITION BY tenant_id ORDER BY seq) AS ok "
                 "FROM (SELECT tenant_id, seq, substr(payload::jsonb->>'userId', 3)::int AS i FROM compliance.events) e) x"
@@ -46,8 +47,13 @@ def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Sett
     with connect(settings, "compliance_drainer") as conn:
         result = drain_batch(conn, 10_000)
     assert (result.drained, result.batches, len(result.per_tenant)) == (3000, 1, 97)
-    assert chain_facts(settings) == {"events": 3000, "distinct_ids": 3000, "pending": 0, "gapless": True,
-                                     "in_emission_order": True}
+    assert chain_facts(settings) == {
+        "events": 3000,
+        "distinct_ids": 3000,
+        "pending": 0,
+        "gapless": True,
+        "in_emission_order": True,
+    }
     report = verify_chain(settings)
     assert report.ok and report.events == 3000 and report.tenants == 97
 
@@ -59,16 +65,23 @@ def test_two_drainer_processes_racing_produce_no_fork_gap_or_duplicate(settings:
     counts = [int(p.communicate(timeout=240)[0]) for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sum(counts) == 20_000
-    assert chain_facts(settings) == {"events": 20_000, "distinct_ids": 20_000, "pending": 0, "gapless": True,
-                                     "in_emission_order": True}
+    assert chain_facts(settings) == {
+        "events": 20_000,
+        "distinct_ids": 20_000,
+        "pending": 0,
+        "gapless": True,
+        "in_emission_order": True,
+    }
     assert verify_chain(settings).ok
 
 
 def test_a_drainer_killed_mid_batch_loses_and_duplicates_nothing(settings: Settings, tmp_path: Path) -> None:
     emit_many(settings, 5000, tenants=20)
     marker = tmp_path / "copied"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.helpers.drainer", settings.database_url or "", "2000",
-                             "--hang", str(marker)], cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.helpers.drainer", settings.database_url or "", "2000", "--hang", str(marker)],
+        cwd=REPO,
+    )
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert time.monotonic() < deadline and proc.poll() is None, "the drainer never reached the middle of a batch"
@@ -84,8 +97,13 @@ def test_a_drainer_killed_mid_batch_loses_and_duplicates_nothing(settings: Setti
     with connect(settings, "compliance_drainer") as conn:
         while drain_batch(conn, 2000).batches:
             pass
-    assert chain_facts(settings) == {"events": 5000, "distinct_ids": 5000, "pending": 0, "gapless": True,
-                                     "in_emission_order": True}
+    assert chain_facts(settings) == {
+        "events": 5000,
+        "distinct_ids": 5000,
+        "pending": 0,
+        "gapless": True,
+        "in_emission_order": True,
+    }
     assert verify_chain(settings).ok
 
 
@@ -126,9 +144,11 @@ def test_a_duplicate_that_slipped_into_the_outbox_is_never_chained_twice(setting
     with connect(settings, None, autocommit=True) as owner:
         owner.execute(
             "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, "
-            "payload) SELECT event_id, tenant_id, to_char(occurred_at, 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
+            'payload) SELECT event_id, tenant_id, to_char(occurred_at, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'), '
             "actor_type, actor_id, source, event_type, payload "
-            "FROM compliance.events WHERE event_id = %s", (first.event_id,))
+            "FROM compliance.events WHERE event_id = %s",
+            (first.event_id,),
+        )
     with connect(settings, "compliance_writer", autocommit=True) as w:
         emit(w, sample_event(2))
     result = drain_pending.fn(settings)
@@ -147,10 +167,17 @@ def _tamper(settings: Settings, statement: str) -> None:
 @pytest.mark.parametrize(
     "statement, what, seq",
     [
-        ("UPDATE compliance.events SET payload = '{\"userId\":\"someone-else\"}' WHERE tenant_id = 'tenant-001' AND seq = 4",
-         "hash_mismatch", 4),
-        ("UPDATE compliance.events SET occurred_at = occurred_at + interval '1 microsecond' "
-         "WHERE tenant_id = 'tenant-001' AND seq = 2", "hash_mismatch", 2),
+        (
+            "UPDATE compliance.events SET payload = '{\"userId\":\"someone-else\"}' WHERE tenant_id = 'tenant-001' AND seq = 4",
+            "hash_mismatch",
+            4,
+        ),
+        (
+            "UPDATE compliance.events SET occurred_at = occurred_at + interval '1 microsecond' "
+            "WHERE tenant_id = 'tenant-001' AND seq = 2",
+            "hash_mismatch",
+            2,
+        ),
         ("DELETE FROM compliance.events WHERE tenant_id = 'tenant-001' AND seq = 3", "gap", 3),
         ("DELETE FROM compliance.events WHERE tenant_id = 'tenant-001' AND seq = 5", "head_mismatch", 5),
     ],

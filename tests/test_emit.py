@@ -19,11 +19,9 @@ def outbox_count(settings: Settings) -> int:
 
 
 def test_a_rolled_back_caller_leaves_no_event(settings: Settings) -> None:
-    with connect(settings, "compliance_writer") as conn:
-        with pytest.raises(RuntimeError):
-            with conn.transaction():
-                emit(conn, sample_event(1))
-                raise RuntimeError("the caller's own work failed")
+    with connect(settings, "compliance_writer") as conn, pytest.raises(RuntimeError), conn.transaction():
+        emit(conn, sample_event(1))
+        raise RuntimeError("the caller's own work failed")
     assert outbox_count(settings) == 0
 
 
@@ -40,10 +38,8 @@ def test_a_duplicate_event_id_is_stored_once_and_reported(settings: Settings) ->
 
 
 def test_a_refused_event_in_a_batch_writes_nothing(settings: Settings) -> None:
-    with connect(settings, "compliance_writer") as conn:
-        with pytest.raises(EventRefused) as info:
-            with conn.transaction():
-                emit_batch(conn, [sample_event(1), sample_event(2, actor_type="robot"), sample_event(3)])
+    with connect(settings, "compliance_writer") as conn, pytest.raises(EventRefused) as info, conn.transaction():
+        emit_batch(conn, [sample_event(1), sample_event(2, actor_type="robot"), sample_event(3)])
     assert info.value.field == "actor_type"
     assert outbox_count(settings) == 0
 
@@ -62,15 +58,63 @@ def test_emit_works_on_a_sqlalchemy_connection_and_rolls_back_with_it(settings: 
 
 def test_cli_emit_prints_the_event_id_and_refusals_exit_2(settings: Settings, env_for) -> None:
     env = env_for(settings)
-    ok = run_cli(["emit", "--tenant-id", "acme", "--event-type", "auth.signout", "--actor-type", "user",
-                  "--actor-id", "u-1", "--source", "cli", "--payload", '{"userId": "u-1", "sessionId": "s"}'], env)
+    ok = run_cli(
+        [
+            "emit",
+            "--tenant-id",
+            "acme",
+            "--event-type",
+            "auth.signout",
+            "--actor-type",
+            "user",
+            "--actor-id",
+            "u-1",
+            "--source",
+            "cli",
+            "--payload",
+            '{"userId": "u-1", "sessionId": "s"}',
+        ],
+        env,
+    )
     assert ok.returncode == 0, ok.stderr
     assert len(ok.stdout.strip()) == 36
-    bad = run_cli(["emit", "--tenant-id", "acme", "--event-type", "auth.nope", "--actor-type", "user",
-                   "--actor-id", "u-1", "--source", "cli", "--payload", "{}"], env)
+    bad = run_cli(
+        [
+            "emit",
+            "--tenant-id",
+            "acme",
+            "--event-type",
+            "auth.nope",
+            "--actor-type",
+            "user",
+            "--actor-id",
+            "u-1",
+            "--source",
+            "cli",
+            "--payload",
+            "{}",
+        ],
+        env,
+    )
     assert bad.returncode == 2 and "event_type" in bad.stderr
-    dup_keys = run_cli(["emit", "--tenant-id", "acme", "--event-type", "auth.signout", "--actor-type", "user",
-                        "--actor-id", "u-1", "--source", "cli", "--payload", '{"userId": 1, "userId": 2}'], env)
+    dup_keys = run_cli(
+        [
+            "emit",
+            "--tenant-id",
+            "acme",
+            "--event-type",
+            "auth.signout",
+            "--actor-type",
+            "user",
+            "--actor-id",
+            "u-1",
+            "--source",
+            "cli",
+            "--payload",
+            '{"userId": 1, "userId": 2}',
+        ],
+        env,
+    )
     assert dup_keys.returncode == 2 and "duplicate key" in dup_keys.stderr
     assert outbox_count(settings) == 1
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from compliance.events import (
-    MAX_PAYLOAD_BYTES, REDACTED_SECRET, EventRefused, Registry, new_event_id, prepare_event,
+    MAX_PAYLOAD_BYTES,
+    REDACTED_SECRET,
+    EventRefused,
+    Registry,
+    new_event_id,
+    prepare_event,
 )
 from tests.conftest import sample_event
 
@@ -69,7 +74,7 @@ def test_accepts_exact_limits() -> None:
 def test_occurred_at_is_stored_as_utc_with_microseconds() -> None:
     e = prepare_event(sample_event(occurred_at="2026-11-22T10:00:00.5+01:30"), REG)
     assert e.occurred_at == "2026-11-22T08:30:00.500000Z"
-    e = prepare_event(sample_event(occurred_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)), REG)
+    e = prepare_event(sample_event(occurred_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)), REG)
     assert e.occurred_at == "2026-01-02T03:04:05.000006Z"
 
 
@@ -97,10 +102,17 @@ def test_credentials_are_scrubbed_in_kept_keys() -> None:
     e = prepare_event(sample_event(event_type="policy.evaluated", payload=payload), REG)
     kept = json.loads(e.payload_jcs)
     assert kept == {
-        "reason": REDACTED_SECRET, "policyId": REDACTED_SECRET, "decision": "allow",
+        "reason": REDACTED_SECRET,
+        "policyId": REDACTED_SECRET,
+        "decision": "allow",
         "subject": {"token": REDACTED_SECRET, "key": REDACTED_SECRET, "ok": "fine"},
     }
-    assert e.redacted_fields == ("policyId:scrubbed", "reason:scrubbed", "subject.key:scrubbed", "subject.token:scrubbed")
+    assert e.redacted_fields == (
+        "policyId:scrubbed",
+        "reason:scrubbed",
+        "subject.key:scrubbed",
+        "subject.token:scrubbed",
+    )
 
 
 def test_strings_are_capped_at_4_kib_and_preview_at_2_kib() -> None:
@@ -109,15 +121,28 @@ def test_strings_are_capped_at_4_kib_and_preview_at_2_kib() -> None:
     assert len(kept["userId"].encode()) <= 4096 and kept["userId"] == "é" * 2048
     assert kept["method"] == "m" * 4096
     assert e.redacted_fields == ("userId:truncated",)
-    e = prepare_event(sample_event(event_type="workspace.governance_file_edited",
-                                   payload={"file": "AGENTS.md", "preview": "p" * 3000}), REG)
+    e = prepare_event(
+        sample_event(
+            event_type="workspace.governance_file_edited", payload={"file": "AGENTS.md", "preview": "p" * 3000}
+        ),
+        REG,
+    )
     assert json.loads(e.payload_jcs)["preview"] == "p" * 2048
     assert e.redacted_fields == ("preview:truncated",)
 
 
 def test_mcp_url_loses_its_credentials() -> None:
-    e = prepare_event(sample_event(event_type="mcp.added", payload={
-        "mcpId": "m1", "url": "https://bob:s3cret@mcp.example.com/v1?token=abc&region=eu", "scopes": ["read"]}), REG)
+    e = prepare_event(
+        sample_event(
+            event_type="mcp.added",
+            payload={
+                "mcpId": "m1",
+                "url": "https://bob:s3cret@mcp.example.com/v1?token=abc&region=eu",
+                "scopes": ["read"],
+            },
+        ),
+        REG,
+    )
     kept = json.loads(e.payload_jcs)
     assert kept["url"] == "https://mcp.example.com/v1?region=eu"
     assert e.redacted_fields == ("url:scrubbed",)
@@ -128,8 +153,13 @@ def test_nested_allow_list_paths_keep_only_named_subkeys(tmp_path, monkeypatch) 
     extra.write_text(json.dumps({"types": {"billing.plan_changed": {"keep": ["plan.name", "plan.seats", "orgId"]}}}))
     monkeypatch.setenv("COMPLIANCE_EVENT_TYPES_FILE", str(extra))
     reg = Registry.default()
-    e = prepare_event(sample_event(event_type="billing.plan_changed",
-                                   payload={"orgId": "o", "plan": {"name": "pro", "seats": 5, "card": "4111"}}), reg)
+    e = prepare_event(
+        sample_event(
+            event_type="billing.plan_changed",
+            payload={"orgId": "o", "plan": {"name": "pro", "seats": 5, "card": "4111"}},
+        ),
+        reg,
+    )
     assert json.loads(e.payload_jcs) == {"orgId": "o", "plan": {"name": "pro", "seats": 5}}
     assert e.redacted_fields == ("plan.card",)
     assert "auth.signout" in reg  # the packaged registry is still there

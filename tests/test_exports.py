@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -24,7 +24,7 @@ from tests.conftest import run_cli, sample_event
 from tests.test_anchor import KEY
 
 OPS = "ops@example.com"
-T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
 
 
@@ -47,26 +47,33 @@ def test_filter_of_4096_bytes_passes_and_4097_is_too_large() -> None:
     assert code_of(at_limit[:-1] + " }") == "FILTER_TOO_LARGE"
 
 
-@pytest.mark.parametrize("text", [
-    "not json", "[]", '{"since": "2026-01-01T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant": "x"}',
-    '{"since": "2026-01-01", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00+25:00", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-02T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "event_types": ["x\'; DROP TABLE x;--"]}',
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "actor_types": ["robot"]}',
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant_id": "a b"}',
-    '{"since": "2026-01-01T00:00:00Z", "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "not json",
+        "[]",
+        '{"since": "2026-01-01T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant": "x"}',
+        '{"since": "2026-01-01", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00+25:00", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-02T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "event_types": ["x\'; DROP TABLE x;--"]}',
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "actor_types": ["robot"]}',
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant_id": "a b"}',
+        '{"since": "2026-01-01T00:00:00Z", "since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z"}',
+    ],
+)
 def test_invalid_filters_are_refused_with_filter_invalid(text: str) -> None:
     assert code_of(text) == "FILTER_INVALID"
 
 
 def counts(settings: Settings) -> tuple[int, int]:
     with connect(settings, None, autocommit=True) as conn:
-        return (conn.execute("SELECT count(*) FROM compliance.export_jobs").fetchone()[0],
-                conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0])
+        return (
+            conn.execute("SELECT count(*) FROM compliance.export_jobs").fetchone()[0],
+            conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0],
+        )
 
 
 def test_the_10th_request_passes_the_11th_in_the_hour_fails_and_one_an_hour_later_passes(settings: Settings) -> None:
@@ -84,11 +91,23 @@ def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, en
     with pytest.raises(ExportRefused) as info:
         request_export(settings, operator="mallory@example.com", fmt="csv", filter_text=WINDOW)
     assert info.value.code == "OPERATOR_NOT_ALLOWED"
-    out = run_cli(["export", "request", "--operator", "mallory@example.com", "--format", "csv", "--filter",
-                   json.dumps({**WINDOW, "tenant_id": "acme"})], env_for(settings))
+    out = run_cli(
+        [
+            "export",
+            "request",
+            "--operator",
+            "mallory@example.com",
+            "--format",
+            "csv",
+            "--filter",
+            json.dumps({**WINDOW, "tenant_id": "acme"}),
+        ],
+        env_for(settings),
+    )
     assert out.returncode == 2 and "OPERATOR_NOT_ALLOWED" in out.stderr
-    bad = run_cli(["export", "request", "--operator", OPS, "--format", "csv", "--filter", '{"since": 1}'],
-                  env_for(settings))
+    bad = run_cli(
+        ["export", "request", "--operator", OPS, "--format", "csv", "--filter", '{"since": 1}'], env_for(settings)
+    )
     assert bad.returncode == 2 and "FILTER_INVALID" in bad.stderr
     assert counts(settings) == (0, 0)
 
@@ -96,13 +115,28 @@ def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, en
 @pytest.fixture
 def ledger(settings: Settings) -> Settings:
     """Three tenants, mostly anchored, with a tail that is not anchored yet."""
+
     def grow(start: int, n: int) -> None:
         with connect(settings, "compliance_writer") as conn, conn.transaction():
-            emit_batch(conn, [sample_event(i, tenant=f"tenant-{i % 3}", actor_type=["user", "service"][i % 2],
-                                           payload={"userId": f"u-{i}", "method": "sso", "ip": "10.0.0.1",
-                                                    "userAgent": "a \"quoted\", comma\nnewline"})
-                              for i in range(start, start + n)])
+            emit_batch(
+                conn,
+                [
+                    sample_event(
+                        i,
+                        tenant=f"tenant-{i % 3}",
+                        actor_type=["user", "service"][i % 2],
+                        payload={
+                            "userId": f"u-{i}",
+                            "method": "sso",
+                            "ip": "10.0.0.1",
+                            "userAgent": 'a "quoted", comma\nnewline',
+                        },
+                    )
+                    for i in range(start, start + n)
+                ],
+            )
         drain_pending.fn(settings)
+
     grow(0, 90)
     anchor_once(settings, KEY)
     grow(90, 40)
@@ -125,10 +159,15 @@ def export(settings: Settings, fmt: str, flt: dict, tmp_path: Path) -> tuple[Pat
 
 def direct_rows(settings: Settings, tenant: str | None = None, actor: str | None = None) -> list[tuple[str, int]]:
     with connect(settings, None, autocommit=True) as conn:
-        return [tuple(r) for r in conn.execute(
-            "SELECT tenant_id, seq FROM compliance.events WHERE occurred_at >= '2026-11-22' AND occurred_at < "
-            "'2026-11-23' AND (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR actor_type = %s) "
-            "ORDER BY tenant_id, seq", (tenant, tenant, actor, actor))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                "SELECT tenant_id, seq FROM compliance.events WHERE occurred_at >= '2026-11-22' AND occurred_at < "
+                "'2026-11-23' AND (%s::text IS NULL OR tenant_id = %s) AND (%s::text IS NULL OR actor_type = %s) "
+                "ORDER BY tenant_id, seq",
+                (tenant, tenant, actor, actor),
+            )
+        ]
 
 
 def verify(settings: Settings, data: Path, manifest: dict | None):
@@ -166,8 +205,23 @@ def test_a_filtered_export_verifies_with_gaps_in_seq(ledger: Settings, tmp_path:
     assert verify(ledger, data, manifest).ok
 
 
-COLUMNS_TO_TAMPER = ["tenant_id", "seq", "event_id", "occurred_at", "recorded_at", "actor_type", "actor_id", "source",
-                     "event_type", "payload", "redacted_fields", "prev_hash", "event_hash", "event_index", "event_path"]
+COLUMNS_TO_TAMPER = [
+    "tenant_id",
+    "seq",
+    "event_id",
+    "occurred_at",
+    "recorded_at",
+    "actor_type",
+    "actor_id",
+    "source",
+    "event_type",
+    "payload",
+    "redacted_fields",
+    "prev_hash",
+    "event_hash",
+    "event_index",
+    "event_path",
+]
 
 
 @pytest.mark.parametrize("column", COLUMNS_TO_TAMPER)
@@ -232,7 +286,7 @@ def test_the_download_url_carries_a_900_second_expiry(ledger: Settings, env_for)
     status = job_status(ledger, job)
     assert "X-Amz-Expires=900" in status["download_url"]
     expires = datetime.fromisoformat(status["url_expires_at"].replace("Z", "+00:00"))
-    assert timedelta(seconds=890) < expires - datetime.now(timezone.utc) <= timedelta(seconds=900)
+    assert timedelta(seconds=890) < expires - datetime.now(UTC) <= timedelta(seconds=900)
     with pytest.raises(ValueError, match="valid until"):
         fresh_url(ledger, job, OPS)  # not expired yet
     with connect(ledger, None, autocommit=True) as conn:
@@ -240,8 +294,9 @@ def test_the_download_url_carries_a_900_second_expiry(ledger: Settings, env_for)
     out = run_cli(["export", "url", job, "--operator", OPS], env_for(ledger))
     assert out.returncode == 0 and "X-Amz-Expires=900" in out.stdout
     with connect(ledger, None, autocommit=True) as conn:
-        audited = conn.execute("SELECT count(*) FROM compliance.outbox WHERE event_type = 'data.export_url_issued'"
-                               ).fetchone()[0]
+        audited = conn.execute(
+            "SELECT count(*) FROM compliance.outbox WHERE event_type = 'data.export_url_issued'"
+        ).fetchone()[0]
     assert audited == 1
 
 
@@ -258,11 +313,19 @@ def test_requesting_an_export_is_audited_in_the_same_transaction(ledger: Setting
     job = request_export(ledger, operator=OPS, fmt="ndjson", filter_text={**WINDOW, "tenant_id": "tenant-2"})
     with connect(ledger, None, autocommit=True) as conn:
         tenant, payload = conn.execute(
-            "SELECT tenant_id, payload FROM compliance.outbox WHERE event_type = 'data.export_initiated'").fetchone()
+            "SELECT tenant_id, payload FROM compliance.outbox WHERE event_type = 'data.export_initiated'"
+        ).fetchone()
     assert tenant == "tenant-2"
-    assert json.loads(payload) == {"exportJobId": job, "filter": {**{"since": "2026-11-22T00:00:00.000000Z",
-                                   "until": "2026-11-23T00:00:00.000000Z"}, "tenant_id": "tenant-2"},
-                                   "format": "ndjson", "requestedBy": OPS}
+    assert json.loads(payload) == {
+        "exportJobId": job,
+        "filter": {
+            "since": "2026-11-22T00:00:00.000000Z",
+            "until": "2026-11-23T00:00:00.000000Z",
+            "tenant_id": "tenant-2",
+        },
+        "format": "ndjson",
+        "requestedBy": OPS,
+    }
 
 
 @pytest.mark.parametrize("element", [0, -1, -2])

@@ -11,7 +11,8 @@ import string
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from compliance.events import EventRefused, Registry, prepare_event
 from compliance.exports import ExportRefused, parse_filter
@@ -31,8 +32,25 @@ json_like = st.recursive(
 
 
 @FUZZ
-@given(st.dictionaries(st.sampled_from(["tenant_id", "occurred_at", "actor_type", "actor_id", "source", "event_type",
-                                        "payload", "event_id", "junk"]), json_like | any_text, max_size=9))
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "tenant_id",
+                "occurred_at",
+                "actor_type",
+                "actor_id",
+                "source",
+                "event_type",
+                "payload",
+                "event_id",
+                "junk",
+            ]
+        ),
+        json_like | any_text,
+        max_size=9,
+    )
+)
 def test_fuzzed_events_are_prepared_or_refused_never_crash(raw: dict) -> None:
     try:
         prepared = prepare_event(raw, REG)
@@ -47,20 +65,24 @@ def test_fuzzed_events_are_prepared_or_refused_never_crash(raw: dict) -> None:
 @given(json_like)
 def test_any_payload_of_a_valid_event_is_prepared_or_refused(payload: object) -> None:
     try:
-        prepare_event(sample_event(1, event_type="policy.evaluated",
-                                   payload={"subject": payload, "reason": payload}), REG)
+        prepare_event(
+            sample_event(1, event_type="policy.evaluated", payload={"subject": payload, "reason": payload}), REG
+        )
     except EventRefused as exc:
         assert exc.field.startswith("payload")
 
 
-@pytest.mark.parametrize("payload, field", [
-    ({"subject": {"a": 1} if False else None}, None),
-    ({"reason": "\x00\u2028\ufeff\U0001f600 RTL \u202e"}, None),
-    ({"reason": "x" * 70_000}, "payload"),
-    ({"subject": 2**64}, "payload.subject"),
-    ({"subject": -(2**53)}, "payload.subject"),
-    ({"reason": "\udc00"}, "payload"),
-])
+@pytest.mark.parametrize(
+    "payload, field",
+    [
+        ({"subject": {"a": 1} if False else None}, None),
+        ({"reason": "\x00\u2028\ufeff\U0001f600 RTL \u202e"}, None),
+        ({"reason": "x" * 70_000}, "payload"),
+        ({"subject": 2**64}, "payload.subject"),
+        ({"subject": -(2**53)}, "payload.subject"),
+        ({"reason": "\udc00"}, "payload"),
+    ],
+)
 def test_edge_payloads(payload: dict, field: str | None) -> None:
     raw = sample_event(1, event_type="policy.evaluated", payload=payload)
     if field is None:
@@ -84,9 +106,15 @@ def test_deeply_nested_payloads_are_refused() -> None:
 
 
 @FUZZ
-@given(st.one_of(any_text, st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-                 st.dictionaries(st.sampled_from(["since", "until", "tenant_id", "event_types", "actor_types", "x"]),
-                                 json_like, max_size=6).map(json.dumps)))
+@given(
+    st.one_of(
+        any_text,
+        st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
+        st.dictionaries(
+            st.sampled_from(["since", "until", "tenant_id", "event_types", "actor_types", "x"]), json_like, max_size=6
+        ).map(json.dumps),
+    )
+)
 def test_fuzzed_filters_are_parsed_or_refused_with_a_code(text: str) -> None:
     try:
         parse_filter(text)
@@ -94,15 +122,20 @@ def test_fuzzed_filters_are_parsed_or_refused_with_a_code(text: str) -> None:
         assert exc.code in ("FILTER_INVALID", "FILTER_TOO_LARGE", "FILTER_RANGE_TOO_WIDE")
 
 
-@pytest.mark.parametrize("text", [
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant_id": "x\' OR 1=1 --"}',
-    '{"since": "2026-01-01T00:00:00Z\'; DROP TABLE compliance.events; --", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "event_types": ["a.b"' + ', "a.b"' * 800 + "]}",
-    '{"since": "2026-01-01T00:00:00+24:00", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "2026-01-01T00:00:00 UTC", "until": "2026-01-02T00:00:00Z"}',
-    '{"since": "9999-12-31T23:59:59Z", "until": "10000-01-01T00:00:00Z"}',
-    "[" * 100_000,
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "tenant_id": "x\' OR 1=1 --"}',
+        '{"since": "2026-01-01T00:00:00Z\'; DROP TABLE compliance.events; --", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00Z", "until": "2026-01-02T00:00:00Z", "event_types": ["a.b"'
+        + ', "a.b"' * 800
+        + "]}",
+        '{"since": "2026-01-01T00:00:00+24:00", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "2026-01-01T00:00:00 UTC", "until": "2026-01-02T00:00:00Z"}',
+        '{"since": "9999-12-31T23:59:59Z", "until": "10000-01-01T00:00:00Z"}',
+        "[" * 100_000,
+    ],
+)
 def test_hostile_filters_are_refused(text: str) -> None:
     with pytest.raises(ExportRefused):
         parse_filter(text)
@@ -126,13 +159,36 @@ def test_malformed_export_files_fail_cleanly(tmp_path_factory, data: bytes) -> N
     assert report.ok or str(report.failure)
 
 
-@pytest.mark.parametrize("body", [
-    b'{"tenant_id": 1}\n', b"{not json\n", b'{"a": [' * 10000 + b"\n",
-    b"tenant_id,seq\nx,1\n",
-    ",".join(["tenant_id", "seq", "event_id", "occurred_at", "recorded_at", "actor_type", "actor_id", "source",
-              "event_type", "payload", "redacted_fields", "prev_hash", "event_hash", "cadence_id", "event_index",
-              "event_path"]).encode() + b"\r\nt,notanumber,e,o,r,user,a,s,x.y,{},[],00,00,,,\r\n",
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"tenant_id": 1}\n',
+        b"{not json\n",
+        b'{"a": [' * 10000 + b"\n",
+        b"tenant_id,seq\nx,1\n",
+        ",".join(
+            [
+                "tenant_id",
+                "seq",
+                "event_id",
+                "occurred_at",
+                "recorded_at",
+                "actor_type",
+                "actor_id",
+                "source",
+                "event_type",
+                "payload",
+                "redacted_fields",
+                "prev_hash",
+                "event_hash",
+                "cadence_id",
+                "event_index",
+                "event_path",
+            ]
+        ).encode()
+        + b"\r\nt,notanumber,e,o,r,user,a,s,x.y,{},[],00,00,,,\r\n",
+    ],
+)
 def test_specific_malformed_exports_name_what_is_wrong(tmp_path: Path, body: bytes) -> None:
     path = tmp_path / "events.csv"
     path.write_bytes(body)

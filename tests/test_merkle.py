@@ -7,14 +7,22 @@ import hashlib
 import pytest
 
 from compliance.merkle import (
-    EMPTY_ROOT, audit_path, leaf_hash, merkle_tree_hash, node_hash, root_from_path, tree_root_and_paths,
+    EMPTY_ROOT,
+    audit_path,
+    leaf_hash,
+    merkle_tree_hash,
+    node_hash,
+    root_from_path,
+    tree_root_and_paths,
     verify_inclusion,
 )
 
 # The RFC 6962 reference test data (certificate-transparency's merkle_tree_test): eight leaves and the roots of
 # their first n; and audit paths for some (leaf, size) pairs.
-RFC_LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657",
-                                         "606162636465666768696a6b6c6d6e6f"]]
+RFC_LEAVES = [
+    bytes.fromhex(h)
+    for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+]
 RFC_ROOTS = [
     "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
     "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
@@ -27,16 +35,34 @@ RFC_ROOTS = [
 ]
 RFC_PATHS = [
     (0, 1, []),
-    (0, 8, ["96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"]),
-    (5, 8, ["bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
             "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
-            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"]),
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
     (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
-    (1, 5, ["6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
-            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"]),
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
 ]
 
 
@@ -62,8 +88,9 @@ def test_rfc6962_roots(n: int) -> None:
 @pytest.mark.parametrize("index, size, expected", RFC_PATHS)
 def test_rfc6962_audit_paths(index: int, size: int, expected: list[str]) -> None:
     assert [p.hex() for p in audit_path(index, RFC_LEAVES[:size])] == expected
-    assert verify_inclusion(RFC_LEAVES[index], index, size, audit_path(index, RFC_LEAVES[:size]),
-                            bytes.fromhex(RFC_ROOTS[size - 1]))
+    assert verify_inclusion(
+        RFC_LEAVES[index], index, size, audit_path(index, RFC_LEAVES[:size]), bytes.fromhex(RFC_ROOTS[size - 1])
+    )
 
 
 def test_every_leaf_of_every_size_up_to_300_proves_and_every_change_fails() -> None:

@@ -14,10 +14,14 @@ from tests.conftest import run_cli
 GOOD = BucketFacts("Enabled", True, "GOVERNANCE", 365, True, "AES256", True)
 
 
-def failing(facts: BucketFacts, stage: str = "dev", mode: str = "GOVERNANCE", days: int = 365,
-            allow: bool = False) -> list[str]:
-    return [f.check for f in judge_posture(facts, stage=stage, mode=mode, retention_days=days,
-                                           allow_compliance_outside_prod=allow) if not f.ok]
+def failing(
+    facts: BucketFacts, stage: str = "dev", mode: str = "GOVERNANCE", days: int = 365, allow: bool = False
+) -> list[str]:
+    return [
+        f.check
+        for f in judge_posture(facts, stage=stage, mode=mode, retention_days=days, allow_compliance_outside_prod=allow)
+        if not f.ok
+    ]
 
 
 def test_a_provisioned_bucket_passes(settings: Settings) -> None:
@@ -26,14 +30,17 @@ def test_a_provisioned_bucket_passes(settings: Settings) -> None:
     assert failing(facts, days=1) == []
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({"versioning": "Suspended"}, ["versioning"]),
-    ({"lock_enabled": False, "default_mode": None}, ["object_lock", "lock_mode"]),
-    ({"default_days": 30}, ["retention"]),
-    ({"public_access_blocked": False}, ["public_access_block"]),
-    ({"encryption": None}, ["encryption"]),
-    ({"policy_denies_deletes": False}, ["bucket_policy"]),
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"versioning": "Suspended"}, ["versioning"]),
+        ({"lock_enabled": False, "default_mode": None}, ["object_lock", "lock_mode"]),
+        ({"default_days": 30}, ["retention"]),
+        ({"public_access_blocked": False}, ["public_access_block"]),
+        ({"encryption": None}, ["encryption"]),
+        ({"policy_denies_deletes": False}, ["bucket_policy"]),
+    ],
+)
 def test_each_weakness_fails_its_check(change: dict, expected: list[str]) -> None:
     assert failing(GOOD._replace(**change)) == expected
 
@@ -51,7 +58,8 @@ def test_cli_bucket_check_exits_1_on_a_weak_bucket(settings: Settings, env_for) 
     good = run_cli(["bucket", "check", "--json"], env)
     assert good.returncode == 0, good.stdout + good.stderr
     assert json.loads(good.stdout)["ok"] is True
-    s3_client(settings).put_bucket_versioning(Bucket=settings.anchor_bucket,
-                                              VersioningConfiguration={"Status": "Suspended"})
+    s3_client(settings).put_bucket_versioning(
+        Bucket=settings.anchor_bucket, VersioningConfiguration={"Status": "Suspended"}
+    )
     bad = run_cli(["bucket", "check"], env)
     assert bad.returncode == 1 and "FAIL versioning" in bad.stdout

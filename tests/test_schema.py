@@ -51,22 +51,27 @@ def test_immutability_triggers_fire_for_the_owner(chained: Settings, statement: 
         ("compliance_drainer", "DELETE FROM compliance.events"),
         ("compliance_drainer", "TRUNCATE compliance.events"),
         ("compliance_drainer", "UPDATE compliance.outbox SET payload = '{}'"),
-        ("compliance_drainer", "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                               "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', "
-                               "'user', 'a', 's', 'auth.signout', '{}')"),
+        (
+            "compliance_drainer",
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+            "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', "
+            "'user', 'a', 's', 'auth.signout', '{}')",
+        ),
         ("compliance_reader", "INSERT INTO compliance.tenant_heads VALUES ('x', 0, '\\x00')"),
-        ("compliance_reader", "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                              "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', 'user', 'a', 's', "
-                              "'auth.signout', '{}')"),
+        (
+            "compliance_reader",
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+            "source, event_type, payload) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', 'user', 'a', 's', "
+            "'auth.signout', '{}')",
+        ),
         ("compliance_reader", "UPDATE compliance.export_jobs SET status = 'failed'"),
         ("compliance_reader", "DELETE FROM compliance.outbox"),
         ("compliance_reader", "CREATE TABLE compliance.sneaky (x int)"),
     ],
 )
 def test_each_role_is_refused_what_it_must_not_do(chained: Settings, role: str, statement: str) -> None:
-    with connect(chained, role, autocommit=True) as conn:
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute(statement)
+    with connect(chained, role, autocommit=True) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute(statement)
 
 
 def test_roles_can_do_their_own_job(chained: Settings) -> None:

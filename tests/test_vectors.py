@@ -21,9 +21,16 @@ V = json.loads(VECTORS.read_text("utf-8"))
 @pytest.mark.parametrize("e", V["events"], ids=lambda e: f"{e['tenant_id']}-{e['seq']}")
 def test_event_canonical_body_and_hash(e: dict) -> None:
     body = canonical_body(
-        seq=e["seq"], event_id=e["event_id"], tenant_id=e["tenant_id"], occurred_at=e["occurred_at"],
-        recorded_at=e["recorded_at"], actor_type=e["actor_type"], actor_id=e["actor_id"], source=e["source"],
-        event_type=e["event_type"], payload_jcs=canonical_str(e["payload"]),
+        seq=e["seq"],
+        event_id=e["event_id"],
+        tenant_id=e["tenant_id"],
+        occurred_at=e["occurred_at"],
+        recorded_at=e["recorded_at"],
+        actor_type=e["actor_type"],
+        actor_id=e["actor_id"],
+        source=e["source"],
+        event_type=e["event_type"],
+        payload_jcs=canonical_str(e["payload"]),
         redacted_fields_jcs=canonical_str(e["redacted_fields"]),
     )
     assert body.decode("utf-8") == e["canonical_body"]

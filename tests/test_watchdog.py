@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -44,7 +44,7 @@ def test_an_old_unanchored_event_breaches_the_anchor_lag(settings: Settings) -> 
     emit_and_drain(settings)
     figures, _ = measure(settings)
     assert 0 < figures["anchor_lag_seconds"] < 60 and breached(figures) == {}
-    figures, _ = measure(settings, now=datetime.now(timezone.utc) + timedelta(minutes=31))
+    figures, _ = measure(settings, now=datetime.now(UTC) + timedelta(minutes=31))
     assert figures["anchor_lag_seconds"] > 1800
     assert breached(figures) == {"anchor_lag_seconds": "breached"}
 
@@ -56,22 +56,31 @@ def test_outbox_and_poison_figures(settings: Settings) -> None:
     assert figures["outbox_depth"] == 3 and figures["outbox_oldest_age_seconds"] >= 0
     with connect(settings, None, autocommit=True) as conn:
         conn.execute("UPDATE compliance.outbox SET enqueued_at = now() - interval '6 minutes'")
-        conn.execute("INSERT INTO compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                     "source, event_type, payload, redacted_fields, enqueued_at, error) VALUES (1, gen_random_uuid(), "
-                     "'t', 'x', 'user', 'u', 's', 'e.x', '{', '[]', now(), 'payload is not JSON')")
+        conn.execute(
+            "INSERT INTO compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, "
+            "source, event_type, payload, redacted_fields, enqueued_at, error) VALUES (1, gen_random_uuid(), "
+            "'t', 'x', 'user', 'u', 's', 'e.x', '{', '[]', now(), 'payload is not JSON')"
+        )
     figures, _ = measure(settings)
     assert breached(figures) == {"outbox_oldest_age_seconds": "breached", "poison_rows": "breached"}
 
 
 def test_a_stuck_export_is_failed_by_the_watchdog(settings: Settings) -> None:
-    job = request_export(settings, operator="ops@example.com", fmt="csv",
-                         filter_text={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"})
+    job = request_export(
+        settings,
+        operator="ops@example.com",
+        fmt="csv",
+        filter_text={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"},
+    )
     with connect(settings, None, autocommit=True) as conn:
         conn.execute("UPDATE compliance.export_jobs SET status = 'running', started_at = now() - interval '16 minutes'")
     figures, details = measure(settings)
     assert figures["stuck_exports"] == 1 and details["stalled_jobs"] == [job]
     with connect(settings, None, autocommit=True) as conn:
-        assert conn.execute("SELECT status, job_error FROM compliance.export_jobs").fetchone() == ("failed", STALLED_ERROR)
+        assert conn.execute("SELECT status, job_error FROM compliance.export_jobs").fetchone() == (
+            "failed",
+            STALLED_ERROR,
+        )
     assert measure(settings)[0]["stuck_exports"] == 0  # failed, never deleted, counted once
 
 
@@ -98,10 +107,14 @@ def test_the_watchdog_role_cannot_write_to_the_ledger(settings: Settings) -> Non
     import psycopg
 
     with connect(settings, "compliance_watchdog", autocommit=True) as conn:
-        for statement in ("INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                          "source, event_type, payload) VALUES (gen_random_uuid(), 't', 'x', 'user', 'a', 's', 'a.b', "
-                          "'{}')", "UPDATE compliance.export_jobs SET operator = 'x'",
-                          "DELETE FROM compliance.export_jobs", "INSERT INTO compliance.anchors DEFAULT VALUES"):
+        for statement in (
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+            "source, event_type, payload) VALUES (gen_random_uuid(), 't', 'x', 'user', 'a', 's', 'a.b', "
+            "'{}')",
+            "UPDATE compliance.export_jobs SET operator = 'x'",
+            "DELETE FROM compliance.export_jobs",
+            "INSERT INTO compliance.anchors DEFAULT VALUES",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(statement)
 
@@ -125,8 +138,10 @@ def test_watchdog_flow_publishes_events_records_figures_and_health_reads_them(
 
 def test_health_exits_1_when_a_figure_is_critical(settings: Settings, env_for) -> None:
     with connect(settings, None, autocommit=True) as conn:
-        conn.execute("INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES "
-                     "('{\"chain_tail_ok\": false}', '{}', true)")
+        conn.execute(
+            "INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES "
+            "('{\"chain_tail_ok\": false}', '{}', true)"
+        )
     out = run_cli(["health"], env_for(settings))
     assert out.returncode == 1 and "chain_tail_ok is critical" in out.stdout
 
@@ -143,7 +158,8 @@ def test_drift_flow_fails_on_a_dropped_index_and_cli_names_it(settings: Settings
     out = run_cli(["drift", "--json"], env_for(settings))
     assert out.returncode == 1
     assert [o["name"] for o in json.loads(out.stdout)["objects"] if o["status"] == "MISSING"] == [
-        "compliance.export_jobs_status"]
+        "compliance.export_jobs_status"
+    ]
 
 
 def test_alerts_apply_twice_creates_each_automation_once(prefect_harness) -> None:

@@ -1,7 +1,7 @@
 """A drainer in its own process, for the race and crash tests.
 
-    python -m tests.helpers.drainer URL BATCH           drain until empty, print the count
-    python -m tests.helpers.drainer URL BATCH --hang F  chain and COPY one batch, touch F, then hang before commit
+python -m tests.helpers.drainer URL BATCH           drain until empty, print the count
+python -m tests.helpers.drainer URL BATCH --hang F  chain and COPY one batch, touch F, then hang before commit
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-import tasks.drain as drain
 from compliance.settings import Settings
+from tasks import drain
 from tasks.db import connect
 
 
