@@ -14,7 +14,7 @@ postgres:
 
 $(VENV)/.installed: pyproject.toml setup.py compliance/jcs.py compliance/events.py compliance/chain.py compliance/timefmt.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^ ' -e '^$$' -e '^WARNING: Location' || true
+	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING: Location' || true
 	$(BIN)/python -c "import prefect, psycopg, moto, polars, compliance.jcs"
 	touch $@
 

@@ -16,7 +16,7 @@ if os.environ.get("COMPLIANCE_NO_COMPILE") != "1":
         from mypyc.build import mypycify
 
         ext_modules = mypycify(HOT_PATH, opt_level="3")
-    except Exception as exc:  # no compiler or no mypy: plain Python, same behaviour
-        print(f"compliance: not compiling the hot path ({exc})")
+    except (Exception, SystemExit) as exc:  # no compiler, no mypy, a type error: plain Python, same behaviour
+        print(f"compliance: not compiling the hot path ({exc!r})")
 
 setup(ext_modules=ext_modules)
