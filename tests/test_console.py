@@ -83,3 +83,11 @@ def test_blocks_render_as_self_explaining_forms() -> None:
         schema = block.model_json_schema()
         assert all(p.get("description") for p in schema["properties"].values()), block
     assert DatabaseBlock.model_json_schema()["properties"]["owner_url"]["format"] == "password"
+
+
+def test_prefect_yaml_is_generated_from_the_same_definitions() -> None:
+    from deployments.deploy import REPO, prefect_yaml
+
+    committed = (REPO / "prefect.yaml").read_text()
+    assert committed == prefect_yaml(), "prefect.yaml is stale: python -m deployments.deploy --write-prefect-yaml"
+    assert committed.count("entrypoint:") == 6 and "interval: 300" in committed
