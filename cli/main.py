@@ -7,17 +7,12 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
 from datetime import UTC
 from typing import Any, NoReturn
 
 from compliance.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
-
-
-class NotBuilt(RuntimeError):
-    """A command of the contract that this version does not implement yet."""
 
 
 def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
@@ -559,13 +554,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     else:
         render(report)
     return EXIT_FAILED if report["critical"] else EXIT_OK
-
-
-def cmd_not_built(what: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        fail(f"`compliance {what}` is not built yet in this version (see the open issues)", EXIT_FAILED)
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
