@@ -16,12 +16,10 @@ SHA-256, not a JSON serialization.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
 from compliance.jcs import encode_string
 
-__all__ = ["GENESIS_HASH", "ChainLink", "ChainedEvent", "canonical_body", "chain_events", "event_hash"]
+__all__ = ["GENESIS_HASH", "canonical_body", "event_hash"]
 
 GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
@@ -86,48 +84,3 @@ def _quote(text: str) -> str:
 def event_hash(prev_hash: bytes, body: bytes) -> bytes:
     """SHA-256(prev_hash || body), 32 raw bytes."""
     return _sha256(prev_hash + body).digest()
-
-
-class ChainLink(NamedTuple):
-    seq: int
-    prev_hash: bytes
-    event_hash: bytes
-
-
-class ChainedEvent(NamedTuple):
-    """What the chain needs of one event, in the order it is chained."""
-
-    event_id: str
-    tenant_id: str
-    occurred_at: str
-    actor_type: str
-    actor_id: str
-    source: str
-    event_type: str
-    payload_jcs: str
-    redacted_fields_jcs: str
-
-
-def chain_events(
-    events: Iterable[ChainedEvent], *, last_seq: int, head_hash: bytes, recorded_at: str
-) -> Iterator[ChainLink]:
-    """Extend one tenant's chain from (last_seq, head_hash) by ``events``, in order."""
-    seq, prev = last_seq, head_hash
-    for e in events:
-        seq += 1
-        body = canonical_body(
-            seq=seq,
-            event_id=e.event_id,
-            tenant_id=e.tenant_id,
-            occurred_at=e.occurred_at,
-            recorded_at=recorded_at,
-            actor_type=e.actor_type,
-            actor_id=e.actor_id,
-            source=e.source,
-            event_type=e.event_type,
-            payload_jcs=e.payload_jcs,
-            redacted_fields_jcs=e.redacted_fields_jcs,
-        )
-        digest = _sha256(prev + body).digest()
-        yield ChainLink(seq, prev, digest)
-        prev = digest

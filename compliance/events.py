@@ -164,9 +164,6 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._rules)
 
-    def rule(self, name: str) -> TypeRule:
-        return self._rules[name]
-
 
 def registry_data() -> dict[str, Any]:
     """The registry as data: the packaged types plus those of COMPLIANCE_EVENT_TYPES_FILE."""

@@ -23,7 +23,6 @@ __all__ = [
     "leaf_hash",
     "merkle_tree_hash",
     "node_hash",
-    "path_from_levels",
     "root_from_path",
     "tree_levels",
     "tree_root_and_paths",
@@ -93,11 +92,6 @@ def tree_levels(leaves: Sequence[bytes], *, hashed: bool = False) -> list[list[b
     """All levels of the tree (leaf hashes first, the root last), for taking paths one at a time."""
     sha256 = _sha256
     return _levels(list(leaves) if hashed else [sha256(b"\x00" + d).digest() for d in leaves])
-
-
-def path_from_levels(levels: list[list[bytes]], index: int) -> list[bytes]:
-    """The audit path of leaf ``index`` from :func:`tree_levels`."""
-    return _path(levels, index)
 
 
 def root_from_path(leaf: bytes, index: int, size: int, path: Sequence[bytes], *, hashed: bool = False) -> bytes | None:

@@ -33,7 +33,12 @@ from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
-__all__ = ["SHARDS", "DrainResult", "drain_batch", "drain_pending", "pending_count"]
+__all__ = [
+    "SHARDS",
+    "DrainResult",
+    "drain_batch",
+    "drain_pending",
+]
 
 SHARDS = 64
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
@@ -263,10 +268,6 @@ def _chain_and_copy(
             new_heads.append((tenant, seq, prev))
             per_tenant[tenant] = [seq - first + 1, first, seq]
     return new_heads, per_tenant
-
-
-def pending_count(conn: psycopg.Connection) -> int:
-    return int(conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0])  # type: ignore[index]
 
 
 @task(

@@ -12,7 +12,7 @@ from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text, utc_text
 from tasks.db import connect
 
-__all__ = ["anchor_status", "list_events", "show_event"]
+__all__ = ["list_events", "show_event"]
 
 _ANCHOR = """
 (SELECT 'ANCHORED ' || r.cadence_id FROM compliance.anchor_ranges r
@@ -143,12 +143,3 @@ def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
         ).fetchone()[0]  # type: ignore[index]
     leaves = [bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]
     return {"event_index": seq - first, "event_path": [p.hex() for p in audit_path(seq - first, leaves)]}
-
-
-def anchor_status(settings: Settings, tenant: str, seq: int) -> str:
-    with connect(settings, "compliance_reader", autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT cadence_id FROM compliance.anchor_ranges WHERE tenant_id = %s AND first_seq <= %s AND last_seq >= %s",
-            (tenant, seq, seq),
-        ).fetchone()
-    return f"ANCHORED {row[0]}" if row else "PENDING"

@@ -6,15 +6,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from compliance.verify import ChainVerifier, Failure, StoredEvent
 from tasks.db import connect
 
-__all__ = ["ChainReport", "verify_chain", "verify_chain_task"]
+__all__ = [
+    "ChainReport",
+    "verify_chain",
+]
 
 _SELECT = """
 SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
@@ -117,6 +117,3 @@ def verify_chain(
     if check_anchors:
         report.checked += ["anchor signatures", "anchor links", "retention", "proofs", "events roots", "tiling"]
     return report
-
-
-verify_chain_task = task(verify_chain, name="verify-chain", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=5)
