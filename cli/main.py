@@ -113,8 +113,15 @@ def _register_in_prefect(env: dict[str, str]) -> None:
     register_and_fill(env)
     load_signing_key(Settings.from_env())
     apply_alerts()
-    for spec in specs():
-        spec.to_deployment().apply()
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        for spec in specs():
+            try:  # a deployment already there (e.g. served by `make run` with demo schedules) is left as it is
+                client.read_deployment_by_name(f"{spec.name}/{spec.name}")
+            except ObjectNotFound:
+                spec.to_deployment().apply()
 
 
 def cmd_dev_down(args: argparse.Namespace) -> int:
