@@ -31,6 +31,7 @@ bench: install
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/anchor.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/load.py
 
 down:
 	$(BIN)/compliance dev down
