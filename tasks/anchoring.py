@@ -92,6 +92,21 @@ def pending_heads(conn: psycopg.Connection) -> list[TenantHead]:
     return [TenantHead(t, a, b, bytes(h)) for t, a, b, h in rows]
 
 
+def split_hashes(blob: bytes) -> list[bytes]:
+    """The 32-byte event hashes that string_agg(event_hash ORDER BY seq) concatenated."""
+    return [bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]
+
+
+def range_leaves(conn: psycopg.Connection, tenant: str, first_seq: int, last_seq: int) -> list[bytes]:
+    """The event hashes of one tenant's seqs first_seq..last_seq, in seq order."""
+    blob = conn.execute(
+        "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events "
+        "WHERE tenant_id = %s AND seq BETWEEN %s AND %s",
+        (tenant, first_seq, last_seq),
+    ).fetchone()[0]  # type: ignore[index]
+    return split_hashes(blob or b"")
+
+
 def range_hashes(conn: psycopg.Connection, heads: Sequence[TenantHead]) -> dict[str, list[bytes]]:
     """The event hashes of each head's range, in seq order (aggregated by the server: one row per tenant)."""
     rows = conn.execute(
@@ -108,7 +123,7 @@ def range_hashes(conn: psycopg.Connection, heads: Sequence[TenantHead]) -> dict[
         blob, n, lo, hi = found[h.tenant_id]
         if (n, lo, hi) != (h.last_seq - h.first_seq + 1, h.first_seq, h.last_seq):
             raise AnchorError(f"tenant {h.tenant_id}: seq {h.first_seq}..{h.last_seq} is not complete in the database")
-        leaves = [blob[i : i + 32] for i in range(0, len(blob), 32)]
+        leaves = split_hashes(blob)
         if leaves[-1] != h.head_hash:
             raise AnchorError(f"tenant {h.tenant_id}: the event at seq {h.last_seq} is not the recorded head")
         out[h.tenant_id] = leaves

@@ -29,6 +29,7 @@ from compliance.exports import (
 from compliance.merkle import tree_levels
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
+from tasks.anchoring import range_leaves
 from tasks.db import connect
 from tasks.outbox import emit
 from tasks.storage import MultipartWriter, s3_client
@@ -165,12 +166,7 @@ class _Ranges:
             cur = next((r for r in self.ranges if r[0] <= seq <= r[1]), None)
             if cur is None:
                 return None, None, None
-            blob = self.conn.execute(
-                "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events "
-                "WHERE tenant_id = %s AND seq BETWEEN %s AND %s",
-                (tenant, cur[0], cur[1]),
-            ).fetchone()[0]
-            levels = tree_levels([blob[i : i + 32] for i in range(0, len(blob), 32)])
+            levels = tree_levels(range_leaves(self.conn, tenant, cur[0], cur[1]))
             self.hex_levels = [[h.hex() for h in level] for level in levels[:-1]]
             self.suffix = {}
             self.current = cur

@@ -129,6 +129,7 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
 def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
     """The event's index in its anchored range and its audit path to that range's events_root."""
     from compliance.merkle import audit_path
+    from tasks.anchoring import range_leaves
 
     with connect(settings, "compliance_reader", autocommit=True) as conn:
         first, last = conn.execute(
@@ -136,10 +137,5 @@ def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
             "AND last_seq >= %s",
             (tenant, seq, seq),
         ).fetchone()  # type: ignore[misc]
-        blob = conn.execute(
-            "SELECT string_agg(event_hash, ''::bytea ORDER BY seq) FROM compliance.events WHERE tenant_id = %s "
-            "AND seq BETWEEN %s AND %s",
-            (tenant, first, last),
-        ).fetchone()[0]  # type: ignore[index]
-    leaves = [bytes(blob[i : i + 32]) for i in range(0, len(blob), 32)]
+        leaves = range_leaves(conn, tenant, first, last)
     return {"event_index": seq - first, "event_path": [p.hex() for p in audit_path(seq - first, leaves)]}

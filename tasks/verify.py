@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,17 +12,19 @@ from compliance.timefmt import utc_text
 from compliance.verify import ChainVerifier, Failure, StoredEvent
 from tasks.db import connect
 
-__all__ = [
-    "ChainReport",
-    "verify_chain",
-]
+__all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "stored_event", "verify_chain"]
 
-_SELECT = """
-SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type,
-       payload, redacted_fields, prev_hash, event_hash
-FROM compliance.events {where}
-ORDER BY tenant_id, seq
-"""
+# What the chain check needs of a stored event, in StoredEvent's order (see stored_event).
+STORED_EVENT_COLUMNS = (
+    "tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
+    "payload, redacted_fields, prev_hash, event_hash"
+)
+_SELECT = "SELECT " + STORED_EVENT_COLUMNS + " FROM compliance.events {where} ORDER BY tenant_id, seq"
+
+
+def stored_event(r: Sequence[Any]) -> StoredEvent:
+    """A row of STORED_EVENT_COLUMNS as the verifier takes it (timestamps in the hashed text form)."""
+    return StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])
 
 
 @dataclass
@@ -91,7 +94,7 @@ def verify_chain(
                             break
                         current = r[0]
                         seen.add(current)
-                    if not check(StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])):
+                    if not check(stored_event(r)):
                         ok = False
                         break
             if ok and current is not None:

@@ -11,11 +11,11 @@ import psycopg
 
 from compliance.posture import judge_posture
 from compliance.settings import Settings
-from compliance.timefmt import utc_text
-from compliance.verify import ChainVerifier, StoredEvent
+from compliance.verify import ChainVerifier
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.storage import bucket_facts, s3_client
+from tasks.verify import STORED_EVENT_COLUMNS, stored_event
 
 __all__ = ["STALLED_MINUTES", "TAIL_EVENTS", "measure", "publish", "record_run", "send_to_cloudwatch"]
 
@@ -101,9 +101,9 @@ def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool
         ).fetchone()  # type: ignore[misc]
         first = max(1, head_seq - TAIL_EVENTS + 1)
         rows = conn.execute(
-            "SELECT tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, "
-            "event_type, payload, redacted_fields, prev_hash, event_hash FROM compliance.events "
-            "WHERE tenant_id = %s AND seq >= %s ORDER BY seq",
+            "SELECT "
+            + STORED_EVENT_COLUMNS
+            + " FROM compliance.events WHERE tenant_id = %s AND seq >= %s ORDER BY seq",
             (tenant, first - 1),
         ).fetchall()
         verifier = ChainVerifier()
@@ -113,7 +113,7 @@ def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool
             verifier.resume(tenant, first - 1, bytes(rows[0][12]))
             rows = rows[1:]
         for r in rows:
-            if not verifier.check(StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])):
+            if not verifier.check(stored_event(r)):
                 break
         verifier.finish_tenant(tenant, (head_seq, bytes(head_hash)))
         if verifier.failure is not None:

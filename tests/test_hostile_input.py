@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compliance.events import EventRefused, Registry, prepare_event
-from compliance.exports import ExportRefused, parse_filter
+from compliance.exports import EXPORT_COLUMNS, ExportRefused, parse_filter
 from compliance.verify_export import ExportVerifier
 from tests.conftest import sample_event
 
@@ -166,27 +166,7 @@ def test_malformed_export_files_fail_cleanly(tmp_path_factory, data: bytes) -> N
         b"{not json\n",
         b'{"a": [' * 10000 + b"\n",
         b"tenant_id,seq\nx,1\n",
-        ",".join(
-            [
-                "tenant_id",
-                "seq",
-                "event_id",
-                "occurred_at",
-                "recorded_at",
-                "actor_type",
-                "actor_id",
-                "source",
-                "event_type",
-                "payload",
-                "redacted_fields",
-                "prev_hash",
-                "event_hash",
-                "cadence_id",
-                "event_index",
-                "event_path",
-            ]
-        ).encode()
-        + b"\r\nt,notanumber,e,o,r,user,a,s,x.y,{},[],00,00,,,\r\n",
+        ",".join(EXPORT_COLUMNS).encode() + b"\r\nt,notanumber,e,o,r,user,a,s,x.y,{},[],00,00,,,\r\n",
     ],
 )
 def test_specific_malformed_exports_name_what_is_wrong(tmp_path: Path, body: bytes) -> None:
