@@ -77,6 +77,9 @@ class LedgerSettingsBlock(Block):
         default_factory=list, description="Who may request exports and read across tenants."
     )
     drain_batch_size: int = Field(default=20_000, ge=1, description="Outbox rows chained per transaction.")
+    drain_workers: int = Field(
+        default=2, ge=1, le=64, description="Connections one drain run uses at once, each on its own tenants' shards."
+    )
     export_rate_limit_per_hour: int = Field(
         default=10,
         description="Export requests per operator per rolling hour (SPEC: 10; shown for reference, not configurable).",

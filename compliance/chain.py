@@ -16,10 +16,14 @@ SHA-256, not a JSON serialization.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from compliance.jcs import encode_string
+import orjson
 
-__all__ = ["GENESIS_HASH", "canonical_body", "event_hash"]
+from compliance.events import EVENT_TYPE_RE
+from compliance.jcs import canonical_problem, encode_string
+
+__all__ = ["GENESIS_HASH", "canonical_body", "chain_copy_rows", "copy_text", "event_hash", "unchainable"]
 
 GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
@@ -84,3 +88,89 @@ def _quote(text: str) -> str:
 def event_hash(prev_hash: bytes, body: bytes) -> bytes:
     """SHA-256(prev_hash || body), 32 raw bytes."""
     return _sha256(prev_hash + body).digest()
+
+
+def unchainable(event_type: str, payload: str, redacted_fields: str) -> str | None:
+    """Why a stored (outbox) event cannot be chained, or None. Rows written by emit always pass; a row
+    inserted by hand may carry a non-canonical payload, and its hash could not be recomputed by anyone."""
+    if EVENT_TYPE_RE.fullmatch(event_type) is None:
+        return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
+    reason = canonical_problem(payload, dict)
+    if reason is not None:
+        return f"payload is {reason}"
+    if redacted_fields != "[]":
+        reason = canonical_problem(redacted_fields, list)
+        if reason is not None:
+            return f"redacted_fields is {reason}"
+        fields = orjson.loads(redacted_fields)
+        if any(type(f) is not str for f in fields) or fields != sorted(fields):
+            return "redacted_fields is not a sorted list of strings"
+    return None
+
+
+def copy_text(value: str) -> str:
+    """``value`` as a field of PostgreSQL's COPY text format (backslash, tab, newline, CR escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return value
+
+
+def chain_copy_rows(
+    rows: list[tuple[Any, ...]], tenant_id: str, seq: int, prev_hash: bytes, recorded_at: str, out: list[str]
+) -> tuple[int, bytes]:
+    """Chain one tenant's outbox rows after (``seq``, ``prev_hash``) and append each as a COPY text line.
+
+    ``rows`` are outbox rows ``(id, event_id, tenant_id, occurred_at, actor_type, actor_id, source,
+    event_type, payload, redacted_fields, ...)`` that passed :func:`unchainable`, in outbox order. The
+    lines hold the columns ``tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id,
+    source, event_type, payload, redacted_fields, prev_hash, event_hash``. Returns the new head.
+    """
+    sha256 = _sha256
+    prev_hex = prev_hash.hex()
+    for row in rows:
+        event_id: str = row[1]
+        occurred_at: str = row[3]
+        actor_type: str = row[4]
+        actor_id: str = row[5]
+        source: str = row[6]
+        event_type: str = row[7]
+        payload: str = row[8]
+        redacted: str = row[9]
+        seq += 1
+        body = canonical_body(
+            seq=seq,
+            event_id=event_id,
+            tenant_id=tenant_id,
+            occurred_at=occurred_at,
+            recorded_at=recorded_at,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            source=source,
+            event_type=event_type,
+            payload_jcs=payload,
+            redacted_fields_jcs=redacted,
+        )
+        prev_hash = sha256(prev_hash + body).digest()
+        digest_hex = prev_hash.hex()
+        out.append(
+            "\t".join(
+                (
+                    tenant_id,
+                    str(seq),
+                    event_id,
+                    occurred_at,
+                    recorded_at,
+                    actor_type,
+                    copy_text(actor_id),
+                    copy_text(source),
+                    event_type,
+                    copy_text(payload),
+                    copy_text(redacted),
+                    "\\\\x" + prev_hex,
+                    "\\\\x" + digest_hex,
+                )
+            )
+            + "\n"
+        )
+        prev_hex = digest_hex
+    return seq, prev_hash

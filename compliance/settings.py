@@ -19,6 +19,7 @@ __all__ = ["STAGES", "Settings", "SettingsError"]
 
 STAGES = ("dev", "staging", "prod")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
+SHARD_COUNT = 64  # the outbox's shards (hashtext(tenant_id) & 63): the unit drainers share work by
 
 
 class SettingsError(ValueError):
@@ -47,6 +48,7 @@ class Settings:
     lock_mode: str = "GOVERNANCE"
     retention_days: int = 365
     drain_batch_size: int = 20_000
+    drain_workers: int = 2
     role_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -79,6 +81,7 @@ class Settings:
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),
             retention_days=_int(env, "COMPLIANCE_RETENTION_DAYS", 365),
             drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 20_000),
+            drain_workers=_int(env, "COMPLIANCE_DRAIN_WORKERS", 2),
             role_urls=role_urls,
         )
         settings.check()
@@ -102,6 +105,8 @@ class Settings:
             raise SettingsError("COMPLIANCE_RETENTION_DAYS must be at least 1")
         if self.drain_batch_size < 1:
             raise SettingsError("COMPLIANCE_DRAIN_BATCH_SIZE must be at least 1")
+        if not 1 <= self.drain_workers <= SHARD_COUNT:
+            raise SettingsError(f"COMPLIANCE_DRAIN_WORKERS must be between 1 and {SHARD_COUNT}")
 
     def is_operator(self, email: str | None) -> bool:
         return bool(email) and email.strip().lower() in self.operator_emails  # type: ignore[union-attr]

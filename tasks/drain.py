@@ -8,8 +8,7 @@ LOCKED``), lock the tenants' chain heads, chain the rows (SPEC §2), COPY them
 into ``compliance.events``, quarantine rows that cannot be chained in
 ``compliance.outbox_poison``, move the heads, then commit. A crash anywhere
 before the commit leaves every row pending; after it, every row is chained
-exactly once (or set aside with its reason). A crash anywhere before the commit leaves every row pending; after
-it, every row is chained exactly once.
+exactly once (or set aside with its reason).
 """
 
 from __future__ import annotations
@@ -17,19 +16,17 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
 import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from compliance.chain import GENESIS_HASH, canonical_body
-from compliance.events import EVENT_TYPE_RE as _EVENT_TYPE_RE
-from compliance.jcs import canonical_problem
-from compliance.settings import Settings
+from compliance.chain import GENESIS_HASH, chain_copy_rows, unchainable
+from compliance.settings import SHARD_COUNT, Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
@@ -40,9 +37,9 @@ __all__ = [
     "drain_pending",
 ]
 
-SHARDS = 64
+SHARDS = SHARD_COUNT
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
-_sha256 = __import__("hashlib").sha256
+_COPY_CHUNK_ROWS = 2_000  # COPY text lines sent per write: the server parses while the next lines are built
 
 # Claim and remove in one statement: the rows are locked (SKIP LOCKED) and deleted in this transaction,
 # so a crash before commit leaves them in the outbox and a commit leaves them chained (or quarantined).
@@ -87,24 +84,6 @@ class DrainResult:
                 mine[2] = max(mine[2], last)
 
 
-def _poison_reason(row: Sequence[Any]) -> str | None:
-    """Why an outbox row cannot be chained, or None. Rows written by emit() always pass."""
-    event_type, payload, redacted = row[7], row[8], row[9]
-    if not _EVENT_TYPE_RE.fullmatch(event_type):
-        return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
-    reason = canonical_problem(payload, dict)
-    if reason is not None:
-        return f"payload is {reason}"
-    if redacted != "[]":
-        reason = canonical_problem(redacted, list)
-        if reason is not None:
-            return f"redacted_fields is {reason}"
-        fields = orjson.loads(redacted)
-        if any(type(f) is not str for f in fields) or fields != sorted(fields):
-            return "redacted_fields is not a sorted list of strings"
-    return None
-
-
 def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> list[int]:
     wanted = list(range(SHARDS)) if shards is None else list(shards)
     rows = conn.execute(
@@ -134,7 +113,7 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 20_000, shards: Sequ
         poisoned: list[tuple[Any, str]] = []
         by_tenant: dict[str, list[Any]] = defaultdict(list)
         for row in rows:
-            reason = _poison_reason(row)
+            reason = unchainable(row[7], row[8], row[9])
             if reason is None:
                 by_tenant[row[2]].append(row)
             else:
@@ -213,60 +192,18 @@ def _chain_and_copy(
 ) -> tuple[list[tuple[str, int, bytes]], dict[str, list[int]]]:
     new_heads: list[tuple[str, int, bytes]] = []
     per_tenant: dict[str, list[int]] = {}
-    sha256 = _sha256
+    lines: list[str] = []
     with conn.cursor().copy(f"COPY compliance.events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
-        write = copy.write_row
         for tenant, rows in by_tenant.items():
             seq, prev = heads[tenant]
-            first = seq + 1
-            for (
-                _id,
-                event_id,
-                _t,
-                occurred_at,
-                actor_type,
-                actor_id,
-                source,
-                event_type,
-                payload,
-                redacted,
-                _enqueued,
-            ) in rows:
-                seq += 1
-                body = canonical_body(
-                    seq=seq,
-                    event_id=event_id,
-                    tenant_id=tenant,
-                    occurred_at=occurred_at,
-                    recorded_at=recorded_at,
-                    actor_type=actor_type,
-                    actor_id=actor_id,
-                    source=source,
-                    event_type=event_type,
-                    payload_jcs=payload,
-                    redacted_fields_jcs=redacted,
-                )
-                digest = sha256(prev + body).digest()
-                write(
-                    (
-                        tenant,
-                        seq,
-                        event_id,
-                        occurred_at,
-                        recorded_at,
-                        actor_type,
-                        actor_id,
-                        source,
-                        event_type,
-                        payload,
-                        redacted,
-                        prev,
-                        digest,
-                    )
-                )
-                prev = digest
-            new_heads.append((tenant, seq, prev))
-            per_tenant[tenant] = [seq - first + 1, first, seq]
+            last, head = chain_copy_rows(rows, tenant, seq, prev, recorded_at, lines)
+            new_heads.append((tenant, last, head))
+            per_tenant[tenant] = [last - seq, seq + 1, last]
+            if len(lines) >= _COPY_CHUNK_ROWS:
+                copy.write("".join(lines))
+                lines.clear()
+        if lines:
+            copy.write("".join(lines))
     return new_heads, per_tenant
 
 
@@ -278,14 +215,41 @@ def _chain_and_copy(
     retry_condition_fn=lambda task, run, state: _transient(state),
 )
 def drain_pending(
-    settings: Settings, batch_size: int | None = None, shards: list[int] | None = None, max_batches: int | None = None
+    settings: Settings,
+    batch_size: int | None = None,
+    shards: list[int] | None = None,
+    max_batches: int | None = None,
+    workers: int | None = None,
 ) -> DrainResult:
-    """Drain batch after batch until the outbox (of the shards this drainer can lock) is empty."""
+    """Drain batch after batch until the outbox (of the shards this drainer can lock) is empty.
+
+    ``workers`` connections (default ``settings.drain_workers``) drain at once, worker *i* taking the
+    shards ``s`` with ``s % workers == i``: tenants never cross workers, so each chain still grows in
+    outbox order, and while the server stores one worker's batch the other chains its own (the client's
+    hashing and the server's writes overlap). ``max_batches`` bounds each worker.
+    """
+    wanted = list(range(SHARDS)) if shards is None else sorted(set(shards))
+    workers = min(workers or settings.drain_workers, len(wanted)) or 1
+    size = batch_size or settings.drain_batch_size
+    if workers == 1:
+        return _drain_shards(settings, size, shards, max_batches)
+    groups = [[s for s in wanted if s % workers == i] for i in range(workers)]
+    total = DrainResult()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drain") as pool:
+        futures = [pool.submit(_drain_shards, settings, size, group, max_batches) for group in groups]
+        for future in futures:
+            total.add(future.result())  # the first failure is raised, after every worker has stopped
+    return total
+
+
+def _drain_shards(
+    settings: Settings, batch_size: int, shards: list[int] | None, max_batches: int | None
+) -> DrainResult:
     total = DrainResult()
     conn = connect(settings, "compliance_drainer")
     try:
         while max_batches is None or total.batches < max_batches:
-            one = drain_batch(conn, batch_size or settings.drain_batch_size, shards)
+            one = drain_batch(conn, batch_size, shards)
             if one.batches == 0:
                 break
             total.add(one)

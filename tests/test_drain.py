@@ -58,6 +58,37 @@ def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Sett
     assert report.ok and report.events == 3000 and report.tenants == 97
 
 
+def test_text_that_copy_must_escape_is_stored_and_hashed_exactly(settings: Settings) -> None:
+    """The drain writes COPY text itself: backslashes, tabs, newlines and CRs in any text column survive."""
+    awkward = 'a\\b\tc\nd\re "q" \\N é 𝄞'
+    event = sample_event(1, actor_id=awkward, source=awkward)
+    event["payload"]["userAgent"] = awkward
+    with connect(settings, "compliance_writer") as conn, conn.transaction():
+        emit(conn, event)
+    assert drain_pending.fn(settings).drained == 1
+    with connect(settings, None, autocommit=True) as conn:
+        actor_id, source, payload = conn.execute(
+            "SELECT actor_id, source, payload::jsonb->>'userAgent' FROM compliance.events"
+        ).fetchone()
+    assert actor_id == source == payload == awkward
+    assert verify_chain(settings).ok
+
+
+def test_parallel_workers_split_tenants_and_keep_each_chain_in_order(settings: Settings) -> None:
+    emit_many(settings, 6000, tenants=40)
+    result = drain_pending.fn(settings, batch_size=500, workers=3)
+    assert (result.drained, len(result.per_tenant)) == (6000, 40)
+    assert result.batches >= 3  # every worker took a share
+    assert chain_facts(settings) == {
+        "events": 6000,
+        "distinct_ids": 6000,
+        "pending": 0,
+        "gapless": True,
+        "in_emission_order": True,
+    }
+    assert verify_chain(settings).ok
+
+
 def test_two_drainer_processes_racing_produce_no_fork_gap_or_duplicate(settings: Settings) -> None:
     emit_many(settings, 20_000, tenants=50)
     cmd = [sys.executable, "-m", "tests.helpers.drainer", settings.database_url or "", "400"]
