@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from compliance.posture import BucketFacts
 from compliance.settings import Settings
@@ -166,6 +166,7 @@ def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> b
                     "Filter": {"Prefix": "exports/"},
                     "Expiration": {"Days": expire_days},
                     "NoncurrentVersionExpiration": {"NoncurrentDays": expire_days},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
                 }
             ]
         },
@@ -302,6 +303,6 @@ class MultipartWriter:
         if self.upload_id is not None:
             try:
                 self.s3.abort_multipart_upload(Bucket=self.bucket, Key=self.key, UploadId=self.upload_id)
-            except ClientError:
-                pass
+            except (ClientError, BotoCoreError):
+                pass  # S3 unreachable: the bucket's AbortIncompleteMultipartUpload rule removes the parts
             self.upload_id = None
