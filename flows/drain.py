@@ -35,10 +35,11 @@ def _has_pending(conn: Any) -> bool:
 def drain_outbox(
     run_seconds: float = 290,
     poll_seconds: float = 0.5,
-    batch_size: int = 20_000,
+    batch_size: int | None = None,
     shards: list[int] | None = None,
 ) -> dict[str, Any]:
-    """Drain the outbox for ``run_seconds`` (0: until it is empty once).
+    """Drain the outbox for ``run_seconds`` (0: until it is empty once), ``batch_size`` events per
+    transaction (default: COMPLIANCE_DRAIN_BATCH_SIZE, 20,000).
 
     ``shards`` (0–63) restricts this drainer to part of the tenants, so several
     drainers can share the work; by default it takes every shard no other

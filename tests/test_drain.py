@@ -19,9 +19,10 @@ from tasks.verify import verify_chain
 from tests.conftest import REPO, run_cli, sample_event
 
 
-def emit_many(settings: Settings, n: int, tenants: int) -> None:
+def emit_many(settings: Settings, n: int, tenants: int, start: int = 0) -> None:
+    """Events ``start`` .. ``start + n - 1`` (sample i carries userId u-i, so emission order can be checked)."""
     with connect(settings, "compliance_writer") as conn, conn.transaction():
-        emit_batch(conn, [sample_event(i, tenant=f"tenant-{i % tenants:03d}") for i in range(n)])
+        emit_batch(conn, [sample_event(i, tenant=f"tenant-{i % tenants:03d}") for i in range(start, start + n)])
 
 
 def chain_facts(settings: Settings) -> dict[str, object]:
