@@ -1,6 +1,7 @@
 """One flow, run the way a deployment runs it, in its own process (for the fault tests to kill or starve).
 
     python -m tests.faults.worker drain|anchor|watchdog
+    python -m tests.faults.worker drain-for SECONDS      (polling, as the scheduled deployment does)
     python -m tests.faults.worker export JOB_ID
 
 Settings come from the environment (COMPLIANCE_*, PREFECT_API_URL), as on a worker. Prints the flow's
@@ -19,6 +20,10 @@ def main() -> None:
         from flows.drain import drain_outbox
 
         result = drain_outbox(run_seconds=0, poll_seconds=0.2)
+    elif what == "drain-for":
+        from flows.drain import drain_outbox
+
+        result = drain_outbox(run_seconds=float(sys.argv[2]), poll_seconds=0.2)
     elif what == "anchor":
         from flows.anchor import anchor
 
