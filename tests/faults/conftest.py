@@ -5,6 +5,7 @@ against the real Prefect server, the way a deployment runs them."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -23,6 +24,13 @@ from compliance.settings import Settings
 from tasks.db import connect
 from tasks.schema import apply_migrations
 from tests.conftest import REPO, TEST_SIGNING_KEY
+
+
+def disk_full_at(max_file_bytes: int) -> None:
+    """In a child before exec: writing a file past ``max_file_bytes`` fails (EFBIG) as on a full disk,
+    rather than killing the process (SIGXFSZ ignored; an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, resource.RLIM_INFINITY))  # soft: can be freed
 
 
 class RestartablePostgres(Postgres):
@@ -96,8 +104,9 @@ class FaultStack:
     settings: Settings
     env: dict[str, str]  # what a worker process gets (COMPLIANCE_*, PREFECT_API_URL)
 
-    def worker(self, *args: str) -> subprocess.Popen[str]:
-        """A flow in its own process (tests/faults/worker.py)."""
+    def worker(self, *args: str, max_file_bytes: int | None = None) -> subprocess.Popen[str]:
+        """A flow in its own process (tests/faults/worker.py); ``max_file_bytes``: no file it writes may grow
+        past that size (RLIMIT_FSIZE, the disk is full for it)."""
         return subprocess.Popen(
             [sys.executable, "-m", "tests.faults.worker", *args],
             cwd=REPO,
@@ -105,6 +114,7 @@ class FaultStack:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=None if max_file_bytes is None else lambda: disk_full_at(max_file_bytes),
         )
 
     def scalar(self, sql: str, params: Any = ()) -> Any:
