@@ -100,16 +100,23 @@ def serve_flows(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     )
     from prefect.deployments import run_deployment
 
+    from prefect.client.orchestration import get_client
+
     deadline = time.monotonic() + 120
     while True:
         try:
-            run_deployment("drain-outbox/drain-outbox", timeout=0)
+            drain = run_deployment("drain-outbox/drain-outbox", timeout=0)
             run_deployment("anchor/anchor", timeout=0)
-            return proc
+            break
         except Exception:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise
             time.sleep(1)
+    with get_client(sync_client=True) as client:  # the load starts once the drain run is polling
+        while not client.read_flow_run(drain.id).state.is_running():  # type: ignore[union-attr]
+            assert time.monotonic() < deadline and proc.poll() is None, "the served drain run never started"
+            time.sleep(0.5)
+    return proc
 
 
 def main() -> None:
@@ -125,7 +132,10 @@ def main() -> None:
 
     with bench_stack(s3=True) as stack:
         settings = Settings(
-            database_url=stack.database_url, s3_endpoint_url=stack.s3_endpoint_url, anchor_bucket="load"
+            database_url=stack.database_url,
+            s3_endpoint_url=stack.s3_endpoint_url,
+            anchor_bucket="load",
+            retention_days=1,
         )
         provision_anchor_bucket(s3_client(settings), "load", mode="GOVERNANCE", retention_days=1)
         port = free_port()
@@ -208,6 +218,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
         "anchored": anchored,
         "anchors": anchors,
         "verify_chain_ok": report.ok,
+        "verify_failure": None if report.failure is None else str(report.failure),
         "ok": report.ok and chained == distinct == emitted == anchored and p95 < 5,
     }
 
