@@ -98,9 +98,8 @@ def serve_flows(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    from prefect.deployments import run_deployment
-
     from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
 
     deadline = time.monotonic() + 120
     while True:
