@@ -54,7 +54,7 @@ def browse(url: str, *extra: str) -> str:
 
 def test_ui_lists_the_six_deployments_and_the_anchor_artifact(settings: Settings, env_for, prefect_server: str) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from deployments.definitions import specs
@@ -67,9 +67,15 @@ def test_ui_lists_the_six_deployments_and_the_anchor_artifact(settings: Settings
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         for spec in specs():
             spec.to_deployment().apply()
-        cadence = anchor()["anchors"][0]["cadence_id"]  # the first anchor, as a flow run on the server
-        with get_client(sync_client=True) as client:
-            [artifact] = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["anchor"])))
+        state = anchor(return_state=True)  # the first anchor of this ledger, as a flow run on the server
+        cadence = state.result()["anchors"][0]["cadence_id"]
+        with get_client(sync_client=True) as client:  # the server is shared: this run's artifact
+            [artifact] = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=["anchor"]),
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]),
+                )
+            )
     ui = prefect_server.removesuffix("/api")
 
     dom = browse(f"{ui}/deployments", "--dump-dom")
