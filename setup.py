@@ -8,7 +8,15 @@ import os
 
 from setuptools import setup
 
-HOT_PATH = ["compliance/jcs.py", "compliance/events.py", "compliance/chain.py", "compliance/timefmt.py"]
+HOT_PATH = [
+    "compliance/jcs.py",
+    "compliance/events.py",
+    "compliance/chain.py",
+    "compliance/timefmt.py",
+    "compliance/merkle.py",
+    "compliance/exports.py",
+    "compliance/verify_export.py",
+]
 
 ext_modules = []
 if os.environ.get("COMPLIANCE_NO_COMPILE") != "1":

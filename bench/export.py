@@ -5,8 +5,10 @@
 Starts its own PostgreSQL and S3 server. Setup (not timed): emit, drain and
 anchor the events. Timed, each in this process with its peak RSS sampled:
 the export runner for CSV and for NDJSON (query, audit paths, file, manifest,
-upload, presigned URL); `COPY (SELECT ...) TO STDOUT` of the same rows as CSV
-(the baseline); and `verify export` of the CSV with its manifest. Prints one JSON line.
+upload, presigned URL); the runner's own share of the CSV export (the same rows,
+paths and hash written nowhere, so without the S3 server's ingest, which shares
+the two cores); `COPY (SELECT ...) TO STDOUT` of the same rows as CSV (the
+baseline); and `verify export` of the CSV with its manifest. Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,15 +27,22 @@ from _stack import bench_stack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drain import PeakRSS, load_outbox
 
+from compliance.exports import parse_filter
 from compliance.settings import Settings
 from compliance.verify_export import ExportVerifier
 from tasks.anchoring import anchor_once
+from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import request_export, run_job
+from tasks.exports import request_export, run_job, write_export
 from tasks.signing import SigningKey
 from tasks.storage import S3AnchorStore, provision_anchor_bucket, provision_export_bucket, s3_client
 
 WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+
+
+class _Discard:
+    def write(self, data: bytes) -> None:
+        pass
 
 
 def main() -> None:
@@ -71,6 +80,13 @@ def main() -> None:
                 "manifest": outcome.manifest_key,
             }
 
+        # The runner's own share: the same CSV rows, paths and hash, written nowhere (no S3 server ingesting).
+        with connect(settings, "compliance_exporter", autocommit=True) as conn, PeakRSS() as own_mem:
+            started = time.perf_counter()
+            own_rows = write_export(conn, parse_filter(WINDOW), "csv", _Discard())[0]
+            own_seconds = time.perf_counter() - started
+        assert own_rows == args.events
+
         with psycopg.connect(stack.database_url) as conn:
             started = time.perf_counter()
             size = 0
@@ -101,6 +117,8 @@ def main() -> None:
                     "csv_peak_rss_mb": results["csv"]["peak_rss_mb"],
                     "ndjson_seconds": results["ndjson"]["seconds"],
                     "ndjson_peak_rss_mb": results["ndjson"]["peak_rss_mb"],
+                    "csv_without_upload_seconds": round(own_seconds, 2),
+                    "csv_without_upload_peak_rss_mb": own_mem.peak_mb,
                     "copy_to_stdout_seconds": round(copy_seconds, 2),
                     "copy_bytes": size,
                     "verify_seconds": round(report.seconds, 2),

@@ -32,6 +32,7 @@ __all__ = [
     "RATE_LIMIT",
     "ExportFilter",
     "ExportRefused",
+    "PathRenderer",
     "check_rate",
     "compress_seqs",
     "csv_row",
@@ -198,6 +199,38 @@ def _csv_field(text: str) -> str:
 
 
 CSV_HEADER = ",".join(EXPORT_COLUMNS) + "\r\n"
+
+
+class PathRenderer:
+    """The rendered audit paths of one anchored range: leaf ``i``'s path is the hex of its siblings from the
+    leaves up, joined by ``sep``. ``hex_levels`` holds the tree's levels as hex, leaves first, root excluded.
+    The rendered suffix of each upper node is kept once used, so a path costs one concatenation."""
+
+    def __init__(self, hex_levels: list[list[str]], sep: str) -> None:
+        self.levels = hex_levels
+        self.sep = sep
+        self.suffix: list[dict[int, str]] = [{} for _ in hex_levels]
+
+    def path(self, index: int) -> str:
+        return self._from(0, index)
+
+    def _from(self, level: int, pos: int) -> str:
+        if level == len(self.levels):
+            return ""
+        cache = self.suffix[level]
+        got = cache.get(pos)
+        if got is not None:
+            return got
+        nodes = self.levels[level]
+        rest = self._from(level + 1, pos >> 1)
+        sibling = pos ^ 1
+        if sibling < len(nodes):
+            got = nodes[sibling] + self.sep + rest if rest else nodes[sibling]
+        else:
+            got = rest  # an unpaired last node moves up without a sibling at this level
+        if level:  # leaves are used once; only shared upper nodes are worth keeping
+            cache[pos] = got
+        return got
 
 
 def csv_row(r: Sequence[Any], path: str | None, cadence: str | None, index: int | None) -> str:

@@ -41,11 +41,14 @@ from compliance.anchor import (
     verify_anchor_signature,
 )
 from compliance.chain import GENESIS_HASH, canonical_body
-from compliance.exports import EXPORT_COLUMNS, expand_seqs
+from compliance.exports import EXPORT_COLUMNS, PathRenderer, expand_seqs
 from compliance.jcs import CanonicalError, canonical_fast, loads_strict
+from compliance.merkle import tree_levels
 from compliance.timefmt import parse_utc_text
 
 __all__ = ["AnchorStore", "ExportFailure", "ExportReport", "ExportVerifier", "read_rows"]
+
+RANGE_AT_ONCE = 65_536  # an anchored range up to this many rows is proven at once; longer ones row by row
 
 
 class AnchorStore(Protocol):
@@ -188,6 +191,9 @@ class ExportVerifier:
         self._anchors: dict[str, dict[str, Any]] = {}  # cadence -> {"root", "records": {tenant: record}}
         self._proven_for: Any = None
         self._proven: dict[tuple[int, int], bytes] = {}
+        # Rows of the anchored range being read, proven together when it ends (see _flush_range).
+        self._range: Any = None
+        self._range_rows: list[tuple[int, str, int, bytes, str, Any, Any]] = []
 
     # -- anchors --------------------------------------------------------------------------------------------
 
@@ -366,6 +372,7 @@ class ExportVerifier:
             self._check_inclusion(n, tenant, seq, event_hash, cid, index_value, path_value, report)
             prev_seq, prev_hash = seq, event_hash
             report.rows += 1
+        self._flush_range(report)
         if expected is not None:
             missing = next(expected, None)
             if missing is not None:
@@ -430,6 +437,60 @@ class ExportVerifier:
             raise ExportFailure(
                 n, "bad_proof", f"anchor {cid} has no range of this tenant covering this seq", tenant, seq
             )
+        first, last = record["first_seq"], record["last_seq"]
+        try:
+            index = int(index_value)
+        except (TypeError, ValueError):
+            raise ExportFailure(n, "malformed_row", "event_path or event_index is malformed", tenant, seq) from None
+        if index != seq - first or type(index_value) is bool:
+            raise ExportFailure(n, "bad_proof", f"event_index {index} does not match seq {seq}", tenant, seq)
+        if seq == last and event_hash.hex() != record["head_hash"]:
+            raise ExportFailure(n, "bad_proof", "the last event of the range is not the anchored head", tenant, seq)
+        if record is not self._range:
+            self._flush_range(report)
+            self._range = record
+        if last - first + 1 > RANGE_AT_ONCE:
+            self._prove_row(n, tenant, seq, event_hash, str(cid), index_value, path_value, record, report)
+        else:
+            self._range_rows.append((n, tenant, seq, event_hash, str(cid), index_value, path_value))
+
+    def _flush_range(self, report: ExportReport) -> None:
+        """Prove the buffered rows of one anchored range. When they are the whole range (an unfiltered
+        export), the range's tree is rebuilt from their hashes: its root must be the anchored events_root,
+        and each row's event_path must be the audit path of its leaf in that tree, compared as text. Any
+        row whose path reads differently (or a partial range) is proven on its own, path element by path
+        element (RFC 9162), which names the row when it fails."""
+        record, rows = self._range, self._range_rows
+        if not rows:
+            return
+        self._range_rows = []
+        first, last = record["first_seq"], record["last_seq"]
+        whole = len(rows) == last - first + 1  # seqs strictly increase inside [first, last]: all present
+        expected: PathRenderer | None = None
+        if whole:
+            levels = tree_levels([r[3] for r in rows])
+            if levels[-1][0].hex() == record["events_root"]:
+                expected = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], ";")
+        for n, tenant, seq, event_hash, cid, index_value, path_value in rows:
+            if expected is not None:
+                text = path_value if isinstance(path_value, str) else _joined(path_value)
+                if text == expected.path(seq - first):
+                    report.anchored += 1
+                    continue
+            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+
+    def _prove_row(
+        self,
+        n: int,
+        tenant: str,
+        seq: int,
+        event_hash: bytes,
+        cid: str,
+        index_value: Any,
+        path_value: Any,
+        record: dict[str, Any],
+        report: ExportReport,
+    ) -> None:
         try:
             if isinstance(path_value, str):
                 path = [bytes.fromhex(p) for p in path_value.split(";")] if path_value else []
@@ -438,8 +499,6 @@ class ExportVerifier:
             index = int(index_value)
         except (TypeError, ValueError):
             raise ExportFailure(n, "malformed_row", "event_path or event_index is malformed", tenant, seq) from None
-        if index != seq - record["first_seq"] or type(index_value) is bool:
-            raise ExportFailure(n, "bad_proof", f"event_index {index} does not match seq {seq}", tenant, seq)
         size = record["last_seq"] - record["first_seq"] + 1
         if self._proven_for is not record:  # rows come range by range: keep one range's proven nodes at a time
             self._proven_for, self._proven = record, {}
@@ -448,9 +507,14 @@ class ExportVerifier:
             raise ExportFailure(
                 n, "bad_proof", f"the event_path does not reach the events_root of cadence {cid}", tenant, seq
             )
-        if seq == record["last_seq"] and event_hash.hex() != record["head_hash"]:
-            raise ExportFailure(n, "bad_proof", "the last event of the range is not the anchored head", tenant, seq)
         report.anchored += 1
+
+
+def _joined(path_value: Any) -> str | None:
+    """An NDJSON event_path (a list of hex strings) as the CSV form, or None when it is not such a list."""
+    if type(path_value) is not list or any(type(p) is not str for p in path_value):
+        return None
+    return ";".join(path_value)
 
 
 def _reaches(

@@ -20,6 +20,7 @@ from compliance.exports import (
     FORMATS,
     ExportFilter,
     ExportRefused,
+    PathRenderer,
     check_rate,
     compress_seqs,
     csv_row,
@@ -138,8 +139,7 @@ def _where(flt: ExportFilter) -> tuple[str, dict[str, Any]]:
 
 
 class _Ranges:
-    """Anchored ranges of one tenant at a time. For the current range it keeps the tree's levels as hex and
-    the rendered path suffix of every node already used, so a row's event_path costs one concatenation."""
+    """Anchored ranges of one tenant at a time, and the audit paths of the current range."""
 
     def __init__(self, conn: psycopg.Connection, sep: str) -> None:
         self.conn = conn
@@ -147,8 +147,7 @@ class _Ranges:
         self.tenant: str | None = None
         self.ranges: list[tuple[int, int, str]] = []
         self.current: tuple[int, int, str] | None = None
-        self.hex_levels: list[list[str]] = []
-        self.suffix: dict[tuple[int, int], str] = {}
+        self.paths = PathRenderer([], sep)
 
     def locate(self, tenant: str, seq: int) -> tuple[str | None, int | None, str | None]:
         if tenant != self.tenant:
@@ -167,29 +166,10 @@ class _Ranges:
             if cur is None:
                 return None, None, None
             levels = tree_levels(range_leaves(self.conn, tenant, cur[0], cur[1]))
-            self.hex_levels = [[h.hex() for h in level] for level in levels[:-1]]
-            self.suffix = {}
+            self.paths = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], self.sep)
             self.current = cur
         index = seq - cur[0]
-        return cur[2], index, self._path(0, index)
-
-    def _path(self, level: int, pos: int) -> str:
-        """The audit path from node (level, pos) up, rendered: sibling hex values joined by ``sep``."""
-        if level == len(self.hex_levels):
-            return ""
-        key = (level, pos)
-        got = self.suffix.get(key)
-        if got is None:
-            nodes = self.hex_levels[level]
-            rest = self._path(level + 1, pos >> 1)
-            sibling = pos ^ 1
-            if sibling < len(nodes):
-                got = nodes[sibling] + (self.sep + rest if rest else "")
-            else:
-                got = rest  # an unpaired last node moves up without a sibling at this level
-            if level:  # leaves are used once; only shared upper nodes are worth keeping
-                self.suffix[key] = got
-        return got
+        return cur[2], index, self.paths.path(index)
 
 
 def write_export(
