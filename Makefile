@@ -13,7 +13,7 @@ postgres:
 	  (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql)
 
 $(VENV)/.installed: pyproject.toml setup.py compliance/jcs.py compliance/events.py compliance/chain.py compliance/timefmt.py \
-		compliance/merkle.py compliance/exports.py compliance/verify_export.py
+		compliance/merkle.py compliance/exports.py compliance/verify_export.py compliance/verify.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING: Location' || true
 	$(BIN)/python -c "import prefect, psycopg, moto, polars, compliance.jcs"

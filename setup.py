@@ -16,6 +16,7 @@ HOT_PATH = [
     "compliance/merkle.py",
     "compliance/exports.py",
     "compliance/verify_export.py",
+    "compliance/verify.py",
 ]
 
 ext_modules = []

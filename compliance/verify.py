@@ -15,6 +15,7 @@ constant: only the previous event of the current tenant is kept.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -79,46 +80,47 @@ class ChainVerifier:
         self.start_tenant(tenant)
         self._seq, self._prev = seq, prev_hash
 
-    def check(self, e: StoredEvent) -> bool:
-        """Check the next stored event (tenants in order, seq ascending); False at the first failure."""
-        if e.tenant_id != self._tenant:
-            self.start_tenant(e.tenant_id)
+    def check(self, e: Sequence[Any]) -> bool:
+        """Check the next stored event, a row in :class:`StoredEvent`'s order (a StoredEvent, or the plain
+        tuple a query of those columns returns); tenants in order, seq ascending. False at the first failure."""
+        tenant: str = e[0]
+        seq: int = e[1]
+        if tenant != self._tenant:
+            self.start_tenant(tenant)
         expected_seq = self._seq + 1
-        if e.seq != expected_seq:
-            return self._fail(
-                e.tenant_id, expected_seq, "gap", f"seq {expected_seq} is missing (next stored seq is {e.seq})"
-            )
-        prev_hash = bytes(e.prev_hash)
+        if seq != expected_seq:
+            return self._fail(tenant, expected_seq, "gap", f"seq {expected_seq} is missing (next stored seq is {seq})")
+        prev_hash = bytes(e[11])
         if prev_hash != self._prev:
             return self._fail(
-                e.tenant_id,
-                e.seq,
+                tenant,
+                seq,
                 "broken_link",
                 f"prev_hash {prev_hash.hex()} is not the previous event_hash {self._prev.hex()}",
             )
         body = canonical_body(
-            seq=e.seq,
-            event_id=e.event_id,
-            tenant_id=e.tenant_id,
-            occurred_at=e.occurred_at,
-            recorded_at=e.recorded_at,
-            actor_type=e.actor_type,
-            actor_id=e.actor_id,
-            source=e.source,
-            event_type=e.event_type,
-            payload_jcs=e.payload,
-            redacted_fields_jcs=e.redacted_fields,
+            seq=seq,
+            event_id=e[2],
+            tenant_id=tenant,
+            occurred_at=e[3],
+            recorded_at=e[4],
+            actor_type=e[5],
+            actor_id=e[6],
+            source=e[7],
+            event_type=e[8],
+            payload_jcs=e[9],
+            redacted_fields_jcs=e[10],
         )
-        digest = self._sha256(prev_hash + body).digest()
-        stored = bytes(e.event_hash)
+        digest: bytes = self._sha256(prev_hash + body).digest()
+        stored = bytes(e[12])
         if digest != stored:
             return self._fail(
-                e.tenant_id,
-                e.seq,
+                tenant,
+                seq,
                 "hash_mismatch",
                 f"recomputed {digest.hex()} but stored {stored.hex()} (a field was changed)",
             )
-        self._seq, self._prev = e.seq, digest
+        self._seq, self._prev = seq, digest
         self.events += 1
         return True
 

@@ -3,28 +3,27 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from compliance.settings import Settings
-from compliance.timefmt import utc_text
-from compliance.verify import ChainVerifier, Failure, StoredEvent
+from compliance.verify import ChainVerifier, Failure
 from tasks.db import connect
 
-__all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "stored_event", "verify_chain"]
+__all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain"]
 
-# What the chain check needs of a stored event, in StoredEvent's order (see stored_event).
+# What the chain check needs of a stored event, in StoredEvent's order: ChainVerifier.check takes such a row
+# as it comes. The timestamps leave the server in the hashed text form (SPEC §2), whatever the session's
+# time zone, so no datetime is built and formatted again per row.
+_TEXT_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 STORED_EVENT_COLUMNS = (
-    "tenant_id, seq, event_id::text, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
-    "payload, redacted_fields, prev_hash, event_hash"
+    "tenant_id, seq, event_id::text, "
+    + _TEXT_TIME.format("occurred_at")
+    + ", "
+    + _TEXT_TIME.format("recorded_at")
+    + ", actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash, event_hash"
 )
 _SELECT = "SELECT " + STORED_EVENT_COLUMNS + " FROM compliance.events {where} ORDER BY tenant_id, seq"
-
-
-def stored_event(r: Sequence[Any]) -> StoredEvent:
-    """A row of STORED_EVENT_COLUMNS as the verifier takes it (timestamps in the hashed text form)."""
-    return StoredEvent(r[0], r[1], r[2], utc_text(r[3]), utc_text(r[4]), *r[5:])
 
 
 @dataclass
@@ -94,7 +93,7 @@ def verify_chain(
                             break
                         current = r[0]
                         seen.add(current)
-                    if not check(stored_event(r)):
+                    if not check(r):
                         ok = False
                         break
             if ok and current is not None:

@@ -15,7 +15,7 @@ from compliance.verify import ChainVerifier
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.storage import bucket_facts, s3_client
-from tasks.verify import STORED_EVENT_COLUMNS, stored_event
+from tasks.verify import STORED_EVENT_COLUMNS
 
 __all__ = ["STALLED_MINUTES", "TAIL_EVENTS", "measure", "publish", "record_run", "send_to_cloudwatch"]
 
@@ -113,7 +113,7 @@ def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool
             verifier.resume(tenant, first - 1, bytes(rows[0][12]))
             rows = rows[1:]
         for r in rows:
-            if not verifier.check(stored_event(r)):
+            if not verifier.check(r):
                 break
         verifier.finish_tenant(tenant, (head_seq, bytes(head_hash)))
         if verifier.failure is not None:
