@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -154,21 +155,83 @@ def read_rows(path: Path) -> Iterator[list[Any]]:
                     raise ExportFailure(n, "malformed_row", f"field {exc} is missing") from None
         return
     with open(path, newline="", encoding="utf-8", errors="strict") as fh:
-        reader = csv.reader(fh)
+        lines = iter(fh)
         n = 0
         try:
-            header = next(reader, None)
+            header = _record(lines)
             if header is None:
                 return
             if tuple(header) != EXPORT_COLUMNS:
                 raise ExportFailure(None, "malformed_file", "the CSV header is not the export columns of SPEC §4")
             width = len(EXPORT_COLUMNS)
-            for n, values in enumerate(reader, 1):
+            while (values := _record(lines)) is not None:
+                n += 1
                 if len(values) != width:
                     raise ExportFailure(n, "malformed_row", f"{len(values)} fields, expected {width}")
                 yield values
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ExportFailure(n + 1, "malformed_row", str(exc)) from None
+
+
+def _record(lines: Iterator[str]) -> list[str] | None:
+    """The next CSV record, exactly as the standard ``csv`` module reads it. A line in the form the export
+    writes is split directly; anything else (a field spanning lines, odd quoting, a blank line) is handed
+    to ``csv``, which reads exactly that record's lines and no more."""
+    line = next(lines, None)
+    if line is None:
+        return None
+    fields = _split_export_line(line)
+    if fields is not None:
+        return fields
+    return next(csv.reader(itertools.chain((line,), lines)), None)
+
+
+def _split_export_line(line: str) -> list[str] | None:
+    """A whole CSV record on one CRLF-terminated line, split as ``csv`` would split it, or None when the
+    line is not in the export's own form: the last five fields (hashes, cadence, index, path) unquoted,
+    and every field either plain (no quote, no CR) or quoted with its inner quotes doubled."""
+    if not line.endswith("\r\n"):
+        return None
+    parts = line[:-2].rsplit(",", 5)
+    if len(parts) != 6:
+        return None
+    for part in parts[1:]:
+        if '"' in part or "\r" in part:
+            return None
+    text = parts[0]
+    out: list[str] = []
+    end = len(text)
+    pos = 0
+    while True:
+        if pos < end and text[pos] == '"':
+            i = pos + 1
+            while True:
+                j = text.find('"', i)
+                if j < 0:
+                    return None  # the quoted field goes on past this line
+                if j + 1 < end and text[j + 1] == '"':
+                    i = j + 2
+                    continue
+                break
+            out.append(text[pos + 1 : j].replace('""', '"'))
+            pos = j + 1
+            if pos == end:
+                break
+            if text[pos] != ",":
+                return None
+            pos += 1
+        else:
+            j = text.find(",", pos)
+            stop = end if j < 0 else j
+            field = text[pos:stop]
+            if '"' in field or "\r" in field:
+                return None
+            out.append(field)
+            if j < 0:
+                break
+            pos = j + 1
+    out.extend(parts[1:])
+    return out
 
 
 def _json_text(value: Any, what: str, row: int) -> str:

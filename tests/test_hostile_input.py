@@ -175,3 +175,40 @@ def test_specific_malformed_exports_name_what_is_wrong(tmp_path: Path, body: byt
     report = ExportVerifier(NoBucket(), None).verify_file(path)
     assert not report.ok and report.failure is not None
     assert report.failure.what in ("malformed_row", "malformed_file")
+
+
+_CSV_TEXT = st.text(alphabet=st.sampled_from(list('ab,"\r\n é;x0')), max_size=12)
+
+
+@FUZZ
+@given(
+    rows=st.lists(st.lists(_CSV_TEXT, min_size=14, max_size=18), max_size=6),
+    quote_all=st.booleans(),
+    garbage=st.one_of(st.none(), st.text(alphabet=st.sampled_from(list('a,"\r\n')), max_size=30)),
+)
+def test_verify_export_reads_csv_exactly_as_the_csv_module(
+    rows: list[list[str]], quote_all: bool, garbage: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The fast line splitter of `verify export` must yield what csv.reader yields, or refuse where it fails."""
+    import csv
+    import io
+
+    from compliance.verify_export import ExportFailure, read_rows
+
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(rows)
+    text = out.getvalue() + (garbage or "")
+    path = tmp_path_factory.mktemp("csv") / "export.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    try:
+        expected: list[list[str]] | None = list(csv.reader(io.StringIO(text, newline="")))[1:]
+    except csv.Error:
+        expected = None
+    width = len(EXPORT_COLUMNS)
+    if expected is not None and all(len(r) == width for r in expected):
+        assert list(read_rows(path)) == expected
+    else:
+        with pytest.raises(ExportFailure):
+            list(read_rows(path))
