@@ -90,14 +90,15 @@ serve(by_name["drain-outbox"].to_deployment(),
 
 def serve_flows(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """The two deployments served in their own process; the first drain and anchor runs started now."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, **env},
-        stdout=open(log, "ab"),  # noqa: SIM115
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SERVE],
+            cwd=Path(__file__).resolve().parent.parent,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 

@@ -361,6 +361,7 @@ class ExportVerifier:
     def _verify_rows(
         self, rows: Iterator[list[Any]], report: ExportReport, expected: Iterator[tuple[str, int]] | None
     ) -> None:
+        self._range, self._range_rows = None, []  # nothing left over from an earlier file
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
