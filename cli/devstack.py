@@ -10,12 +10,14 @@ to the ``postgres`` user.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -76,6 +78,26 @@ def pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
+    return True
+
+
+def _reachable_by(path: Path, uid: int, gid: int) -> bool:
+    """Whether a process of ``uid``/``gid`` can traverse every directory down to ``path`` (or to where it
+    would be created)."""
+    path = path.resolve()
+    for directory in [*reversed(path.parents), path]:
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            return True  # created below a reachable directory: the code creating it sets its owner
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return False
     return True
 
 
@@ -281,7 +303,24 @@ class Stack:
 
     @property
     def postgres(self) -> Postgres:
-        return Postgres(self.root / "pg" / "data", self._port("postgres"))
+        return Postgres(self.pg_data_dir, self._port("postgres"))
+
+    @property
+    def pg_data_dir(self) -> Path:
+        """``<dev dir>/pg/data``; when run as root from a directory the ``postgres`` user cannot reach
+        (a clone under /root, or in a private temporary directory), a directory of this project's under
+        that user's home instead, remembered in the stack's state."""
+        chosen = self.state.get("postgres", {}).get("data_dir")
+        if chosen:
+            return Path(chosen)
+        wanted = self.root / "pg" / "data"
+        _, uid, gid = _as_postgres_user()
+        if uid is None or _reachable_by(wanted.parent.parent, uid, gid):  # type: ignore[arg-type]
+            return wanted
+        tag = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        elsewhere = Path(pwd.getpwuid(uid).pw_dir) / "compliance-dev" / tag / "data"
+        self.state.setdefault("postgres", {})["data_dir"] = str(elsewhere)
+        return elsewhere
 
     def up_postgres(self) -> str:
         pg = self.postgres
@@ -329,6 +368,8 @@ class Stack:
         if "postgres" in self.state:
             self.postgres.stop()
         if purge:
+            if self.pg_data_dir.parent != self.root / "pg":
+                shutil.rmtree(self.pg_data_dir.parent, ignore_errors=True)
             shutil.rmtree(self.root, ignore_errors=True)
         else:
             self.save()
