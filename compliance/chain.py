@@ -16,6 +16,7 @@ SHA-256, not a JSON serialization.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +24,15 @@ import orjson
 from compliance.events import EVENT_TYPE_RE
 from compliance.jcs import canonical_problem, encode_string
 
-__all__ = ["GENESIS_HASH", "canonical_body", "chain_copy_rows", "copy_text", "event_hash", "unchainable"]
+__all__ = [
+    "GENESIS_HASH",
+    "canonical_body",
+    "chain_copy_rows",
+    "copy_text",
+    "event_hash",
+    "stored_body",
+    "unchainable",
+]
 
 GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
@@ -76,6 +85,25 @@ def canonical_body(
         + tenant_id
         + '","v":1}'
     ).encode("utf-8")
+
+
+def stored_body(r: Sequence[Any], seq: int, payload_jcs: str, redacted_fields_jcs: str) -> bytes:
+    """:func:`canonical_body` of a stored or exported event ``r``, whose first columns are ``tenant_id, seq,
+    event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type`` (timestamps in the
+    SPEC §2 text form); ``seq`` and the two JSON texts are given as the caller has checked them."""
+    return canonical_body(
+        seq=seq,
+        event_id=r[2],
+        tenant_id=r[0],
+        occurred_at=r[3],
+        recorded_at=r[4],
+        actor_type=r[5],
+        actor_id=r[6],
+        source=r[7],
+        event_type=r[8],
+        payload_jcs=payload_jcs,
+        redacted_fields_jcs=redacted_fields_jcs,
+    )
 
 
 def _quote(text: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from compliance.chain import GENESIS_HASH, canonical_body
+from compliance.chain import GENESIS_HASH, stored_body
 
 __all__ = ["ChainVerifier", "Failure", "StoredEvent"]
 
@@ -98,19 +98,7 @@ class ChainVerifier:
                 "broken_link",
                 f"prev_hash {prev_hash.hex()} is not the previous event_hash {self._prev.hex()}",
             )
-        body = canonical_body(
-            seq=seq,
-            event_id=e[2],
-            tenant_id=tenant,
-            occurred_at=e[3],
-            recorded_at=e[4],
-            actor_type=e[5],
-            actor_id=e[6],
-            source=e[7],
-            event_type=e[8],
-            payload_jcs=e[9],
-            redacted_fields_jcs=e[10],
-        )
+        body = stored_body(e, seq, e[9], e[10])
         digest: bytes = self._sha256(prev_hash + body).digest()
         stored = bytes(e[12])
         if digest != stored:

@@ -41,7 +41,7 @@ from compliance.anchor import (
     public_key_key,
     verify_anchor_signature,
 )
-from compliance.chain import GENESIS_HASH, canonical_body
+from compliance.chain import GENESIS_HASH, stored_body
 from compliance.exports import EXPORT_COLUMNS, PathRenderer, expand_seqs
 from compliance.jcs import CanonicalError, canonical_fast, loads_strict
 from compliance.merkle import tree_levels
@@ -453,24 +453,7 @@ class ExportVerifier:
         payload, redacted = r[9], r[10]
 
         def digest(payload_jcs: str, redacted_jcs: str) -> bytes:
-            return bytes(
-                sha256(
-                    prev
-                    + canonical_body(
-                        seq=seq,
-                        event_id=r[2],
-                        tenant_id=r[0],
-                        occurred_at=r[3],
-                        recorded_at=r[4],
-                        actor_type=r[5],
-                        actor_id=r[6],
-                        source=r[7],
-                        event_type=r[8],
-                        payload_jcs=payload_jcs,
-                        redacted_fields_jcs=redacted_jcs,
-                    )
-                ).digest()
-            )
+            return bytes(sha256(prev + stored_body(r, seq, payload_jcs, redacted_jcs)).digest())
 
         if type(payload) is str and type(redacted) is str and digest(payload, redacted) == event_hash:
             return True  # the text as written is what was hashed (the export writes the canonical text)

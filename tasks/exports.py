@@ -31,7 +31,7 @@ from compliance.merkle import tree_levels
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.anchoring import range_leaves
-from tasks.db import connect
+from tasks.db import connect, utc_text_sql
 from tasks.outbox import emit
 from tasks.storage import MultipartWriter, s3_client
 
@@ -113,15 +113,13 @@ class JobOutcome:
     seconds: float
 
 
-# Timestamps leave the server already in the SPEC §2 form (the session runs in UTC).
-_ROWS = """
-SELECT e.tenant_id, e.seq, e.event_id::text, to_char(e.occurred_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-       to_char(e.recorded_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), e.actor_type, e.actor_id, e.source,
-       e.event_type, e.payload, e.redacted_fields, encode(e.prev_hash, 'hex'), encode(e.event_hash, 'hex')
-FROM compliance.events e
-WHERE e.occurred_at >= %(since)s AND e.occurred_at < %(until)s {extra}
-ORDER BY e.tenant_id, e.seq
-"""
+# Timestamps leave the server already in the SPEC §2 form.
+_ROWS = (
+    f"SELECT e.tenant_id, e.seq, e.event_id::text, {utc_text_sql('e.occurred_at')}, {utc_text_sql('e.recorded_at')}, "
+    "e.actor_type, e.actor_id, e.source, e.event_type, e.payload, e.redacted_fields, encode(e.prev_hash, 'hex'), "
+    "encode(e.event_hash, 'hex') FROM compliance.events e "
+    "WHERE e.occurred_at >= %(since)s AND e.occurred_at < %(until)s {extra} ORDER BY e.tenant_id, e.seq"
+)
 
 
 def _where(flt: ExportFilter) -> tuple[str, dict[str, Any]]:

@@ -8,20 +8,15 @@ from typing import Any
 
 from compliance.settings import Settings
 from compliance.verify import ChainVerifier, Failure
-from tasks.db import connect
+from tasks.db import connect, utc_text_sql
 
 __all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain"]
 
 # What the chain check needs of a stored event, in StoredEvent's order: ChainVerifier.check takes such a row
-# as it comes. The timestamps leave the server in the hashed text form (SPEC §2), whatever the session's
-# time zone, so no datetime is built and formatted again per row.
-_TEXT_TIME = "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+# as it comes, the timestamps already in the hashed text form (SPEC §2).
 STORED_EVENT_COLUMNS = (
-    "tenant_id, seq, event_id::text, "
-    + _TEXT_TIME.format("occurred_at")
-    + ", "
-    + _TEXT_TIME.format("recorded_at")
-    + ", actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash, event_hash"
+    f"tenant_id, seq, event_id::text, {utc_text_sql('occurred_at')}, {utc_text_sql('recorded_at')}, "
+    "actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash, event_hash"
 )
 _SELECT = "SELECT " + STORED_EVENT_COLUMNS + " FROM compliance.events {where} ORDER BY tenant_id, seq"
 
