@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import zlib
 from typing import Any
 
 import boto3
@@ -234,7 +236,11 @@ class S3AnchorStore:
 class MultipartWriter:
     """A write-only stream into one S3 object: parts of ``part_size`` bytes are uploaded by a background
     thread while the caller keeps writing, so producing and uploading overlap. Small objects become one
-    PUT. :meth:`close` completes the upload; :meth:`abort` discards it (nothing is left behind)."""
+    PUT. :meth:`close` completes the upload; :meth:`abort` discards it (nothing is left behind).
+
+    Each part carries its CRC32, which S3 checks on arrival, and the object gets a composite CRC32 (the
+    CRC of the parts' CRCs): S3 then has no whole-object checksum to compute when the upload completes,
+    which it would otherwise do over the entire object (about 7 s a gigabyte on the local S3 server)."""
 
     def __init__(
         self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20, in_flight: int = 2
@@ -261,7 +267,11 @@ class MultipartWriter:
     def _submit(self, part: bytes) -> None:
         if self.upload_id is None:
             self.upload_id = self.s3.create_multipart_upload(
-                Bucket=self.bucket, Key=self.key, ContentType=self.content_type
+                Bucket=self.bucket,
+                Key=self.key,
+                ContentType=self.content_type,
+                ChecksumAlgorithm="CRC32",
+                ChecksumType="COMPOSITE",
             )["UploadId"]
         number = len(self.futures) + 1
         # Bound the memory held by parts waiting for the network.
@@ -271,10 +281,11 @@ class MultipartWriter:
         self.futures.append(self.pool.submit(self._upload, number, part))
 
     def _upload(self, number: int, part: bytes) -> dict[str, Any]:
+        crc = base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode("ascii")
         got = self.s3.upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part, ChecksumCRC32=crc
         )
-        return {"PartNumber": number, "ETag": got["ETag"]}
+        return {"PartNumber": number, "ETag": got["ETag"], "ChecksumCRC32": crc}
 
     def close(self) -> None:
         try:
