@@ -61,29 +61,10 @@ def canonical_body(
     verification does not depend on that precondition.)
     """
     return (
-        '{"actor":{"id":'
-        + _quote(actor_id)
-        + ',"type":"'
-        + actor_type
-        + '"},"event_id":"'
-        + event_id
-        + '","event_type":"'
-        + event_type
-        + '","occurred_at":"'
-        + occurred_at
-        + '","payload":'
-        + payload_jcs
-        + ',"recorded_at":"'
-        + recorded_at
-        + '","redacted_fields":'
-        + redacted_fields_jcs
-        + ',"seq":'
-        + str(seq)
-        + ',"source":'
-        + _quote(source)
-        + ',"tenant_id":"'
-        + tenant_id
-        + '","v":1}'
+        f'{{"actor":{{"id":{_quote(actor_id)},"type":"{actor_type}"}},"event_id":"{event_id}",'
+        f'"event_type":"{event_type}","occurred_at":"{occurred_at}","payload":{payload_jcs},'
+        f'"recorded_at":"{recorded_at}","redacted_fields":{redacted_fields_jcs},"seq":{seq},'
+        f'"source":{_quote(source)},"tenant_id":"{tenant_id}","v":1}}'
     ).encode("utf-8")
 
 

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical_str, format_number
+from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical, canonical_str, format_number
 from compliance.timefmt import utc_text
 
 __all__ = [
@@ -178,18 +178,23 @@ def registry_data() -> dict[str, Any]:
 
 def new_event_id() -> str:
     """A fresh UUID v7 (RFC 9562): 48-bit millisecond time, version 7, 74 random bits from the OS CSPRNG."""
-    global _random_pool, _random_at
+    global _random_pool, _random_at, _last_ms, _ms_prefix
     if _random_at + 20 > len(_random_pool):  # 20 hex characters per id
         _random_pool, _random_at = os.urandom(10 * 4096).hex(), 0
     r = _random_pool[_random_at : _random_at + 20]
     _random_at += 20
-    h = "%012x" % (time.time_ns() // 1_000_000 & 0xFFFFFFFFFFFF)
-    return f"{h[:8]}-{h[8:]}-7{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+    ms = time.time_ns() // 1_000_000
+    if ms != _last_ms:  # many ids share a millisecond: its hex form is made once
+        h = "%012x" % (ms & 0xFFFFFFFFFFFF)
+        _last_ms, _ms_prefix = ms, f"{h[:8]}-{h[8:]}-7"
+    return f"{_ms_prefix}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
 
 
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10xx
 _random_pool = ""
 _random_at = 0
+_last_ms = -1
+_ms_prefix = ""
 
 
 def _text(raw: Mapping[str, Any], field: str, max_chars: int) -> str:
@@ -291,21 +296,21 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
         payload = {}
     if not isinstance(payload, dict):
         raise EventRefused("payload", f"must be a JSON object, not {type(payload).__name__}")
-    _check_size(payload)
     redacted: set[str] = set()
     walk = _Walk(redacted)
     kept = walk.redact(payload, rule, "")
     try:
         # orjson's sorted output is RFC 8785 unless a key lies outside the BMP (RFC 8785 sorts by UTF-16).
-        payload_jcs = (
-            canonical_str(_plain(kept, walk.floats))
-            if walk.exact_needed
-            else orjson.dumps(kept, option=_SORT).decode("utf-8")
-        )
+        payload_bytes = canonical(_plain(kept, walk.floats)) if walk.exact_needed else orjson.dumps(kept, option=_SORT)
     except (CanonicalError, orjson.JSONEncodeError) as exc:
         path = getattr(exc, "path", "")
         reason = getattr(exc, "reason", "string is not valid Unicode (lone surrogate)")
         raise EventRefused(f"payload.{path}" if path else "payload", reason) from None
+    if redacted or walk.floats or walk.exact_needed:
+        _check_size(payload)  # the kept payload differs from the one sent, whose size the limit is about
+    elif len(payload_bytes) > MAX_PAYLOAD_BYTES:
+        _refuse_size(len(payload_bytes))  # nothing dropped or changed: the same members, the same length
+    payload_jcs = payload_bytes.decode("utf-8")
     fields = tuple(sorted(redacted)) if redacted else ()
     # tuple.__new__ directly: NamedTuple's generated __new__ is a Python call on the hot path.
     return _new_tuple(
@@ -346,7 +351,11 @@ def _check_size(payload: dict[str, Any]) -> None:
         except CanonicalError as exc:
             raise EventRefused(f"payload.{exc.path}" if exc.path else "payload", exc.reason) from None
     if size > MAX_PAYLOAD_BYTES:
-        raise EventRefused("payload", f"is {size} bytes serialized; the limit is {MAX_PAYLOAD_BYTES} (64 KiB)")
+        _refuse_size(size)
+
+
+def _refuse_size(size: int) -> None:
+    raise EventRefused("payload", f"is {size} bytes serialized; the limit is {MAX_PAYLOAD_BYTES} (64 KiB)")
 
 
 def _plain(value: Any, floats: dict[int, float]) -> Any:
@@ -373,19 +382,24 @@ class _Walk:
 
     def redact(self, obj: dict[str, Any], rule: TypeRule, prefix: str) -> dict[str, Any]:
         kept: dict[str, Any] = {}
+        keep = rule.keep
         for key, value in obj.items():
             if type(key) is not str:
                 raise EventRefused(f"payload.{prefix}{key}", "object keys must be strings")
-            if key in rule.keep:
-                path = prefix + key
+            if key in keep:
                 if rule.urls and key in rule.urls and type(value) is str:
                     stripped = strip_url_credentials(value)
                     if stripped != value:
-                        self.redacted.add(path + ":scrubbed")
+                        self.redacted.add(prefix + key + ":scrubbed")
                         value = stripped
-                kept[key] = self.scrub(
-                    value, path, rule.caps.get(key, MAX_STRING_BYTES) if rule.caps else MAX_STRING_BYTES
-                )
+                kind = type(value)
+                if (kind is str and len(value) < 15 and not rule.caps) or value is None or kind is bool:
+                    # shorter than any credential shape and than the 4 KiB cap: nothing to scrub or truncate
+                    kept[key] = value
+                else:
+                    kept[key] = self.scrub(
+                        value, prefix + key, rule.caps.get(key, MAX_STRING_BYTES) if rule.caps else MAX_STRING_BYTES
+                    )
             elif key in rule.nested and isinstance(value, dict):
                 kept[key] = self.redact(value, rule.nested[key], prefix + key + ".")
             else:

@@ -85,6 +85,50 @@ def test_event_id_is_assigned_as_uuid_v7_and_lowercased() -> None:
     assert prepare_event(sample_event(event_id=given), REG).event_id == given.lower()
 
 
+def _payload_of(size: int, **extra: object) -> dict:
+    """An agent.skills_changed payload of exactly ``size`` bytes serialized, every value kept whole."""
+    payload: dict = {"agentId": "a-1", "addedSkills": ["s" * 100] * (size // 106), **extra}
+    short = size - len(json.dumps(payload, separators=(",", ":")).encode())
+    payload["addedSkills"].append("t" * (short - 3))  # '"…",' : three bytes more than the string
+    assert len(json.dumps(payload, separators=(",", ":")).encode()) == size
+    return payload
+
+
+def test_a_payload_of_64_kib_passes_and_one_byte_more_is_refused() -> None:
+    event = sample_event(event_type="agent.skills_changed", payload=_payload_of(MAX_PAYLOAD_BYTES))
+    assert len(prepare_event(event, REG).payload_jcs) == MAX_PAYLOAD_BYTES
+    event = sample_event(event_type="agent.skills_changed", payload=_payload_of(MAX_PAYLOAD_BYTES + 1))
+    with pytest.raises(EventRefused, match="65537 bytes serialized") as info:
+        prepare_event(event, REG)
+    assert info.value.field == "payload"
+
+
+def test_the_limit_is_on_the_payload_sent_not_on_what_redaction_keeps() -> None:
+    # 64 KiB + 1 as sent; after the off-list key is dropped, what would be stored is far smaller
+    payload = _payload_of(MAX_PAYLOAD_BYTES + 1, secretNotes="x" * 10)
+    event = sample_event(event_type="agent.skills_changed", payload=payload)
+    with pytest.raises(EventRefused, match="65537 bytes serialized"):
+        prepare_event(event, REG)
+    payload = _payload_of(MAX_PAYLOAD_BYTES + 1, reason=0.5)  # a kept float: RFC 8785 and the sender may differ
+    event = sample_event(event_type="agent.skills_changed", payload=payload)
+    with pytest.raises(EventRefused, match="bytes serialized"):
+        prepare_event(event, REG)
+
+
+def test_generated_event_ids_are_v7_unique_and_carry_the_millisecond_they_were_made() -> None:
+    import time
+    import uuid
+
+    before = time.time_ns() // 1_000_000
+    ids = [new_event_id() for _ in range(50_000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == len(ids)
+    parsed = [uuid.UUID(i) for i in ids]
+    assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i for u, i in zip(parsed, ids))
+    ms = [u.int >> 80 for u in parsed]
+    assert before <= ms[0] and ms == sorted(ms) and ms[-1] <= after
+
+
 def test_keys_off_the_allow_list_are_dropped_and_recorded() -> None:
     e = prepare_event(sample_event(payload={"userId": "u", "password": "p", "extra": {"a": 1}}), REG)
     assert json.loads(e.payload_jcs) == {"userId": "u"}
