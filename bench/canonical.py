@@ -108,18 +108,19 @@ def main() -> None:
     prepared = []
     for seq, raw in enumerate(events, 1):
         e = prepare_event(raw, registry)
+        event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload_jcs, _, redacted_jcs = e
         body = canonical_body(
             seq=seq,
-            event_id=e.event_id,
-            tenant_id=e.tenant_id,
-            occurred_at=e.occurred_at,
+            event_id=event_id,
+            tenant_id=tenant_id,
+            occurred_at=occurred_at,
             recorded_at=recorded_at,
-            actor_type=e.actor_type,
-            actor_id=e.actor_id,
-            source=e.source,
-            event_type=e.event_type,
-            payload_jcs=e.payload_jcs,
-            redacted_fields_jcs=e.redacted_fields_jcs,
+            actor_type=actor_type,
+            actor_id=actor_id,
+            source=source,
+            event_type=event_type,
+            payload_jcs=payload_jcs,
+            redacted_fields_jcs=redacted_jcs,
         )
         prev = sha256(prev + body).digest()
         if seq <= REFERENCE_SAMPLE:

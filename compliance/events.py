@@ -158,6 +158,9 @@ class Registry:
     def rules(self) -> Mapping[str, TypeRule]:
         return self._rules
 
+    def rule(self, name: str) -> TypeRule | None:
+        return self._rules.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._rules
 
@@ -193,12 +196,13 @@ def new_event_id() -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 9562 variant bits 10xx
 _random_pool = ""
 _random_at = 0
+# tenant ids already found valid (a few thousand tenants emit most events); cleared when it grows large
+_valid_tenants: set[str] = set()
 _last_ms = -1
 _ms_prefix = ""
 
 
-def _text(raw: Mapping[str, Any], field: str, max_chars: int) -> str:
-    value = raw.get(field)
+def _text(value: Any, field: str, max_chars: int) -> str:
     if type(value) is str and 0 < len(value) <= max_chars and value.isascii() and "\x00" not in value:
         return value  # the common case, in one look
     if value is None:
@@ -272,26 +276,33 @@ def _event_id(value: Any) -> str:
 
 def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     """Validate and redact one event as handed over by a caller. Raises :class:`EventRefused`."""
-    if type(raw) is not dict and not isinstance(raw, Mapping):
-        raise EventRefused("event", "must be an object")
-    if not EVENT_FIELDS.issuperset(raw):
-        unknown = raw.keys() - EVENT_FIELDS
+    if type(raw) is not dict:
+        if not isinstance(raw, Mapping):
+            raise EventRefused("event", "must be an object")
+        raw = dict(raw)
+    fields_in: dict[str, Any] = raw  # typed as a dict, the lookups below compile to direct dict access
+    if not EVENT_FIELDS.issuperset(fields_in):
+        unknown = fields_in.keys() - EVENT_FIELDS
         raise EventRefused(sorted(unknown)[0], f"is not an event field; allowed: {', '.join(sorted(EVENT_FIELDS))}")
-    tenant_id = raw.get("tenant_id")
-    if type(tenant_id) is not str or not _TENANT_RE.fullmatch(tenant_id):
-        raise EventRefused("tenant_id", "is required: 1 to 128 characters of A-Z a-z 0-9 . _ : -")
-    actor_type = raw.get("actor_type")
+    tenant_id = fields_in.get("tenant_id")
+    if type(tenant_id) is not str or tenant_id not in _valid_tenants:
+        if type(tenant_id) is not str or not _TENANT_RE.fullmatch(tenant_id):
+            raise EventRefused("tenant_id", "is required: 1 to 128 characters of A-Z a-z 0-9 . _ : -")
+        if len(_valid_tenants) >= 65_536:
+            _valid_tenants.clear()
+        _valid_tenants.add(tenant_id)
+    actor_type = fields_in.get("actor_type")
     if type(actor_type) is not str or actor_type not in ACTOR_TYPES:
         raise EventRefused("actor_type", f"must be one of {', '.join(sorted(ACTOR_TYPES))}; got {actor_type!r}")
-    event_type = raw.get("event_type")
-    rule = registry.rules.get(event_type) if type(event_type) is str else None
+    event_type = fields_in.get("event_type")
+    rule = registry.rule(event_type) if type(event_type) is str else None
     if rule is None:
         raise EventRefused("event_type", f"{event_type!r} is not a registered event type")
-    actor_id = _text(raw, "actor_id", 256)
-    source = _text(raw, "source", 128)
-    occurred_at = _occurred_at(raw.get("occurred_at"))
-    event_id = _event_id(raw.get("event_id"))
-    payload = raw.get("payload")
+    actor_id = _text(fields_in.get("actor_id"), "actor_id", 256)
+    source = _text(fields_in.get("source"), "source", 128)
+    occurred_at = _occurred_at(fields_in.get("occurred_at"))
+    event_id = _event_id(fields_in.get("event_id"))
+    payload = fields_in.get("payload")
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
@@ -431,10 +442,16 @@ class _Walk:
                     raise EventRefused(f"payload.{path}", f"object key {k!r} is not a string")
                 if k and max(k) > "\uffff":
                     self.exact_needed = True
-                out[k] = self.scrub(v, f"{path}.{k}", cap, depth + 1)
+                if type(v) is str and len(v) < 15 and cap >= 60:
+                    out[k] = v  # shorter than any credential, and than the cap even at 4 bytes a character
+                else:
+                    out[k] = self.scrub(v, f"{path}.{k}", cap, depth + 1)
             return out
         if kind is list or kind is tuple:
-            return [self.scrub(v, path, cap, depth + 1) for v in value]
+            return [
+                v if type(v) is str and len(v) < 15 and cap >= 60 else self.scrub(v, path, cap, depth + 1)
+                for v in value
+            ]
         if kind is float:
             if value != value or value in (_INF, -_INF):
                 raise EventRefused(f"payload.{path}", f"{value} is not a JSON number")

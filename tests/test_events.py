@@ -35,6 +35,8 @@ def refused_field(event: dict) -> str:
         ({"tenant_id": "acme corp"}, "tenant_id"),
         ({"tenant_id": "acme\n"}, "tenant_id"),
         ({"tenant_id": "acmé"}, "tenant_id"),
+        ({"tenant_id": ["acme"]}, "tenant_id"),  # unhashable: refused like any other non-string
+        ({"tenant_id": {"id": "acme"}}, "tenant_id"),
         ({"occurred_at": None}, "occurred_at"),
         ({"occurred_at": "2026-11-22T10:00:00"}, "occurred_at"),
         ({"occurred_at": "2026-11-22"}, "occurred_at"),
@@ -59,6 +61,8 @@ def refused_field(event: dict) -> str:
         ({"payload": {"userId": 2**53}}, "payload.userId"),
         ({"payload": {"userId": float("nan")}}, "payload.userId"),
         ({"payload": {"userId": "\ud800"}}, "payload"),
+        ({"event_type": "policy.evaluated", "payload": {"subject": {"k": "\ud800"}}}, "payload"),
+        ({"event_type": "policy.evaluated", "payload": {"subject": [1, 2**53]}}, "payload.subject"),
         ({"colour": "red"}, "colour"),
     ],
 )
