@@ -43,11 +43,14 @@ _COPY_CHUNK_ROWS = 2_000  # COPY text lines sent per write: the server parses wh
 
 # Claim and remove in one statement: the rows are locked (SKIP LOCKED) and deleted in this transaction,
 # so a crash before commit leaves them in the outbox and a commit leaves them chained (or quarantined).
+# The claimed ids go to the DELETE as an array, found through the primary key: written as `id IN
+# (SELECT ...)` the planner hash-joins the subquery against a scan of the whole outbox, so each batch
+# cost grew with the backlog (335 ms against 46 ms per 20,000 rows with a million waiting).
 _CLAIM = """
 DELETE FROM compliance.outbox
-WHERE id IN (
+WHERE id = ANY(ARRAY(
     SELECT id FROM compliance.outbox {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
-)
+))
 RETURNING id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
           redacted_fields, enqueued_at
 """

@@ -13,7 +13,7 @@ import pytest
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.drain import drain_batch, drain_pending
+from tasks.drain import _CLAIM, drain_batch, drain_pending
 from tasks.outbox import emit, emit_batch
 from tasks.verify import verify_chain
 from tests.conftest import REPO, run_cli, sample_event
@@ -88,6 +88,20 @@ def test_parallel_workers_split_tenants_and_keep_each_chain_in_order(settings: S
         "in_emission_order": True,
     }
     assert verify_chain(settings).ok
+
+
+@pytest.mark.parametrize("where", ["", "WHERE shard = ANY(%s)"])
+def test_a_claim_finds_its_rows_through_the_primary_key_not_a_scan_of_the_backlog(
+    settings: Settings, where: str
+) -> None:
+    # Each batch must cost the same with a million events waiting as with a thousand: no scan of the outbox.
+    emit_many(settings, 20_000, 100)
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("ANALYZE compliance.outbox")
+        params = ([s for s in range(0, 64, 2)], 500) if where else (500,)
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _CLAIM.format(where=where), params))
+    assert "Seq Scan" not in plan, plan
+    assert plan.count("Index Scan using outbox_pkey") == 2, plan
 
 
 def test_two_drainer_processes_racing_produce_no_fork_gap_or_duplicate(settings: Settings) -> None:
