@@ -47,7 +47,7 @@ class Settings:
     allow_compliance_mode_outside_prod: bool = False
     lock_mode: str = "GOVERNANCE"
     retention_days: int = 365
-    drain_batch_size: int = 20_000
+    drain_batch_size: int = 50_000
     drain_workers: int = 2
     role_urls: Mapping[str, str] = field(default_factory=dict)
 
@@ -80,7 +80,7 @@ class Settings:
             allow_compliance_mode_outside_prod=env.get("COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD") == "1",
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),
             retention_days=_int(env, "COMPLIANCE_RETENTION_DAYS", 365),
-            drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 20_000),
+            drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 50_000),
             drain_workers=_int(env, "COMPLIANCE_DRAIN_WORKERS", 2),
             role_urls=role_urls,
         )

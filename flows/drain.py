@@ -39,7 +39,7 @@ def drain_outbox(
     shards: list[int] | None = None,
 ) -> dict[str, Any]:
     """Drain the outbox for ``run_seconds`` (0: until it is empty once), ``batch_size`` events per
-    transaction (default: COMPLIANCE_DRAIN_BATCH_SIZE, 20,000).
+    transaction (default: COMPLIANCE_DRAIN_BATCH_SIZE, 50,000).
 
     ``shards`` (0–63) restricts this drainer to part of the tenants, so several
     drainers can share the work; by default it takes every shard no other

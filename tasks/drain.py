@@ -52,7 +52,7 @@ WHERE id = ANY(ARRAY(
     SELECT id FROM compliance.outbox {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
 ))
 RETURNING id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
-          redacted_fields, enqueued_at
+          redacted_fields, enqueued_at::text
 """
 _EVENT_COLUMNS = (
     "tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
@@ -95,7 +95,7 @@ def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> li
     return [r[0] for r in rows]
 
 
-def drain_batch(conn: psycopg.Connection, batch_size: int = 20_000, shards: Sequence[int] | None = None) -> DrainResult:
+def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequence[int] | None = None) -> DrainResult:
     """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer)."""
     started = time.perf_counter()
     result = DrainResult()
