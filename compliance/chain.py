@@ -65,7 +65,7 @@ def canonical_body(
         f'"event_type":"{event_type}","occurred_at":"{occurred_at}","payload":{payload_jcs},'
         f'"recorded_at":"{recorded_at}","redacted_fields":{redacted_fields_jcs},"seq":{seq},'
         f'"source":{_quote(source)},"tenant_id":"{tenant_id}","v":1}}'
-    ).encode("utf-8")
+    ).encode()
 
 
 def stored_body(r: Sequence[Any], seq: int, payload_jcs: str, redacted_fields_jcs: str) -> bytes:
@@ -99,11 +99,18 @@ def event_hash(prev_hash: bytes, body: bytes) -> bytes:
     return _sha256(prev_hash + body).digest()
 
 
+_type_names_seen: set[str] = set()  # event types already found well-formed (a few dozen in practice)
+
+
 def unchainable(event_type: str, payload: str, redacted_fields: str) -> str | None:
     """Why a stored (outbox) event cannot be chained, or None. Rows written by emit always pass; a row
     inserted by hand may carry a non-canonical payload, and its hash could not be recomputed by anyone."""
-    if EVENT_TYPE_RE.fullmatch(event_type) is None:
-        return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
+    if event_type not in _type_names_seen:
+        if EVENT_TYPE_RE.fullmatch(event_type) is None:
+            return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
+        if len(_type_names_seen) >= 4096:
+            _type_names_seen.clear()
+        _type_names_seen.add(event_type)
     reason = canonical_problem(payload, dict)
     if reason is not None:
         return f"payload is {reason}"

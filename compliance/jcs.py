@@ -174,7 +174,8 @@ def format_number(value: float) -> str:
 
 
 # orjson writes what RFC 8785 writes except for some numbers (1e21 vs 1e+21, 1.0 vs 1) and the order of
-# keys outside the BMP; text with neither pattern that survives an orjson round trip is canonical.
+# keys outside the BMP. Text that survives an orjson round trip is canonical when its keys are in the BMP
+# and it holds no float or large integer, or none written in one of the forms below.
 _NUMBER_FORMS_DIFFER = re.compile(r"[0-9](?:[eE]|\.0(?:[,\]}]|$)|[0-9]{15})")
 
 
@@ -188,9 +189,9 @@ def canonical_problem(text: str, want: type) -> str | None:
         return f"not a JSON {want.__name__}"
     encoded = text.encode("utf-8")
     if (
-        orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS) == encoded
-        and (text.isascii() or max(text) <= "\uffff")
-        and not _NUMBER_FORMS_DIFFER.search(text)
+        (text.isascii() or max(text) <= "\uffff")
+        and orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS) == encoded
+        and (_numbers_print_alike(parsed) or not _NUMBER_FORMS_DIFFER.search(text))
     ):
         return None
     try:
@@ -200,6 +201,26 @@ def canonical_problem(text: str, want: type) -> str | None:
     except CanonicalError as exc:
         return f"has no RFC 8785 form: {exc}"
     return "not in RFC 8785 canonical form"
+
+
+def _numbers_print_alike(value: Any) -> bool:
+    """True when every number in a parsed JSON value is an integer within +-(2**53 - 1), which orjson prints
+    exactly as RFC 8785 does (floats and larger integers may print differently)."""
+    kind = type(value)
+    if kind is dict:
+        for item in value.values():
+            if not _numbers_print_alike(item):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            if not _numbers_print_alike(item):
+                return False
+        return True
+    if kind is int:
+        number: int = value
+        return -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER
+    return kind is not float
 
 
 def _int_or_double(digits: str) -> int | float:
