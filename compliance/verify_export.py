@@ -25,6 +25,7 @@ import io
 import itertools
 import json
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -333,12 +334,17 @@ class ExportVerifier:
 
         started = time.perf_counter()
         report = ExportReport(str(path), manifest=self.manifest is not None)
+        hashing = None
         try:
             if self.manifest is not None:
-                digest = _file_sha256(path)
+                # The file's SHA-256 is computed by a second thread while the rows are checked (hashlib and
+                # file reads release the GIL): one pass over the file's bytes fewer on the critical path.
+                hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-sha256")
+                digest_future = hashing.submit(_file_sha256, path)
                 expected_rows = self._expected_rows()
             self._verify_rows(read_rows(path), report, expected_rows if self.manifest is not None else None)
             if self.manifest is not None:
+                digest = digest_future.result()
                 if report.rows != self.manifest.get("row_count"):
                     raise ExportFailure(
                         None,
@@ -349,6 +355,9 @@ class ExportVerifier:
                     raise ExportFailure(None, "data_sha256", "the file's SHA-256 differs from the manifest's")
         except ExportFailure as exc:
             report.failure = exc
+        finally:
+            if hashing is not None:
+                hashing.shutdown(wait=True, cancel_futures=True)
         report.seconds = time.perf_counter() - started
         return report
 

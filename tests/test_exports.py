@@ -372,3 +372,21 @@ def test_every_part_and_the_completion_carry_the_crc32_of_the_bytes_sent(setting
     assert [p["ChecksumCRC32"] for p in parts] == crcs
     (complete,) = sent["CompleteMultipartUpload"]
     assert [p["ChecksumCRC32"] for p in complete["MultipartUpload"]["Parts"]] == crcs  # type: ignore[index]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_a_file_whose_rows_all_verify_but_whose_bytes_differ_fails_on_its_sha256(
+    ledger: Settings, tmp_path: Path, fmt: str
+) -> None:
+    data, manifest = export(ledger, fmt, WINDOW, tmp_path)
+    assert verify(ledger, data, manifest).ok
+    lines = data.read_text().splitlines(keepends=True)
+    if fmt == "csv":
+        first = lines[1]
+        lines[1] = '"' + first.split(",", 1)[0] + '",' + first.split(",", 1)[1]  # the same value, quoted
+    else:
+        lines[0] = json.dumps(json.loads(lines[0])) + "\n"  # the same object, with spaces
+    data.write_text("".join(lines))
+    assert verify(ledger, data, None).ok  # every row still verifies on its own
+    report = verify(ledger, data, manifest)
+    assert not report.ok and report.failure.what == "data_sha256", report.failure
