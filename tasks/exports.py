@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,10 +195,7 @@ def write_export(
             head = CSV_HEADER.encode()
             out.write(head)
             digest.update(head)
-        while True:
-            batch = cur.fetchmany(10_000)
-            if not batch:
-                break
+        for batch in _prefetched(cur, 10_000):
             parts = []
             for r in batch:
                 tenant, seq = r[0], r[1]
@@ -213,6 +212,43 @@ def write_export(
                 progress(rows)
         cur.close()
     return rows, digest.hexdigest(), {t: compress_seqs(s) for t, s in seqs.items()}, cadences
+
+
+def _prefetched(cur: Any, size: int) -> Iterator[list[Any]]:
+    """``cur.fetchmany(size)`` batches, fetched by a second thread one batch ahead: the server reads and
+    sends the next rows while this thread formats the current ones (psycopg serialises the connection's use,
+    so the path queries made meanwhile simply wait their turn)."""
+    batches: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            while not stop.is_set():
+                batch = cur.fetchmany(size)
+                batches.put(batch)
+                if not batch:
+                    return
+        except BaseException as exc:  # handed to the consumer, which raises it
+            batches.put(exc)
+
+    fetcher = threading.Thread(target=fetch, name="export-fetch", daemon=True)
+    fetcher.start()
+    try:
+        while True:
+            item = batches.get()
+            if isinstance(item, BaseException):
+                raise item
+            if not item:
+                return
+            yield item
+    finally:
+        stop.set()
+        while fetcher.is_alive():  # unblock a fetcher waiting to hand over a batch nobody will take
+            try:
+                batches.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        fetcher.join()
 
 
 def _claim(conn: psycopg.Connection, job_id: str) -> tuple[str, str, dict[str, Any]] | None:
