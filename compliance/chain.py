@@ -30,6 +30,7 @@ __all__ = [
     "chain_copy_rows",
     "copy_text",
     "event_hash",
+    "group_chainable",
     "stored_body",
     "unchainable",
 ]
@@ -122,6 +123,26 @@ def unchainable(event_type: str, payload: str, redacted_fields: str) -> str | No
         if any(type(f) is not str for f in fields) or fields != sorted(fields):
             return "redacted_fields is not a sorted list of strings"
     return None
+
+
+def group_chainable(rows: list[tuple[Any, ...]]) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[Any, str]]]:
+    """Outbox rows ``(id, event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
+    redacted_fields, ...)`` in outbox order, grouped by tenant (order kept), and those that cannot be chained
+    with the reason (:func:`unchainable`)."""
+    by_tenant: dict[str, list[tuple[Any, ...]]] = {}
+    poisoned: list[tuple[Any, str]] = []
+    for row in rows:
+        reason = unchainable(row[7], row[8], row[9])
+        if reason is None:
+            tenant: str = row[2]
+            group = by_tenant.get(tenant)
+            if group is None:
+                by_tenant[tenant] = [row]
+            else:
+                group.append(row)
+        else:
+            poisoned.append((row, reason))
+    return by_tenant, poisoned
 
 
 def copy_text(value: str) -> str:

@@ -14,7 +14,6 @@ exactly once (or set aside with its reason).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from compliance.chain import GENESIS_HASH, chain_copy_rows, unchainable
+from compliance.chain import GENESIS_HASH, chain_copy_rows, group_chainable
 from compliance.settings import SHARD_COUNT, Settings
 from compliance.timefmt import utc_text
 from tasks.db import connect
@@ -113,14 +112,7 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
         recorded_at_dt: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         recorded_at = utc_text(recorded_at_dt)
 
-        poisoned: list[tuple[Any, str]] = []
-        by_tenant: dict[str, list[Any]] = defaultdict(list)
-        for row in rows:
-            reason = unchainable(row[7], row[8], row[9])
-            if reason is None:
-                by_tenant[row[2]].append(row)
-            else:
-                poisoned.append((row, reason))
+        by_tenant, poisoned = group_chainable(rows)
 
         duplicates = 0
         while True:
