@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml setup.py compliance/jcs.py compliance/events.
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v -e '^WARNING: Location' || true
 	$(BIN)/python -c "import prefect, psycopg, moto, polars, compliance.jcs"
+	@# setup.py falls back to plain Python when mypyc cannot compile; say so here rather than run 3x slower.
+	@$(BIN)/python -c "import os, compliance.chain as c; os.environ.get('COMPLIANCE_NO_COMPILE') == '1' or \
+	  c.__file__.endswith('.so') or exit('the hot path was not compiled: $(BIN)/pip install -v -e . shows why; \
+	  COMPLIANCE_NO_COMPILE=1 installs plain Python on purpose')"
 	touch $@
 
 # The local stack, the deployments served, the Prefect UI up, demo traffic flowing. Ctrl-C stops it.
