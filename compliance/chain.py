@@ -23,6 +23,7 @@ import orjson
 
 from compliance.events import EVENT_TYPE_RE
 from compliance.jcs import canonical_problem, encode_string
+from compliance.timefmt import is_utc_instant
 
 __all__ = [
     "GENESIS_HASH",
@@ -103,9 +104,13 @@ def event_hash(prev_hash: bytes, body: bytes) -> bytes:
 _type_names_seen: set[str] = set()  # event types already found well-formed (a few dozen in practice)
 
 
-def unchainable(event_type: str, payload: str, redacted_fields: str) -> str | None:
+def unchainable(event_type: str, payload: str, redacted_fields: str, occurred_at: str) -> str | None:
     """Why a stored (outbox) event cannot be chained, or None. Rows written by emit always pass; a row
-    inserted by hand may carry a non-canonical payload, and its hash could not be recomputed by anyone."""
+    inserted by hand may carry a non-canonical payload, whose hash nobody could recompute, or a timestamp
+    of the outbox's shape that names no instant (month 13, second 60), which PostgreSQL would refuse (and
+    fail the whole batch) or store as another instant than the one hashed."""
+    if not is_utc_instant(occurred_at):
+        return f"occurred_at {occurred_at[:40]!r} is not a real instant in the SPEC §2 form"
     if event_type not in _type_names_seen:
         if EVENT_TYPE_RE.fullmatch(event_type) is None:
             return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
@@ -132,7 +137,7 @@ def group_chainable(rows: list[tuple[Any, ...]]) -> tuple[dict[str, list[tuple[A
     by_tenant: dict[str, list[tuple[Any, ...]]] = {}
     poisoned: list[tuple[Any, str]] = []
     for row in rows:
-        reason = unchainable(row[7], row[8], row[9])
+        reason = unchainable(row[7], row[8], row[9], row[3])
         if reason is None:
             tenant: str = row[2]
             group = by_tenant.get(tenant)

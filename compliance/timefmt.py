@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
-__all__ = ["parse_utc_text", "utc_text"]
+__all__ = ["is_utc_instant", "parse_utc_text", "utc_text"]
+
+_SECOND_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_instant_seconds: set[str] = set()  # "YYYY-MM-DDTHH:MM:SS" prefixes already found real (events share seconds)
 
 
 def utc_text(moment: datetime) -> str:
@@ -20,3 +24,25 @@ def parse_utc_text(text: str) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{text!r} has no UTC offset")
     return moment.astimezone(UTC)
+
+
+def is_utc_instant(text: str) -> bool:
+    """Whether ``text`` is exactly the SPEC §2 form and names a real instant. PostgreSQL takes some texts
+    of that shape as another instant (second 60 and hour 24 roll over) and refuses others (month 13), so
+    an outbox row whose text fails this could not be stored as it is hashed."""
+    fraction = text[20:26]
+    if len(text) != 27 or text[19] != "." or text[26] != "Z" or not (fraction.isascii() and fraction.isdigit()):
+        return False
+    second = text[:19]
+    if second in _instant_seconds:
+        return True
+    if _SECOND_RE.fullmatch(second) is None:
+        return False
+    try:
+        datetime.fromisoformat(second + "+00:00")  # refuses month 13, day 31 of a 30-day month, 24:00, :60
+    except ValueError:
+        return False
+    if len(_instant_seconds) >= 100_000:
+        _instant_seconds.clear()
+    _instant_seconds.add(second)
+    return True

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from compliance.settings import Settings
-from tasks.db import connect
+from tasks.db import connect, utc_text_sql
 from tasks.drain import _CLAIM, drain_batch, drain_pending
 from tasks.outbox import emit, emit_batch
 from tasks.verify import verify_chain
@@ -169,6 +169,56 @@ def test_a_poison_row_is_quarantined_and_the_rest_drain(settings: Settings) -> N
     with connect(settings, None, autocommit=True) as conn:
         poison = conn.execute("SELECT event_id::text, error FROM compliance.outbox_poison").fetchall()
     assert poison == [("019a8b2c-0000-7001-8000-0000000000ff", "payload is not in RFC 8785 canonical form")]
+    assert verify_chain(settings).ok
+
+
+def insert_raw_outbox_rows(settings: Settings, occurred: list[str]) -> list[str]:
+    """Rows another runtime wrote straight into the outbox (canonical payload), one per ``occurred_at``."""
+    ids = [f"019a8b2c-0000-7001-8000-{i:012x}" for i in range(0xA00, 0xA00 + len(occurred))]
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        for event_id, at in zip(ids, occurred, strict=True):
+            w.execute(
+                "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, source, "
+                "event_type, payload) VALUES (%s, 'tenant-raw', %s, 'user', 'u', 's', 'auth.signout', '{}')",
+                (event_id, at),
+            )
+    return ids
+
+
+def test_timestamps_are_stored_as_the_instant_they_hash(settings: Settings) -> None:
+    """Before and after 2000 (PostgreSQL's epoch), at a leap day and at the last microsecond of a year and of
+    year 9999, the stored timestamptz prints back as the text that was hashed."""
+    occurred = [
+        "1970-01-01T00:00:00.000001Z",
+        "1999-12-31T23:59:59.999999Z",
+        "2000-01-01T00:00:00.000000Z",
+        "2024-02-29T12:34:56.789012Z",
+        "2026-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.999999Z",
+    ]
+    insert_raw_outbox_rows(settings, occurred)
+    emit_many(settings, 5, tenants=2)
+    result = drain_pending.fn(settings)
+    assert (result.drained, result.poisoned) == (11, 0)
+    with connect(settings, None, autocommit=True) as conn:
+        stored = conn.execute(
+            f"SELECT {utc_text_sql('occurred_at')} FROM compliance.events WHERE tenant_id = 'tenant-raw' ORDER BY seq"
+        ).fetchall()
+    assert [r[0] for r in stored] == occurred
+    assert verify_chain(settings).ok
+
+
+def test_a_timestamp_of_the_right_shape_that_names_no_instant_is_quarantined(settings: Settings) -> None:
+    """The outbox's CHECK only holds the shape: month 13 or second 60 would otherwise fail the whole batch
+    (or store another instant than the one hashed)."""
+    bad = insert_raw_outbox_rows(settings, ["2026-13-01T00:00:00.000000Z", "2026-11-22T23:59:60.000000Z"])
+    emit_many(settings, 10, tenants=2)
+    result = drain_pending.fn(settings)
+    assert (result.drained, result.poisoned) == (10, 2)
+    with connect(settings, None, autocommit=True) as conn:
+        poison = conn.execute("SELECT event_id::text, error FROM compliance.outbox_poison ORDER BY id").fetchall()
+    assert [p[0] for p in poison] == bad
+    assert all(p[1].startswith("occurred_at '2026-1") and "not a real instant" in p[1] for p in poison)
     assert verify_chain(settings).ok
 
 

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from compliance.events import (
     MAX_PAYLOAD_BYTES,
@@ -15,6 +17,7 @@ from compliance.events import (
     new_event_id,
     prepare_event,
 )
+from compliance.timefmt import is_utc_instant, utc_text
 from tests.conftest import sample_event
 
 REG = Registry.default()
@@ -211,3 +214,30 @@ def test_nested_allow_list_paths_keep_only_named_subkeys(tmp_path, monkeypatch) 
     assert json.loads(e.payload_jcs) == {"orgId": "o", "plan": {"name": "pro", "seats": 5}}
     assert e.redacted_fields == ("plan.card",)
     assert "auth.signout" in reg  # the packaged registry is still there
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999)))
+def test_every_instant_written_by_utc_text_is_one(moment: datetime) -> None:
+    assert is_utc_instant(utc_text(moment.replace(tzinfo=UTC)))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-13-01T00:00:00.000000Z",  # no month 13: PostgreSQL refuses it, and the whole batch with it
+        "2026-02-30T00:00:00.000000Z",
+        "2026-11-22T23:59:60.000000Z",  # PostgreSQL would store the next minute, not what was hashed
+        "2026-11-22T24:00:00.000000Z",  # ... and the next day
+        "2026-11-22 10:00:00.000000Z",
+        "2026-11-22T10:00:00.00000Z",
+        "2026-11-22T10:00:00.0000000Z",
+        "2026-11-22T10:00:00.000000+00:00",
+        "2026-11-22T10:00:00,000000Z",
+        "2026-11-22T10:00:00.00000\u0663Z",  # a non-ASCII digit
+        "",
+    ],
+)
+def test_a_text_of_another_form_or_no_real_instant_is_refused(text: str) -> None:
+    text = text.encode().decode("unicode_escape")
+    assert not is_utc_instant(text)
+    assert is_utc_instant("2026-11-22T10:00:00.000000Z")
