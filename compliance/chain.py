@@ -157,6 +157,12 @@ def copy_text(value: str) -> str:
     return value
 
 
+def _copy_json(value: str) -> str:
+    """:func:`copy_text` of an RFC 8785 text that passed :func:`unchainable`: RFC 8785 escapes every control
+    character, so only backslashes can need escaping."""
+    return value.replace("\\", "\\\\") if "\\" in value else value
+
+
 def chain_copy_rows(
     rows: list[tuple[Any, ...]], tenant_id: str, seq: int, prev_hash: bytes, recorded_at: str, out: list[str]
 ) -> tuple[int, bytes]:
@@ -195,24 +201,9 @@ def chain_copy_rows(
         prev_hash = sha256(prev_hash + body).digest()
         digest_hex = prev_hash.hex()
         out.append(
-            "\t".join(
-                (
-                    tenant_id,
-                    str(seq),
-                    event_id,
-                    occurred_at,
-                    recorded_at,
-                    actor_type,
-                    copy_text(actor_id),
-                    copy_text(source),
-                    event_type,
-                    copy_text(payload),
-                    copy_text(redacted),
-                    "\\\\x" + prev_hex,
-                    "\\\\x" + digest_hex,
-                )
-            )
-            + "\n"
+            f"{tenant_id}\t{seq}\t{event_id}\t{occurred_at}\t{recorded_at}\t{actor_type}\t{copy_text(actor_id)}\t"
+            f"{copy_text(source)}\t{event_type}\t{_copy_json(payload)}\t{_copy_json(redacted)}\t"
+            f"\\\\x{prev_hex}\t\\\\x{digest_hex}\n"
         )
         prev_hex = digest_hex
     return seq, prev_hash
