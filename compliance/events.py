@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 
 from compliance.jcs import MAX_SAFE_INTEGER, CanonicalError, canonical, canonical_str, format_number
-from compliance.timefmt import utc_text
+from compliance.timefmt import is_utc_instant, utc_text
 
 __all__ = [
     "ACTOR_TYPES",
@@ -235,15 +235,8 @@ def _occurred_at(value: Any) -> str:
         return utc_text(value)
     if type(value) is not str:
         raise EventRefused("occurred_at", "is required, as an RFC 3339 timestamp with offset")
-    if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[10] == "T" and value[:4].isdigit():
-        # Already the stored form: only check it is a real date and time.
-        try:
-            datetime.fromisoformat(value[:26])
-        except ValueError:
-            pass
-        else:
-            if value[20:26].isdigit():
-                return value
+    if is_utc_instant(value):  # already the stored form, naming a real date and time
+        return value
     match = _RFC3339_RE.fullmatch(value)
     if match is None:
         raise EventRefused(
