@@ -11,11 +11,12 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from compliance.exports import EXPORT_COLUMNS, ExportRefused, parse_filter
 from compliance.settings import Settings
-from compliance.verify_export import ExportVerifier
+from compliance.verify_export import ExportVerifier, _names_each_key_once
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
@@ -238,6 +239,31 @@ def test_verify_export_names_the_row_after_any_field_is_changed(ledger: Settings
         report = verify(ledger, data, manifest_given)
         assert not report.ok and report.failure is not None
         assert report.failure.row == victim + 1, report.failure
+
+
+@pytest.mark.parametrize("where", ["row", "payload"])
+def test_an_ndjson_row_that_names_a_key_twice_fails_even_when_the_last_value_is_the_original(
+    ledger: Settings, tmp_path: Path, where: str
+) -> None:
+    # A parser that keeps the last of two equal keys sees the original row (its hash and proof hold);
+    # one that keeps the first sees the forged value. Such a row must not verify.
+    data, _ = export(ledger, "ndjson", WINDOW, tmp_path)
+    # The exporter's own lines take the cheap check (they serialize back to themselves), not the strict parse.
+    assert all(_names_each_key_once(x, orjson.loads(x)) for x in data.read_bytes().splitlines(keepends=True))
+    lines = data.read_text().splitlines(keepends=True)
+    victim = 12
+    original = json.loads(lines[victim])
+    assert "userId" in original["payload"]
+    if where == "row":
+        lines[victim] = '{"actor_id":"forged",' + lines[victim][1:]
+    else:
+        lines[victim] = lines[victim].replace('"payload":{', '"payload":{"userId":"forged",', 1)
+    assert json.loads(lines[victim]) == original  # what a last-key-wins reader makes of it
+    data.write_text("".join(lines))
+    report = verify(ledger, data, None)
+    assert not report.ok and report.failure is not None
+    assert (report.failure.row, report.failure.what) == (victim + 1, "malformed_row"), report.failure
+    assert "duplicate key" in report.failure.detail
 
 
 def test_verify_export_names_a_row_dropped_from_the_middle(ledger: Settings, tmp_path: Path) -> None:
