@@ -60,21 +60,38 @@ def _last_runs() -> dict[str, Any]:
         return {"note": "PREFECT_API_URL is not set: last runs unknown"}
     try:
         from prefect.client.orchestration import get_client
-        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateName,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
         from prefect.client.schemas.sorting import FlowRunSort
 
+        # The API sorts by start time or, for a run not started, its expected start: unfiltered, the next
+        # scheduled run came first. A run that has started (running, finished, crashed) is what is wanted.
+        started = FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(not_any_=[StateType.SCHEDULED, StateType.PENDING]))
+        )
+        late = FlowRunFilter(state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Late"])))
         out: dict[str, Any] = {}
         with get_client(sync_client=True) as client:
             for name in FLOWS:
+                flow = FlowFilter(name=FlowFilterName(any_=[name]))
                 runs = client.read_flow_runs(
-                    flow_filter=FlowFilter(name=FlowFilterName(any_=[name])), sort=FlowRunSort.START_TIME_DESC, limit=1
+                    flow_filter=flow, flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=1
                 )
+                late_now = len(client.read_flow_runs(flow_filter=flow, flow_run_filter=late, limit=100))
                 out[name] = (
                     None
-                    if not runs
+                    if not runs and not late_now
                     else {
-                        "state": runs[0].state_name,
-                        "start": runs[0].start_time.isoformat() if runs[0].start_time else None,
+                        "state": runs[0].state_name if runs else None,
+                        "start": runs[0].start_time.isoformat() if runs and runs[0].start_time else None,
+                        "late": late_now,
                     }
                 )
         return out
@@ -104,12 +121,17 @@ def render(report: dict[str, Any]) -> None:
     runs.add_column("flow")
     runs.add_column("state")
     runs.add_column("started")
+    runs.add_column("late now")
     last = report["last_runs"]
     if "note" in last:
         console.print(last["note"])
     else:
         for name, run in last.items():
-            runs.add_row(name, run["state"] if run else "-", (run or {}).get("start") or "-")
+            run = run or {}
+            late = run.get("late") or 0
+            runs.add_row(
+                name, run.get("state") or "-", run.get("start") or "-", f"[bold red]{late}[/]" if late else "0"
+            )
         console.print(runs)
     drift = report["drift"]
     console.print(

@@ -173,3 +173,34 @@ def test_alerts_apply_twice_creates_each_automation_once(prefect_harness) -> Non
     assert len(first) == len(ALERTS) == 12
     for spec in ALERTS:
         assert Automation.read(name=spec.full_name).name == spec.full_name
+
+
+def test_health_shows_the_last_run_that_started_and_counts_late_ones_not_the_next_scheduled(
+    prefect_harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+    from prefect.states import Completed, Late, Running, Scheduled
+
+    from cli.health import _last_runs
+
+    @flow(name="export-runner")
+    def export_runner_stand_in() -> None:  # only its name is used: runs are created through the API
+        pass
+
+    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        done = client.create_flow_run(export_runner_stand_in, state=Scheduled(scheduled_time=now))
+        client.set_flow_run_state(done.id, Running(), force=True)
+        client.set_flow_run_state(done.id, Completed(), force=True)
+        client.create_flow_run(export_runner_stand_in, state=Scheduled(scheduled_time=now + timedelta(hours=1)))
+        client.create_flow_run(export_runner_stand_in, state=Late(scheduled_time=now - timedelta(minutes=5)))
+        started = client.read_flow_run(done.id).start_time
+    last = _last_runs()["export-runner"]
+    assert last["state"] == "Completed", last  # not the run scheduled an hour from now
+    assert last.get("late") == 1, last
+    assert started is not None and last["start"] == started.isoformat()
