@@ -84,7 +84,7 @@ def _last_runs() -> dict[str, Any]:
                 runs = client.read_flow_runs(
                     flow_filter=flow, flow_run_filter=started, sort=FlowRunSort.START_TIME_DESC, limit=1
                 )
-                late_now = len(client.read_flow_runs(flow_filter=flow, flow_run_filter=late, limit=100))
+                late_now = client.count_flow_runs(flow_filter=flow, flow_run_filter=late)
                 out[name] = (
                     None
                     if not runs and not late_now
