@@ -9,6 +9,9 @@ so nothing else shares the two cores. Prints one JSON line:
 - copy_rows_per_s: COPY of the same rows into a plain table (no index), the baseline, fastest of three;
 - ratio = drain / copy;
 - verify_events_per_s: `verify chain` over the million;
+- purge_rows_per_s: deleting the million drained outbox rows afterwards (what the drain flow does in the
+  background once they outlive COMPLIANCE_OUTBOX_RETENTION_SECONDS), and drain_and_purge_events_per_s,
+  the drain's rate had it paid for the purge too;
 - peak RSS of this process during the drain and during verification (sampled every 50 ms).
 """
 
@@ -28,7 +31,7 @@ import psycopg
 
 from compliance.events import Registry, prepare_event
 from compliance.settings import Settings
-from tasks.drain import drain_pending
+from tasks.drain import drain_pending, purge_drained
 from tasks.verify import verify_chain
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -137,6 +140,12 @@ def main() -> None:
             report = verify_chain(settings)
         assert report.ok and report.events == args.events, report.summary()
 
+        with psycopg.connect(url, autocommit=True) as conn:
+            started = time.perf_counter()
+            purged = purge_drained(conn, 0)
+            purge_seconds = time.perf_counter() - started
+        assert purged == args.events, purged
+
         copy_rate = copy_baseline(url)
         drain_rate = args.events / drain_seconds
         print(
@@ -154,6 +163,8 @@ def main() -> None:
                     "verify_events_per_s": round(args.events / report.seconds),
                     "drain_peak_rss_mb": drain_mem.peak_mb,
                     "verify_peak_rss_mb": verify_mem.peak_mb,
+                    "purge_rows_per_s": round(purged / purge_seconds),
+                    "drain_and_purge_events_per_s": round(args.events / (drain_seconds + purge_seconds)),
                     "target": {
                         "drain_events_per_s": 50_000,
                         "ratio": 0.4,

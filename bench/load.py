@@ -174,7 +174,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
         p.start()
     max_depth = 0
     while any(p.is_alive() for p in procs):
-        max_depth = max(max_depth, watcher.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0])
+        max_depth = max(max_depth, watcher.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0])
         time.sleep(0.5)
     wall = time.monotonic() - started
     emitted = sum(queue.get() for _ in procs)
@@ -182,7 +182,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         left, unanchored = watcher.execute(
-            "SELECT (SELECT count(*) FROM compliance.outbox), (SELECT count(*) FROM compliance.tenant_heads h "
+            "SELECT (SELECT count(*) FROM compliance.outbox_pending), (SELECT count(*) FROM compliance.tenant_heads h "
             "LEFT JOIN compliance.tenant_anchor_state s USING (tenant_id) "
             "WHERE s.last_anchored_seq IS DISTINCT FROM h.last_seq)"
         ).fetchone()
@@ -192,7 +192,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
     facts = watcher.execute(
         "SELECT count(*), count(DISTINCT event_id), "
         "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM recorded_at - occurred_at)),"
-        " (SELECT count(*) FROM compliance.outbox), "
+        " (SELECT count(*) FROM compliance.outbox_pending), "
         " (SELECT coalesce(sum(last_anchored_seq), 0) FROM compliance.tenant_anchor_state),"
         " (SELECT count(*) FROM compliance.anchors) FROM compliance.events"
     ).fetchone()

@@ -76,7 +76,10 @@ class LedgerSettingsBlock(Block):
     operator_emails: list[str] = Field(
         default_factory=list, description="Who may request exports and read across tenants."
     )
-    drain_batch_size: int = Field(default=20_000, ge=1, description="Outbox rows chained per transaction.")
+    drain_batch_size: int = Field(default=50_000, ge=1, description="Outbox rows chained per transaction.")
+    outbox_retention_seconds: int = Field(
+        default=600, ge=0, description="How long a drained outbox row is kept before the drain flow purges it."
+    )
     drain_workers: int = Field(
         default=2, ge=1, le=64, description="Connections one drain run uses at once, each on its own tenants' shards."
     )

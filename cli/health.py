@@ -21,7 +21,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             "SELECT run_at, figures FROM compliance.watchdog_runs ORDER BY run_at DESC LIMIT 1"
         ).fetchone()
         live = conn.execute(
-            "SELECT (SELECT count(*) FROM compliance.outbox), (SELECT min(enqueued_at) FROM compliance.outbox), "
+            "SELECT (SELECT count(*) FROM compliance.outbox_pending), (SELECT min(enqueued_at) FROM compliance.outbox_pending), "
             "(SELECT count(*) FROM compliance.outbox_poison), (SELECT count(*) FROM compliance.export_jobs "
             "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()"
         ).fetchone()

@@ -1,5 +1,8 @@
 """Migration files (SPEC §7): ``sql/NNNN_name.sql`` with ``-- creates: <kind> <name>`` headers.
 
+A later migration that removes an object an earlier one created says so with ``-- drops: <kind> <name>``,
+so that drift expects it gone rather than reporting it MISSING.
+
 >>> m = parse_migration("0001_x.sql", "-- creates: table compliance.t\\nCREATE TABLE compliance.t ();")
 >>> m.version, m.creates
 (1, (CreatedObject(kind='table', name='compliance.t'),))
@@ -16,7 +19,7 @@ __all__ = ["KINDS", "CreatedObject", "Migration", "MigrationError", "load_migrat
 
 KINDS = ("schema", "table", "index", "view", "sequence", "function", "trigger", "role", "type")
 _FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
-_MARKER_RE = re.compile(r"^--\s*creates:\s*(\S+)\s+(\S+)\s*$", re.MULTILINE)
+_MARKER_RE = re.compile(r"^--\s*(creates|drops):\s*(\S+)\s+(\S+)\s*$", re.MULTILINE)
 
 
 class MigrationError(ValueError):
@@ -35,21 +38,30 @@ class Migration(NamedTuple):
     sql: str
     sha256: str
     creates: tuple[CreatedObject, ...]
+    drops: tuple[CreatedObject, ...] = ()
 
 
 def parse_migration(filename: str, text: str) -> Migration:
     match = _FILE_RE.fullmatch(filename)
     if match is None:
         raise MigrationError(f"{filename}: migration files are named NNNN_name.sql (lower-case name)")
-    creates = []
-    for kind, name in _MARKER_RE.findall(text):
+    markers: dict[str, list[CreatedObject]] = {"creates": [], "drops": []}
+    for verb, kind, name in _MARKER_RE.findall(text):
         if kind not in KINDS:
-            raise MigrationError(f"{filename}: '-- creates: {kind} {name}': kind must be one of {', '.join(KINDS)}")
+            raise MigrationError(f"{filename}: '-- {verb}: {kind} {name}': kind must be one of {', '.join(KINDS)}")
         if kind == "trigger" and "/" not in name:
             raise MigrationError(f"{filename}: trigger markers are written <schema.table>/<trigger>, got {name!r}")
-        creates.append(CreatedObject(kind, name))
+        markers[verb].append(CreatedObject(kind, name))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return Migration(int(match.group(1)), match.group(2), filename, text, digest, tuple(creates))
+    return Migration(
+        int(match.group(1)),
+        match.group(2),
+        filename,
+        text,
+        digest,
+        tuple(markers["creates"]),
+        tuple(markers["drops"]),
+    )
 
 
 def load_migrations(directory: Path) -> list[Migration]:

@@ -49,6 +49,7 @@ class Settings:
     retention_days: int = 365
     drain_batch_size: int = 50_000
     drain_workers: int = 2
+    outbox_retention_seconds: int = 600
     role_urls: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -82,6 +83,7 @@ class Settings:
             retention_days=_int(env, "COMPLIANCE_RETENTION_DAYS", 365),
             drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 50_000),
             drain_workers=_int(env, "COMPLIANCE_DRAIN_WORKERS", 2),
+            outbox_retention_seconds=_int(env, "COMPLIANCE_OUTBOX_RETENTION_SECONDS", 600),
             role_urls=role_urls,
         )
         settings.check()
@@ -105,6 +107,8 @@ class Settings:
             raise SettingsError("COMPLIANCE_RETENTION_DAYS must be at least 1")
         if self.drain_batch_size < 1:
             raise SettingsError("COMPLIANCE_DRAIN_BATCH_SIZE must be at least 1")
+        if self.outbox_retention_seconds < 0:
+            raise SettingsError("COMPLIANCE_OUTBOX_RETENTION_SECONDS must be 0 (purge at once) or more")
         if not 1 <= self.drain_workers <= SHARD_COUNT:
             raise SettingsError(f"COMPLIANCE_DRAIN_WORKERS must be between 1 and {SHARD_COUNT}")
 

@@ -7,8 +7,10 @@ until the outbox is empty, so an event waits at most about one poll interval
 plus one batch before it is chained, while the Prefect UI sees one flow run per
 five minutes (12 an hour). Each batch is one transaction: a crash leaves the
 batch's events in the outbox, never half-chained; a chained event leaves the
-outbox in the same transaction. It leaves a table artifact of what it chained
-per tenant.
+outbox in the same transaction. Every few seconds it also purges drained
+outbox rows older than the retention (COMPLIANCE_OUTBOX_RETENTION_SECONDS), a
+few batches at a time so that chaining never waits long behind it. It leaves a
+table artifact of what it chained per tenant.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from prefect.artifacts import create_table_artifact
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.drain import DrainResult, drain_pending
+from tasks.drain import DrainResult, drain_pending, purge_outbox
 
 ARTIFACT_ROWS = 200
+PURGE_EVERY_SECONDS = 5.0
+PURGE_MAX_BATCHES = 4  # per purge: 200,000 rows at the default batch size, about half a second
 
 
 def _has_pending(conn: Any) -> bool:
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM compliance.outbox)").fetchone()
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM compliance.outbox_pending)").fetchone()
     return bool(row[0])
 
 
@@ -50,21 +54,27 @@ def drain_outbox(
     total = DrainResult()
     deadline = time.monotonic() + run_seconds
     watcher = connect(settings, "compliance_reader", autocommit=True)
+    purged = 0
+    next_purge = time.monotonic()
     try:
         while True:
             if _has_pending(watcher):
                 total.add(drain_pending(settings, batch_size, shards))
+            if time.monotonic() >= next_purge:
+                purged += purge_outbox(settings, PURGE_MAX_BATCHES)
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
             if time.monotonic() >= deadline:
                 break
             time.sleep(poll_seconds)
     finally:
         watcher.close()
     logger.info(
-        "drained %d events (%d poisoned, %d duplicates) in %d batches",
+        "drained %d events (%d poisoned, %d duplicates) in %d batches; purged %d drained outbox rows",
         total.drained,
         total.poisoned,
         total.duplicates,
         total.batches,
+        purged,
     )
     top = sorted(total.per_tenant.items(), key=lambda kv: -kv[1][0])[:ARTIFACT_ROWS]
     create_table_artifact(
@@ -83,4 +93,5 @@ def drain_outbox(
         "duplicates": total.duplicates,
         "batches": total.batches,
         "tenants": len(total.per_tenant),
+        "purged": purged,
     }

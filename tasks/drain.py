@@ -1,14 +1,21 @@
 """Draining the outbox into the per-tenant hash chains, one transaction per batch.
 
 A batch: lock the outbox shards no other drainer holds (transaction-scoped
-advisory locks; a tenant always falls in the same shard, so one tenant's
-chain is only ever extended by one drainer at a time, in outbox order), claim
-and delete up to ``batch_size`` rows of those shards (``FOR UPDATE SKIP
-LOCKED``), lock the tenants' chain heads, chain the rows (SPEC §2), COPY them
-into ``compliance.events``, quarantine rows that cannot be chained in
-``compliance.outbox_poison``, move the heads, then commit. A crash anywhere
-before the commit leaves every row pending; after it, every row is chained
-exactly once (or set aside with its reason).
+advisory locks, skipping the locked ones; a tenant always falls in the same
+shard, so one tenant's chain is only ever extended by one drainer at a time),
+read up to ``batch_size`` rows of those shards that their cursors say are not
+drained yet, lock the tenants' chain heads, chain the rows (SPEC §2), COPY
+them into ``compliance.events``, quarantine rows that cannot be chained in
+``compliance.outbox_poison``, move the heads and the shards' cursors, then
+commit. A crash anywhere before the commit leaves every row pending; after
+it, every row is chained exactly once (or set aside with its reason).
+
+The outbox is never written by the drain: a shard's cursor
+(``compliance.outbox_cursor``, see ``sql/0007_outbox_cursor.sql`` and
+:mod:`compliance.snapshot`) is a pair of PostgreSQL snapshots and a position,
+so marking 50,000 rows drained is one small UPDATE, and drained rows are
+purged in bulk after ``COMPLIANCE_OUTBOX_RETENTION_SECONDS``
+(:func:`purge_drained`).
 """
 
 from __future__ import annotations
@@ -26,39 +33,71 @@ from prefect.cache_policies import NO_CACHE
 
 from compliance.chain import GENESIS_HASH, chain_copy_rows, group_chainable
 from compliance.settings import SHARD_COUNT, Settings
+from compliance.snapshot import Snapshot
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
 __all__ = [
     "SHARDS",
+    "DrainError",
     "DrainResult",
     "drain_batch",
     "drain_pending",
+    "purge_drained",
+    "purge_outbox",
+    "worker_shards",
 ]
 
 SHARDS = SHARD_COUNT
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
 _COPY_CHUNK_ROWS = 2_000  # COPY text lines sent per write: the server parses while the next lines are built
+_MIN_BIGINT = -(2**63)
 
-# Claim and remove in one statement: the rows are locked (SKIP LOCKED) and deleted in this transaction,
-# so a crash before commit leaves them in the outbox and a commit leaves them chained (or quarantined).
-# The claimed rows go to the DELETE as an array of their tuple ids (the row versions this statement has
-# locked; outbox rows are never updated), found by a TID scan: written as `id IN (SELECT ...)` the
-# planner hash-joins the subquery against a scan of the whole outbox, so each batch cost grew with the
-# backlog (335 ms against 46 ms per 20,000 rows with a million waiting); `id = ANY(ARRAY(...))` walks
-# the primary key once per row, which the TID scan skips (about 0.5 us a row of server CPU).
-_CLAIM = """
-DELETE FROM compliance.outbox
-WHERE ctid = ANY(ARRAY(
-    SELECT ctid FROM compliance.outbox {where} ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED
-))
-RETURNING id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
-          redacted_fields, enqueued_at::text
-"""
+_CURSORS = (
+    "SELECT shard, lo::text, hi::text, pos_txid::text, pos_id FROM compliance.outbox_cursor "
+    "WHERE shard = ANY(%s) ORDER BY shard"
+)
+_ROW = "id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
+# A delta (rows whose transaction `hi` sees finished and `lo` does not) is read in (txid, id) order, in two
+# parts that follow each other in that order: the rows of transactions `lo` saw running (txid in its
+# in-progress list, all below lo's xmax), then the rows of transactions that started after `lo`
+# (lo's xmax <= txid < hi's xmax). Both walk the outbox_order index from the position reached, so a batch
+# costs the same however many drained rows wait for the purge or pending rows wait behind it.
+_CLAIM_LATE = (
+    f"SELECT {_ROW} FROM compliance.outbox "
+    "WHERE txid = ANY(%(late)s::text[]::xid8[]) AND (txid, id) > (%(after_txid)s::text::xid8, %(after_id)s) "
+    "AND pg_visible_in_snapshot(txid, %(hi)s::pg_snapshot){shards} ORDER BY txid, id LIMIT %(limit)s"
+)
+_CLAIM_NEW = (
+    f"SELECT {_ROW} FROM compliance.outbox "
+    "WHERE (txid, id) > (%(after_txid)s::text::xid8, %(after_id)s) AND txid < %(hi_xmax)s::text::xid8 "
+    "AND pg_visible_in_snapshot(txid, %(hi)s::pg_snapshot){shards} ORDER BY txid, id LIMIT %(limit)s"
+)
+# The planner, seeing a range that covers most of the table, prefers a scan and a sort of all of it (an
+# external sort of the whole backlog, every batch); the claims run with both switched off, so the only
+# plan left is the ordered index range that stops after `limit` rows.
+_INDEX_ORDER_ONLY = "SELECT set_config('enable_seqscan', %(on)s, true), set_config('enable_sort', %(on)s, true)"
 _EVENT_COLUMNS = (
     "tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
     "payload, redacted_fields, prev_hash, event_hash"
 )
+# Drained rows are purged below one txid: the lowest xmin of the shards' cursors (every row below it is
+# drained), or the first row in txid order still inside the retention, if lower (rows follow txid order in
+# time, so each purge batch walks only what it deletes).
+_PURGE_BOUND = """
+SELECT LEAST(
+    (SELECT min(pg_snapshot_xmin(lo)) FROM compliance.outbox_cursor),
+    (SELECT txid FROM compliance.outbox WHERE enqueued_at >= %s ORDER BY txid, id LIMIT 1)
+)::text
+"""
+_PURGE = (
+    "DELETE FROM compliance.outbox WHERE ctid = ANY(ARRAY("
+    "SELECT ctid FROM compliance.outbox WHERE txid < %s::text::xid8 ORDER BY txid, id LIMIT %s))"
+)
+
+
+class DrainError(RuntimeError):
+    """The drain cannot run as the database is set up; the message says what to change."""
 
 
 @dataclass
@@ -96,6 +135,116 @@ def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> li
     return [r[0] for r in rows]
 
 
+@dataclass
+class _Cursor:
+    """Where the drain of some shards stands (shards drained together share one cursor value)."""
+
+    shards: list[int]
+    lo: str
+    hi: str | None
+    pos_txid: str | None
+    pos_id: int | None
+
+
+def _cursors(conn: psycopg.Connection, shards: list[int]) -> list[_Cursor]:
+    found = conn.execute(_CURSORS, (shards,)).fetchall()
+    if len(found) != len(shards):
+        missing = sorted(set(shards) - {r[0] for r in found})
+        raise DrainError(f"compliance.outbox_cursor has no row for shards {missing}: run `compliance migrate`")
+    groups: dict[tuple[Any, ...], _Cursor] = {}
+    for shard, lo, hi, pos_txid, pos_id in found:
+        key = (lo, hi, pos_txid, pos_id)
+        if key in groups:
+            groups[key].shards.append(shard)
+        else:
+            groups[key] = _Cursor([shard], lo, hi, pos_txid, pos_id)
+    return list(groups.values())
+
+
+def _shard_filter(shards: list[int]) -> tuple[str, dict[str, Any]]:
+    if len(shards) == SHARDS:
+        return "", {}
+    # shard is the index's last key column: a range is checked inside the index, an exact set after it.
+    where = " AND shard BETWEEN %(first)s AND %(last)s"
+    params: dict[str, Any] = {"first": shards[0], "last": shards[-1]}
+    if shards[-1] - shards[0] + 1 != len(shards):
+        where += " AND shard = ANY(%(shards)s)"
+        params["shards"] = shards
+    return where, params
+
+
+def _claim(
+    conn: psycopg.Connection, shards: list[int], lo_text: str, hi: str, pos: tuple[int, int] | None, limit: int
+) -> list[tuple[Any, ...]]:
+    """The next ``limit`` rows of ``shards`` in the delta (finished by ``hi``, not by ``lo``) after ``pos``,
+    in (txid, id) order."""
+    lo, hi_xmax = Snapshot.parse(lo_text), Snapshot.parse(hi).xmax
+    where, params = _shard_filter(sorted(shards))
+    params.update(hi=hi, limit=limit)
+    rows: list[tuple[Any, ...]] = []
+    late = [x for x in lo.xip if pos is None or x >= pos[0]]
+    if late:
+        after = pos or (0, _MIN_BIGINT)
+        params.update(late=[str(x) for x in late], after_txid=str(after[0]), after_id=after[1])
+        rows = conn.execute(_CLAIM_LATE.format(shards=where), params).fetchall()
+    if len(rows) < limit:
+        after = pos if pos is not None and pos[0] >= lo.xmax else (lo.xmax, _MIN_BIGINT)
+        params.update(after_txid=str(after[0]), after_id=after[1], hi_xmax=str(hi_xmax), limit=limit - len(rows))
+        rows += conn.execute(_CLAIM_NEW.format(shards=where), params).fetchall()
+    return rows
+
+
+def _claim_batch(conn: psycopg.Connection, shards: list[int], batch_size: int) -> list[tuple[Any, ...]]:
+    """Up to ``batch_size`` undrained rows of ``shards`` (locked by this transaction), each shard's in
+    (txid, id) order, and their cursors moved past them (in this transaction). Fewer rows than
+    ``batch_size`` means that nothing else of these shards had committed when the batch began."""
+    rows: list[tuple[Any, ...]] = []
+    now: str | None = None
+    conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
+    for cursor in _cursors(conn, shards):
+        lo, hi = cursor.lo, cursor.hi
+        pos = was = None if cursor.pos_txid is None else (int(cursor.pos_txid), int(cursor.pos_id or 0))
+        while len(rows) < batch_size:
+            room = batch_size - len(rows)
+            fresh = hi is None
+            if hi is None:  # a new delta: every transaction finished by now and not by lo
+                if now is None:
+                    now = conn.execute("SELECT pg_current_snapshot()::text").fetchone()[0]  # type: ignore[index]
+                _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(lo))
+                hi = now
+            got = _claim(conn, cursor.shards, lo, hi, pos, room)
+            rows += got
+            if len(got) == room:  # the batch is full: the delta goes on from its last row
+                last = conn.execute("SELECT txid::text FROM compliance.outbox WHERE id = %s", (got[-1][0],))
+                pos = (int(last.fetchone()[0]), got[-1][0])  # type: ignore[index]
+                break
+            lo, hi, pos = hi, None, None  # the delta is drained: hi becomes the new lo
+            if fresh:
+                break  # and it was read up to now
+        if (lo, hi, pos) != (cursor.lo, cursor.hi, was):
+            conn.execute(
+                "UPDATE compliance.outbox_cursor SET lo = %s::pg_snapshot, hi = %s::pg_snapshot, "
+                "pos_txid = %s::text::xid8, pos_id = %s, updated_at = clock_timestamp() WHERE shard = ANY(%s)",
+                (lo, hi, None if pos is None else str(pos[0]), None if pos is None else pos[1], cursor.shards),
+            )
+    conn.execute(_INDEX_ORDER_ONLY, {"on": "on"})
+    return rows
+
+
+_RESET_CURSORS = "UPDATE compliance.outbox_cursor SET lo = '1:1:', hi = NULL, pos_txid = NULL, pos_id = NULL"
+
+
+def _refuse_ids_behind(now: Snapshot, cursor: Snapshot) -> None:
+    """Transaction ids only grow, unless the database was rebuilt from a logical dump (pg_dump keeps the rows
+    and the cursors, not the ids): new rows would then look drained, and be purged unchained."""
+    if now.xmax < cursor.xmax:
+        raise DrainError(
+            f"the database's transaction ids ({now.xmax}) are behind the outbox cursors ({cursor.xmax}): was it "
+            f"restored from a logical dump? As the owner, run `{_RESET_CURSORS}`; the drain then reads the whole "
+            "outbox again and chains only the events not chained yet"
+        )
+
+
 def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequence[int] | None = None) -> DrainResult:
     """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer)."""
     started = time.perf_counter()
@@ -104,16 +253,9 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
         mine = _locked_shards(conn, shards)
         if not mine:
             return result
-        # The claim's RETURNING rows are held by the server until the DELETE finishes; with the default 4 MB
-        # work_mem a 50,000-row batch spilled 13 MB to a temporary file and read it back, every batch.
-        conn.execute(f"SET LOCAL work_mem = '{_claim_work_mem_mb(batch_size)}MB'")
-        if len(mine) == SHARDS:
-            rows = conn.execute(_CLAIM.format(where=""), (batch_size,)).fetchall()
-        else:
-            rows = conn.execute(_CLAIM.format(where="WHERE shard = ANY(%s)"), (mine, batch_size)).fetchall()
+        rows = _claim_batch(conn, mine, batch_size)
         if not rows:
-            return result
-        rows.sort()  # RETURNING has no order; a tenant's events are chained in outbox order
+            return result  # the cursors still moved: what the outbox holds is drained up to now
         recorded_at_dt: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         recorded_at = utc_text(recorded_at_dt)
 
@@ -153,12 +295,15 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
                 (recorded_at_dt, [h[0] for h in new_heads], [h[1] for h in new_heads], [h[2] for h in new_heads]),
             )
         if poisoned:
-            with conn.cursor().copy(
-                "COPY compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, source, "
-                "event_type, payload, redacted_fields, enqueued_at, error) FROM STDIN"
-            ) as copy:
-                for row, reason in poisoned:
-                    copy.write_row((*row, reason))
+            # The rows stay in the outbox, drained (purged later); this copy of them says why they were not chained.
+            conn.execute(
+                "INSERT INTO compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, "
+                "source, event_type, payload, redacted_fields, enqueued_at, error) "
+                "SELECT o.id, o.event_id, o.tenant_id, o.occurred_at, o.actor_type, o.actor_id, o.source, "
+                "o.event_type, o.payload, o.redacted_fields, o.enqueued_at, v.error "
+                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) JOIN compliance.outbox o ON o.id = v.id",
+                ([row[0] for row, _ in poisoned], [reason for _, reason in poisoned]),
+            )
     result.drained = sum(v[0] for v in per_tenant.values())
     result.poisoned = len(poisoned)
     result.duplicates = duplicates
@@ -166,12 +311,6 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
     result.per_tenant = per_tenant
     result.seconds = time.perf_counter() - started
     return result
-
-
-def _claim_work_mem_mb(batch_size: int) -> int:
-    """Enough for the claimed rows to stay in memory at 1 KiB a row (the bench spilled 13 MB for 50,000 rows);
-    bounded so that a huge batch size cannot ask the server for more than 256 MB per drainer."""
-    return min(max(4, -(-batch_size // 1024)), 256)
 
 
 def _lock_heads(conn: psycopg.Connection, tenants: list[str]) -> dict[str, tuple[int, bytes]]:
@@ -229,8 +368,8 @@ def drain_pending(
 ) -> DrainResult:
     """Drain batch after batch until the outbox (of the shards this drainer can lock) is empty.
 
-    ``workers`` connections (default ``settings.drain_workers``) drain at once, worker *i* taking the
-    shards ``s`` with ``s % workers == i``: tenants never cross workers, so each chain still grows in
+    ``workers`` connections (default ``settings.drain_workers``) drain at once, each taking a contiguous
+    run of the shards (:func:`worker_shards`): tenants never cross workers, so each chain still grows in
     outbox order, and while the server stores one worker's batch the other chains its own (the client's
     hashing and the server's writes overlap). ``max_batches`` bounds each worker.
     """
@@ -239,7 +378,7 @@ def drain_pending(
     size = batch_size or settings.drain_batch_size
     if workers == 1:
         return _drain_shards(settings, size, shards, max_batches)
-    groups = [[s for s in wanted if s % workers == i] for i in range(workers)]
+    groups = worker_shards(wanted, workers)
     total = DrainResult()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="drain") as pool:
         futures = [pool.submit(_drain_shards, settings, size, group, max_batches) for group in groups]
@@ -262,6 +401,52 @@ def _drain_shards(
     finally:
         conn.close()
     return total
+
+
+def worker_shards(shards: Sequence[int], workers: int) -> list[list[int]]:
+    """``shards`` split into ``workers`` contiguous runs of near-equal length (a run is a range inside the
+    outbox_order index, so a worker skips the other workers' rows without reading them)."""
+    ordered = sorted(shards)
+    cuts = [len(ordered) * i // workers for i in range(workers + 1)]
+    return [ordered[cuts[i] : cuts[i + 1]] for i in range(workers)]
+
+
+def purge_drained(
+    conn: psycopg.Connection, retention_seconds: float, batch_size: int = 50_000, max_batches: int | None = None
+) -> int:
+    """Delete drained outbox rows enqueued more than ``retention_seconds`` ago, ``batch_size`` rows per
+    transaction (``conn`` in autocommit acts as the drainer); the number deleted. Never touches a row that is
+    not drained: everything below the lowest xmin of the shards' cursors is drained, and the bound is read
+    before each call (cursors only move forward)."""
+    now, furthest = conn.execute(
+        "SELECT pg_current_snapshot()::text, (SELECT lo::text FROM compliance.outbox_cursor "
+        "ORDER BY pg_snapshot_xmax(lo) DESC LIMIT 1)"
+    ).fetchone()  # type: ignore[misc]
+    _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(furthest))
+    cutoff = conn.execute("SELECT clock_timestamp() - make_interval(secs => %s)", (retention_seconds,)).fetchone()
+    bound = conn.execute(_PURGE_BOUND, (cutoff[0],)).fetchone()[0]  # type: ignore[index]
+    purged = batches = 0
+    while bound is not None and (max_batches is None or batches < max_batches):
+        with conn.transaction():
+            n = conn.execute(_PURGE, (bound, batch_size)).rowcount
+        purged += n
+        batches += 1
+        if n < batch_size:
+            break
+    return purged
+
+
+@task(
+    name="purge-outbox",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=lambda task, run, state: _transient(state),
+)
+def purge_outbox(settings: Settings, max_batches: int | None = None) -> int:
+    """Purge drained outbox rows older than ``settings.outbox_retention_seconds``; the number deleted."""
+    with connect(settings, "compliance_drainer", autocommit=True) as conn:
+        return purge_drained(conn, settings.outbox_retention_seconds, settings.drain_batch_size, max_batches)
 
 
 def _transient(state: Any) -> bool:

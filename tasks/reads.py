@@ -86,7 +86,7 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
             r = conn.execute(sql, params).fetchone()
             if r is None:
                 pending = conn.execute(
-                    "SELECT tenant_id, NULL FROM compliance.outbox WHERE event_id = %s::uuid"
+                    "SELECT tenant_id, NULL FROM compliance.outbox_pending WHERE event_id = %s::uuid"
                     + (" AND tenant_id = %s" if tenant else "")
                     + " UNION ALL SELECT tenant_id, error FROM compliance.outbox_poison WHERE event_id = %s::uuid"
                     + (" AND tenant_id = %s" if tenant else ""),

@@ -123,6 +123,8 @@ def drift_report(conn: psycopg.Connection, directory: Path = SQL_DIR) -> list[Dr
     recorded: dict[int, str] = {}
     if conn.execute("SELECT to_regclass('compliance.schema_migrations')").fetchone()[0] is not None:  # type: ignore[index]
         recorded = dict(conn.execute("SELECT version, sha256 FROM compliance.schema_migrations").fetchall())
+    # An object that an applied later migration drops is expected gone.
+    dropped_by = {obj: m.filename for m in migrations if m.version in recorded for obj in m.drops}
     rows: list[DriftRow] = []
     for m in migrations:
         if m.version not in recorded:
@@ -142,5 +144,11 @@ def drift_report(conn: psycopg.Connection, directory: Path = SQL_DIR) -> list[Dr
             rows.append(DriftRow(m.filename, "-", "-", "UNVERIFIED", "no '-- creates:' marker"))
         for obj in m.creates:
             present = _probe(conn, obj)
-            rows.append(DriftRow(m.filename, obj.kind, obj.name, "APPLIED" if present else "MISSING", ""))
+            dropper = dropped_by.get(obj)
+            if dropper is None:
+                rows.append(DriftRow(m.filename, obj.kind, obj.name, "APPLIED" if present else "MISSING", ""))
+            elif present:
+                rows.append(DriftRow(m.filename, obj.kind, obj.name, "MODIFIED", f"present, but {dropper} drops it"))
+            else:
+                rows.append(DriftRow(m.filename, obj.kind, obj.name, "APPLIED", f"dropped by {dropper}"))
     return rows

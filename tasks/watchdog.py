@@ -44,7 +44,7 @@ def measure(
             JOIN compliance.events e ON e.tenant_id = h.tenant_id AND e.seq = coalesce(s.last_anchored_seq, 0) + 1
             WHERE h.last_seq > coalesce(s.last_anchored_seq, 0)""",
         )
-        depth, oldest = conn.execute("SELECT count(*), min(enqueued_at) FROM compliance.outbox").fetchone()  # type: ignore[misc]
+        depth, oldest = conn.execute("SELECT count(*), min(enqueued_at) FROM compliance.outbox_pending").fetchone()  # type: ignore[misc]
         stalled = [
             r[0]
             for r in conn.execute(

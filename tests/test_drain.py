@@ -12,8 +12,19 @@ from pathlib import Path
 import pytest
 
 from compliance.settings import Settings
+from compliance.snapshot import NOTHING_FINISHED, Snapshot
 from tasks.db import connect, utc_text_sql
-from tasks.drain import _CLAIM, drain_batch, drain_pending
+from tasks.drain import (
+    _CLAIM_LATE,
+    _CLAIM_NEW,
+    _INDEX_ORDER_ONLY,
+    _RESET_CURSORS,
+    DrainError,
+    _shard_filter,
+    drain_batch,
+    drain_pending,
+    purge_drained,
+)
 from tasks.outbox import emit, emit_batch
 from tasks.verify import verify_chain
 from tests.conftest import REPO, run_cli, sample_event
@@ -30,7 +41,7 @@ def chain_facts(settings: Settings) -> dict[str, object]:
         return {
             "events": conn.execute("SELECT count(*) FROM compliance.events").fetchone()[0],
             "distinct_ids": conn.execute("SELECT count(DISTINCT event_id) FROM compliance.events").fetchone()[0],
-            "pending": conn.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0],
+            "pending": conn.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0],
             # per tenant: seq 1..n with no gap, and chained in emission order (sample i carries userId u-i)
             "gapless": conn.execute(
                 "SELECT bool_and(n = max_seq) FROM (SELECT count(*) n, max(seq) max_seq FROM compliance.events "
@@ -90,24 +101,33 @@ def test_parallel_workers_split_tenants_and_keep_each_chain_in_order(settings: S
     assert verify_chain(settings).ok
 
 
-@pytest.mark.parametrize("where", ["", "WHERE shard = ANY(%s)"])
-def test_a_claim_finds_its_rows_through_the_primary_key_not_a_scan_of_the_backlog(
-    settings: Settings, where: str
-) -> None:
-    # Each batch must cost the same with a million events waiting as with a thousand: no scan of the outbox.
+@pytest.mark.parametrize(
+    "shards",
+    [list(range(64)), list(range(32, 64)), list(range(0, 64, 2))],
+    ids=["all shards", "a contiguous run", "a scattered set"],
+)
+def test_a_claim_walks_the_outbox_order_index_from_its_position(settings: Settings, shards: list[int]) -> None:
+    # Each batch must cost the same with a million events waiting (or drained and kept for the retention)
+    # as with a thousand: an ordered index range from the cursor's position, no scan, no sort.
     emit_many(settings, 20_000, 100)
-    with connect(settings, None, autocommit=True) as conn:
+    where, params = _shard_filter(shards)
+    # A delta that holds the whole outbox, and a batch larger than it: the case a planner left alone would
+    # answer with a scan and a sort of everything.
+    params.update(late=["3"], after_txid="3", after_id=-1, hi="3:99999999:", hi_xmax="99999999", limit=50_000)
+    with connect(settings, None) as conn, conn.transaction():
         conn.execute("ANALYZE compliance.outbox")
-        params = ([s for s in range(0, 64, 2)], 500) if where else (500,)
-        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + _CLAIM.format(where=where), params))
-    assert "Seq Scan" not in plan, plan
-    assert plan.count("Index Scan using outbox_pkey") == 1, plan  # the claim walks the outbox in order
-    assert "Tid Scan on outbox" in plan, plan  # and the DELETE goes straight to the rows it locked
+        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
+        for claim in (_CLAIM_NEW, _CLAIM_LATE):
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + claim.format(shards=where), params))
+            assert "Index Scan using outbox_order" in plan, plan
+            assert "Seq Scan" not in plan and "Sort" not in plan, plan
+            if len(shards) < 64:
+                assert "shard >=" in plan.split("Filter")[0], plan  # the run is checked inside the index
 
 
 def test_a_full_batch_is_claimed_without_a_temporary_file(settings: Settings) -> None:
-    # RETURNING rows wait in the server until the DELETE ends: with the default 4 MB work_mem, 20,000 of
-    # them (about 6 MB) went to a temporary file and back, every batch.
+    # A claim that held its rows in the server (DELETE ... RETURNING did) spilled 20,000 of them (about
+    # 6 MB) to a temporary file and back with the default 4 MB work_mem, every batch.
     emit_many(settings, 20_000, 100)
 
     def temp_files() -> int:
@@ -258,8 +278,10 @@ def test_a_duplicate_that_slipped_into_the_outbox_is_never_chained_twice(setting
     with connect(settings, "compliance_writer", autocommit=True) as w:
         first = emit(w, sample_event(1))
     drain_pending.fn(settings)
-    # Two emits of one id racing the drain can both pass the emit-time check; simulate the loser.
+    # Two emits of one id racing the drain can both pass the emit-time check; simulate the loser, written
+    # once the first row has been purged from the outbox (until then the outbox's unique index refuses it).
     with connect(settings, None, autocommit=True) as owner:
+        assert purge_drained(owner, 0) == 1
         owner.execute(
             "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, "
             'payload) SELECT event_id, tenant_id, to_char(occurred_at, \'YYYY-MM-DD"T"HH24:MI:SS.US"Z"\'), '
@@ -314,3 +336,104 @@ def test_verify_chain_names_the_tenant_and_seq_of_tampering(
     assert cli.returncode == 1
     assert f"tenant tenant-001 seq {seq}: {what}" in cli.stdout
     assert verify_chain(settings, tenant="tenant-002").ok
+
+
+def test_an_event_committed_after_later_ones_were_drained_is_still_drained_once(settings: Settings) -> None:
+    """Outbox ids do not commit in order: a transaction that took its id first and commits last must not
+    be skipped by a cursor that has already moved past later ids, nor hold anybody up while it is open."""
+    slow = connect(settings, "compliance_writer")
+    try:
+        emit(slow, sample_event(0, tenant="tenant-000"))  # open: its transaction is running
+        emit_many(settings, 10, tenants=1, start=1)  # committed after it started
+        with connect(settings, "compliance_drainer") as conn:
+            assert drain_batch(conn, 4).drained == 4  # a delta read in several batches
+            while drain_batch(conn, 4).batches:
+                pass
+        assert chain_facts(settings)["events"] == 10
+        slow.commit()  # now the first event exists, behind the ten the cursors have passed
+    finally:
+        slow.close()
+    with connect(settings, None, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0] == 1
+    assert drain_pending.fn(settings, batch_size=4).drained == 1
+    facts = chain_facts(settings)
+    assert (facts["events"], facts["distinct_ids"], facts["pending"], facts["gapless"]) == (11, 11, 0, True)
+    with connect(settings, None, autocommit=True) as conn:
+        last = conn.execute("SELECT payload::jsonb->>'userId' FROM compliance.events ORDER BY seq DESC LIMIT 1")
+        assert last.fetchone()[0] == "u-0"  # chained when it committed, at the tenant's next seq
+    assert verify_chain(settings).ok
+
+
+def test_a_rolled_back_emit_never_blocks_or_reaches_the_chain(settings: Settings) -> None:
+    with connect(settings, "compliance_writer") as w:
+        emit(w, sample_event(0))
+        w.rollback()
+    emit_many(settings, 5, tenants=1, start=1)
+    assert drain_pending.fn(settings).drained == 5
+    assert chain_facts(settings)["pending"] == 0
+
+
+def test_drained_rows_are_purged_after_the_retention_and_pending_ones_never(settings: Settings) -> None:
+    emit_many(settings, 300, tenants=7)
+    assert drain_pending.fn(settings).drained == 300
+    emit_many(settings, 50, tenants=7, start=300)  # pending: never purged, whatever their age
+    with connect(settings, None, autocommit=True) as owner:
+        owner.execute("UPDATE compliance.outbox SET enqueued_at = enqueued_at - interval '1 hour'")
+        assert purge_drained(owner, 7200) == 0  # younger than the retention
+        assert purge_drained(owner, 600, batch_size=100) == 300  # in batches of 100
+        assert owner.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0] == 50
+        assert owner.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0] == 50
+    assert drain_pending.fn(settings).drained == 50
+    facts = chain_facts(settings)
+    assert (facts["events"], facts["distinct_ids"], facts["pending"], facts["gapless"]) == (350, 350, 0, True)
+    assert verify_chain(settings).ok
+
+
+def test_the_drain_flow_purges_what_outlived_the_retention(settings: Settings, monkeypatch) -> None:
+    from flows.drain import drain_outbox
+
+    emit_many(settings, 40, tenants=3)
+    monkeypatch.setenv("COMPLIANCE_DATABASE_URL", settings.database_url or "")
+    monkeypatch.setenv("COMPLIANCE_OUTBOX_RETENTION_SECONDS", "0")
+    summary = drain_outbox(run_seconds=0)
+    assert (summary["drained"], summary["purged"]) == (40, 40)
+    with connect(settings, None, autocommit=True) as owner:
+        assert owner.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0] == 0
+
+
+def test_the_cursor_snapshot_reads_as_postgresql_decides_visibility(settings: Settings) -> None:
+    snap = Snapshot.parse("100:105:101,103")
+    with connect(settings, None, autocommit=True) as conn:
+        pg = conn.execute(
+            "SELECT x, pg_visible_in_snapshot(x::text::xid8, %s::pg_snapshot) FROM generate_series(95, 110) x",
+            (snap.text(),),
+        ).fetchall()
+    assert [(x, snap.sees_finished(x)) for x, _ in pg] == pg
+    assert NOTHING_FINISHED.text() == "1:1:" and not any(NOTHING_FINISHED.sees_finished(x) for x in (1, 3, 10**12))
+    with pytest.raises(ValueError, match="not a pg_snapshot"):
+        Snapshot.parse("105:100:")
+
+
+def test_a_cursor_ahead_of_the_databases_transaction_ids_stops_the_drain_and_the_purge(settings: Settings) -> None:
+    """After a logical restore the ids start again lower: new rows would look drained, then be purged."""
+    emit_many(settings, 5, tenants=1)
+    with connect(settings, None, autocommit=True) as owner:
+        owner.execute("UPDATE compliance.outbox_cursor SET lo = '9000000000:9000000000:'")
+        with pytest.raises(DrainError, match="behind the outbox cursors"):
+            purge_drained(owner, 0)
+    with connect(settings, "compliance_drainer") as conn, pytest.raises(DrainError, match="restored from a logical"):
+        drain_batch(conn)
+    with connect(settings, None, autocommit=True) as owner:
+        owner.execute(_RESET_CURSORS)
+        assert owner.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0] == 5
+    assert drain_pending.fn(settings).drained == 5
+
+
+def test_one_drain_call_empties_the_outbox_when_a_delta_ended_exactly_at_a_full_batch(settings: Settings) -> None:
+    emit_many(settings, 8, tenants=2)
+    with connect(settings, "compliance_drainer") as conn:
+        assert [drain_batch(conn, 4).drained for _ in range(2)] == [4, 4]  # the delta is exhausted, not closed
+    emit_many(settings, 5, tenants=2, start=8)
+    assert drain_pending.fn(settings, batch_size=4, workers=1).drained == 5
+    facts = chain_facts(settings)
+    assert (facts["events"], facts["pending"], facts["gapless"], facts["in_emission_order"]) == (13, 0, True, True)

@@ -47,6 +47,16 @@ def test_immutability_triggers_fire_for_the_owner(chained: Settings, statement: 
         ("compliance_writer", "SELECT * FROM compliance.outbox"),
         ("compliance_writer", "UPDATE compliance.outbox SET actor_id = 'x'"),
         ("compliance_writer", "DELETE FROM compliance.outbox"),
+        # A writer that chose its row's transaction id could file it as already drained: it is never chained.
+        (
+            "compliance_writer",
+            "INSERT INTO compliance.outbox (event_id, tenant_id, occurred_at, actor_type, actor_id, "
+            "source, event_type, payload, txid) VALUES (gen_random_uuid(), 't', '2026-11-22T10:00:00.000000Z', "
+            "'user', 'a', 's', 'auth.signout', '{}', '3')",
+        ),
+        ("compliance_writer", "UPDATE compliance.outbox_cursor SET lo = '1:1:'"),
+        ("compliance_drainer", "UPDATE compliance.outbox SET txid = '3'"),
+        ("compliance_reader", "UPDATE compliance.outbox_cursor SET lo = '1:1:'"),
         ("compliance_drainer", "UPDATE compliance.events SET actor_id = 'x'"),
         ("compliance_drainer", "DELETE FROM compliance.events"),
         ("compliance_drainer", "TRUNCATE compliance.events"),
@@ -118,3 +128,16 @@ def test_drift_reports_an_edited_applied_migration_as_modified(db_url: str, tmp_
     with psycopg.connect(db_url, autocommit=True) as conn:
         rows = drift_report(conn, tmp_path)
     assert [r.migration for r in rows if r.status == "MODIFIED"] == ["0001_ledger.sql"]
+
+
+def test_drift_expects_an_object_a_later_migration_drops_to_be_gone(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = {(r.kind, r.name): r for r in drift_report(conn)}
+        dropped = rows[("index", "compliance.outbox_shard")]
+        assert (dropped.status, dropped.detail) == ("APPLIED", "dropped by 0007_outbox_cursor.sql")
+        conn.execute("CREATE INDEX outbox_shard ON compliance.outbox (shard, id)")
+        try:
+            back = [r for r in drift_report(conn) if r.name == "compliance.outbox_shard"]
+        finally:
+            conn.execute("DROP INDEX compliance.outbox_shard")
+    assert [(r.status, r.detail) for r in back] == [("MODIFIED", "present, but 0007_outbox_cursor.sql drops it")]
