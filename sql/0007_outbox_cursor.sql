@@ -45,6 +45,7 @@ WHERE o.txid >= (SELECT min(pg_snapshot_xmin(lo)) FROM compliance.outbox_cursor)
 
 -- drainer: reads the outbox and moves its shards' cursors; deletes only to purge drained rows.
 REVOKE UPDATE (enqueued_at) ON compliance.outbox FROM compliance_drainer;
-GRANT SELECT, UPDATE ON compliance.outbox_cursor TO compliance_drainer;
+GRANT SELECT ON compliance.outbox_cursor TO compliance_drainer;
+GRANT UPDATE (lo, hi, pos_txid, pos_id, updated_at) ON compliance.outbox_cursor TO compliance_drainer;
 GRANT SELECT ON compliance.outbox_pending TO compliance_drainer;
 GRANT SELECT ON compliance.outbox_cursor, compliance.outbox_pending TO compliance_reader, compliance_watchdog;

@@ -418,16 +418,19 @@ def purge_drained(
     transaction (``conn`` in autocommit acts as the drainer); the number deleted. Never touches a row that is
     not drained: everything below the lowest xmin of the shards' cursors is drained, and the bound is read
     before each call (cursors only move forward)."""
-    now, furthest = conn.execute(
-        "SELECT pg_current_snapshot()::text, (SELECT lo::text FROM compliance.outbox_cursor "
-        "ORDER BY pg_snapshot_xmax(lo) DESC LIMIT 1)"
-    ).fetchone()  # type: ignore[misc]
-    _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(furthest))
-    cutoff = conn.execute("SELECT clock_timestamp() - make_interval(secs => %s)", (retention_seconds,)).fetchone()
-    bound = conn.execute(_PURGE_BOUND, (cutoff[0],)).fetchone()[0]  # type: ignore[index]
+    with conn.transaction():
+        now, furthest = conn.execute(
+            "SELECT pg_current_snapshot()::text, (SELECT lo::text FROM compliance.outbox_cursor "
+            "ORDER BY pg_snapshot_xmax(lo) DESC LIMIT 1)"
+        ).fetchone()  # type: ignore[misc]
+        _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(furthest))
+        cutoff = conn.execute("SELECT clock_timestamp() - make_interval(secs => %s)", (retention_seconds,)).fetchone()
+        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})  # the oldest rows first, by the index, never a full scan
+        bound = conn.execute(_PURGE_BOUND, (cutoff[0],)).fetchone()[0]  # type: ignore[index]
     purged = batches = 0
     while bound is not None and (max_batches is None or batches < max_batches):
         with conn.transaction():
+            conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
             n = conn.execute(_PURGE, (bound, batch_size)).rowcount
         purged += n
         batches += 1

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from tasks.drain import (
     _CLAIM_LATE,
     _CLAIM_NEW,
     _INDEX_ORDER_ONLY,
+    _PURGE,
+    _PURGE_BOUND,
     _RESET_CURSORS,
     DrainError,
     _shard_filter,
@@ -437,3 +440,14 @@ def test_one_drain_call_empties_the_outbox_when_a_delta_ended_exactly_at_a_full_
     assert drain_pending.fn(settings, batch_size=4, workers=1).drained == 5
     facts = chain_facts(settings)
     assert (facts["events"], facts["pending"], facts["gapless"], facts["in_emission_order"]) == (13, 0, True, True)
+
+
+def test_a_purge_batch_walks_the_index_from_the_oldest_row(settings: Settings) -> None:
+    emit_many(settings, 20_000, 100)
+    with connect(settings, None) as conn, conn.transaction():
+        conn.execute("ANALYZE compliance.outbox")
+        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
+        for sql, params in ((_PURGE, ("99999999", 50_000)), (_PURGE_BOUND, (datetime.now(UTC),))):
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+            assert "Index Scan using outbox_order" in plan and "Seq Scan on outbox " not in plan, plan
+            assert "Sort" not in plan, plan

@@ -14,6 +14,8 @@ EXPECTED_TABLE_GRANTS = {
         ("events", "SELECT"),
         ("outbox", "DELETE"),
         ("outbox", "SELECT"),
+        ("outbox_cursor", "SELECT"),  # and UPDATE of the cursor columns (checked below), never of shard
+        ("outbox_pending", "SELECT"),
         ("outbox_poison", "INSERT"),
         ("outbox_poison", "SELECT"),
         ("tenant_heads", "INSERT"),
@@ -102,7 +104,11 @@ def test_column_privileges_are_exactly_the_schemas(settings: Settings) -> None:
         assert column_grants(conn, "compliance_writer") == outbox_insert
         drainer_updates = {(t, c) for t, c, p in column_grants(conn, "compliance_drainer") if p == "UPDATE"}
         assert drainer_updates == {
-            ("outbox", "enqueued_at"),
+            ("outbox_cursor", "lo"),
+            ("outbox_cursor", "hi"),
+            ("outbox_cursor", "pos_txid"),
+            ("outbox_cursor", "pos_id"),
+            ("outbox_cursor", "updated_at"),
             ("tenant_heads", "tenant_id"),
             ("tenant_heads", "last_seq"),
             ("tenant_heads", "head_hash"),
