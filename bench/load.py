@@ -194,9 +194,10 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
         "percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM recorded_at - occurred_at)),"
         " (SELECT count(*) FROM compliance.outbox_pending), "
         " (SELECT coalesce(sum(last_anchored_seq), 0) FROM compliance.tenant_anchor_state),"
-        " (SELECT count(*) FROM compliance.anchors) FROM compliance.events"
+        " (SELECT count(*) FROM compliance.anchors),"
+        " (SELECT count(*) FROM compliance.outbox) FROM compliance.events"
     ).fetchone()
-    chained, distinct, (p50, p95, p99), left, anchored, anchors = facts
+    chained, distinct, (p50, p95, p99), left, anchored, anchors, kept = facts
     anchored = int(anchored)
     report = verify_chain(settings)
     return {
@@ -212,6 +213,8 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
         "latency_p95_s": round(p95, 3),
         "latency_p99_s": round(p99, 3),
         "max_outbox_depth": max_depth,
+        # drained rows still kept in the outbox (COMPLIANCE_OUTBOX_RETENTION_SECONDS; the flow purges every 5 s)
+        "outbox_rows_kept": kept,
         "chained": chained,
         "lost": emitted - distinct - left,
         "duplicated": chained - distinct,

@@ -9,6 +9,7 @@ from typing import Any
 from compliance.settings import Settings
 from compliance.watchdog import judge
 from tasks.db import connect, owner_connection
+from tasks.drain import outbox_pending
 from tasks.schema import drift_report
 
 FLOWS = ("drain-outbox", "anchor", "watchdog", "export-runner", "migration-drift", "events-query")
@@ -21,20 +22,20 @@ def collect(settings: Settings) -> dict[str, Any]:
             "SELECT run_at, figures FROM compliance.watchdog_runs ORDER BY run_at DESC LIMIT 1"
         ).fetchone()
         live = conn.execute(
-            "SELECT (SELECT count(*) FROM compliance.outbox_pending), (SELECT min(enqueued_at) FROM compliance.outbox_pending), "
-            "(SELECT count(*) FROM compliance.outbox_poison), (SELECT count(*) FROM compliance.export_jobs "
+            "SELECT (SELECT count(*) FROM compliance.outbox_poison), (SELECT count(*) FROM compliance.export_jobs "
             "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()"
         ).fetchone()
+        depth, oldest = outbox_pending(conn)
     with owner_connection(settings) as conn:
         drift = [r._asdict() for r in drift_report(conn) if r.status != "APPLIED"]
-    now = live[4]
+    now = live[2]
     figures = dict(row[1]) if row else {}
     # The outbox figures are read live (cheap); the rest come from the watchdog's last run.
     figures.update(
         {
-            "outbox_depth": live[0],
-            "poison_rows": live[2],
-            "outbox_oldest_age_seconds": 0 if live[1] is None else round((now - live[1]).total_seconds(), 1),
+            "outbox_depth": depth,
+            "poison_rows": live[0],
+            "outbox_oldest_age_seconds": 0 if oldest is None else round((now - oldest).total_seconds(), 1),
         }
     )
     judgements = judge(figures)
@@ -48,7 +49,7 @@ def collect(settings: Settings) -> dict[str, Any]:
         "at": now.isoformat(),
         "watchdog_last_run_age_seconds": watchdog_age,
         "figures": [{**j._asdict()} for j in judgements.values()],
-        "stuck_exports_now": live[3],
+        "stuck_exports_now": live[1],
         "drift": drift,
         "last_runs": _last_runs(),
         "critical": critical,

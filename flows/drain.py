@@ -23,16 +23,11 @@ from prefect.artifacts import create_table_artifact
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.drain import DrainResult, drain_pending, purge_outbox
+from tasks.drain import DrainResult, drain_pending, has_pending, purge_outbox
 
 ARTIFACT_ROWS = 200
 PURGE_EVERY_SECONDS = 5.0
 PURGE_MAX_BATCHES = 4  # per purge: 200,000 rows at the default batch size, about half a second
-
-
-def _has_pending(conn: Any) -> bool:
-    row = conn.execute("SELECT EXISTS (SELECT 1 FROM compliance.outbox_pending)").fetchone()
-    return bool(row[0])
 
 
 @flow(name="drain-outbox", log_prints=False)
@@ -58,7 +53,7 @@ def drain_outbox(
     next_purge = time.monotonic()
     try:
         while True:
-            if _has_pending(watcher):
+            if has_pending(watcher):
                 total.add(drain_pending(settings, batch_size, shards))
             if time.monotonic() >= next_purge:
                 purged += purge_outbox(settings, PURGE_MAX_BATCHES)

@@ -33,13 +33,17 @@ CREATE TABLE compliance.outbox_cursor (
 -- '1:1:' sees no transaction as finished: every row already in the outbox is pending.
 INSERT INTO compliance.outbox_cursor (shard, lo) SELECT s, '1:1:'::pg_snapshot FROM generate_series(0, 63) s;
 
--- The rows not yet drained (what "in the outbox" means to health, the watchdog and `events show`).
+-- The rows not yet drained (what "in the outbox" means to health, the watchdog and `events show`). A row its
+-- cursor's lo does not see finished is at or after lo's xmax, or in lo's in-progress list: two index ranges,
+-- however many drained rows wait for the purge (an xmin held back by a long transaction elsewhere does not
+-- widen them).
 CREATE VIEW compliance.outbox_pending AS
 SELECT o.id, o.event_id, o.tenant_id, o.shard, o.occurred_at, o.actor_type, o.actor_id, o.source, o.event_type,
        o.payload, o.redacted_fields, o.enqueued_at, o.txid
 FROM compliance.outbox o
 JOIN compliance.outbox_cursor c ON c.shard = o.shard
-WHERE o.txid >= (SELECT min(pg_snapshot_xmin(lo)) FROM compliance.outbox_cursor)
+WHERE (o.txid >= (SELECT min(pg_snapshot_xmax(lo)) FROM compliance.outbox_cursor)
+       OR o.txid = ANY (ARRAY(SELECT DISTINCT pg_snapshot_xip(lo) FROM compliance.outbox_cursor)))
   AND NOT pg_visible_in_snapshot(o.txid, c.lo)
   AND NOT (c.hi IS NOT NULL AND pg_visible_in_snapshot(o.txid, c.hi) AND (o.txid, o.id) <= (c.pos_txid, c.pos_id));
 

@@ -14,6 +14,7 @@ from compliance.settings import Settings
 from compliance.verify import ChainVerifier
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
+from tasks.drain import outbox_pending
 from tasks.storage import bucket_facts, s3_client
 from tasks.verify import STORED_EVENT_COLUMNS
 
@@ -44,7 +45,7 @@ def measure(
             JOIN compliance.events e ON e.tenant_id = h.tenant_id AND e.seq = coalesce(s.last_anchored_seq, 0) + 1
             WHERE h.last_seq > coalesce(s.last_anchored_seq, 0)""",
         )
-        depth, oldest = conn.execute("SELECT count(*), min(enqueued_at) FROM compliance.outbox_pending").fetchone()  # type: ignore[misc]
+        depth, oldest = outbox_pending(conn)
         stalled = [
             r[0]
             for r in conn.execute(

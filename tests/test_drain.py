@@ -18,7 +18,9 @@ from tasks.db import connect, utc_text_sql
 from tasks.drain import (
     _CLAIM_LATE,
     _CLAIM_NEW,
+    _IN_PENDING_RANGES,
     _INDEX_ORDER_ONLY,
+    _PENDING_RANGES,
     _PURGE,
     _PURGE_BOUND,
     _RESET_CURSORS,
@@ -26,6 +28,8 @@ from tasks.drain import (
     _shard_filter,
     drain_batch,
     drain_pending,
+    has_pending,
+    outbox_pending,
     purge_drained,
 )
 from tasks.outbox import emit, emit_batch
@@ -356,9 +360,12 @@ def test_an_event_committed_after_later_ones_were_drained_is_still_drained_once(
         slow.commit()  # now the first event exists, behind the ten the cursors have passed
     finally:
         slow.close()
-    with connect(settings, None, autocommit=True) as conn:
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0] == 1
+        assert outbox_pending(conn)[0] == 1 and has_pending(conn)  # found through lo's in-progress list
     assert drain_pending.fn(settings, batch_size=4).drained == 1
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
+        assert outbox_pending(conn) == (0, None) and not has_pending(conn)
     facts = chain_facts(settings)
     assert (facts["events"], facts["distinct_ids"], facts["pending"], facts["gapless"]) == (11, 11, 0, True)
     with connect(settings, None, autocommit=True) as conn:
@@ -451,3 +458,23 @@ def test_a_purge_batch_walks_the_index_from_the_oldest_row(settings: Settings) -
             plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
             assert "Index Scan using outbox_order" in plan and "Seq Scan on outbox " not in plan, plan
             assert "Sort" not in plan, plan
+
+
+def test_the_pending_figures_walk_only_what_is_pending_not_what_the_retention_keeps(settings: Settings) -> None:
+    emit_many(settings, 20_000, 100)
+    assert drain_pending.fn(settings).drained == 20_000  # kept in the outbox for the retention
+    emit_many(settings, 7, tenants=3, start=20_000)
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
+        conn.execute("SELECT 1")
+        with connect(settings, None, autocommit=True) as owner:
+            owner.execute("ANALYZE compliance.outbox")
+        depth, oldest = outbox_pending(conn)
+        assert depth == 7 and oldest is not None and has_pending(conn)
+        ranges = conn.execute(_PENDING_RANGES).fetchone()
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                f"EXPLAIN SELECT count(*) FROM compliance.outbox_pending WHERE {_IN_PENDING_RANGES}", ranges
+            )
+        )
+    assert "outbox_order" in plan and "Seq Scan on outbox " not in plan, plan
