@@ -120,7 +120,7 @@ class DrainResult:
     poisoned: int = 0
     duplicates: int = 0
     batches: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # time spent inside batches, summed over the workers (so not wall time)
     per_tenant: dict[str, list[int]] = field(default_factory=dict)  # tenant -> [events, first_seq, last_seq]
 
     def add(self, other: DrainResult) -> None:
