@@ -33,7 +33,7 @@ from prefect.cache_policies import NO_CACHE
 
 from compliance.chain import GENESIS_HASH, chain_copy_rows, group_chainable
 from compliance.settings import SHARD_COUNT, Settings
-from compliance.snapshot import Snapshot
+from compliance.snapshot import NOTHING_FINISHED, Snapshot
 from compliance.timefmt import utc_text
 from tasks.db import connect
 
@@ -243,7 +243,9 @@ def _claim_batch(conn: psycopg.Connection, shards: list[int], batch_size: int) -
     return rows
 
 
-_RESET_CURSORS = "UPDATE compliance.outbox_cursor SET lo = '1:1:', hi = NULL, pos_txid = NULL, pos_id = NULL"
+_RESET_CURSORS = (
+    f"UPDATE compliance.outbox_cursor SET lo = '{NOTHING_FINISHED.text()}', hi = NULL, pos_txid = NULL, pos_id = NULL"
+)
 
 
 def _refuse_ids_behind(now: Snapshot, cursor: Snapshot) -> None:
@@ -415,24 +417,23 @@ def _drain_shards(
     return total
 
 
+def _read_pending(conn: psycopg.Connection, select: str) -> tuple[Any, ...]:
+    ranges = conn.execute(_PENDING_RANGES).fetchone()
+    # prepare=False: planned with these values every time, never as a generic plan
+    return conn.execute(select.format(where=_IN_PENDING_RANGES), ranges, prepare=False).fetchone()  # type: ignore[return-value]
+
+
 def outbox_pending(conn: psycopg.Connection) -> tuple[int, datetime | None]:
     """How many outbox rows wait to be drained, and when the oldest of them was enqueued."""
-    ranges = conn.execute(_PENDING_RANGES).fetchone()
-    row = conn.execute(
-        f"SELECT count(*), min(enqueued_at) FROM compliance.outbox_pending WHERE {_IN_PENDING_RANGES}",
-        ranges,
-        prepare=False,  # planned with these values every time, never as a generic plan
-    ).fetchone()
-    return int(row[0]), row[1]  # type: ignore[index]
+    count, oldest = _read_pending(
+        conn, "SELECT count(*), min(enqueued_at) FROM compliance.outbox_pending WHERE {where}"
+    )
+    return int(count), oldest
 
 
 def has_pending(conn: psycopg.Connection) -> bool:
-    """Whether any outbox row waits to be drained."""
-    ranges = conn.execute(_PENDING_RANGES).fetchone()
-    row = conn.execute(
-        f"SELECT EXISTS (SELECT 1 FROM compliance.outbox_pending WHERE {_IN_PENDING_RANGES})", ranges, prepare=False
-    ).fetchone()
-    return bool(row[0])  # type: ignore[index]
+    """Whether any outbox row waits to be drained (stops at the first one)."""
+    return bool(_read_pending(conn, "SELECT EXISTS (SELECT 1 FROM compliance.outbox_pending WHERE {where})")[0])
 
 
 def worker_shards(shards: Sequence[int], workers: int) -> list[list[int]]:
