@@ -36,6 +36,7 @@ from _stack import bench_stack  # noqa: E402
 
 from compliance.settings import Settings  # noqa: E402
 from tasks.db import connect  # noqa: E402
+from tasks.drain import outbox_pending  # noqa: E402
 from tasks.storage import provision_anchor_bucket, s3_client  # noqa: E402
 from tasks.verify import verify_chain  # noqa: E402
 
@@ -174,7 +175,7 @@ def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
         p.start()
     max_depth = 0
     while any(p.is_alive() for p in procs):
-        max_depth = max(max_depth, watcher.execute("SELECT count(*) FROM compliance.outbox_pending").fetchone()[0])
+        max_depth = max(max_depth, outbox_pending(watcher)[0])
         time.sleep(0.5)
     wall = time.monotonic() - started
     emitted = sum(queue.get() for _ in procs)

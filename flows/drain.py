@@ -7,10 +7,11 @@ until the outbox is empty, so an event waits at most about one poll interval
 plus one batch before it is chained, while the Prefect UI sees one flow run per
 five minutes (12 an hour). Each batch is one transaction: a crash leaves the
 batch's events in the outbox, never half-chained; a chained event is marked
-drained (its shard's cursor moves past it) in the same transaction. Every few seconds it also purges drained
-outbox rows older than the retention (COMPLIANCE_OUTBOX_RETENTION_SECONDS), a
-few batches at a time so that chaining never waits long behind it. It leaves a
-table artifact of what it chained per tenant.
+drained (its shard's cursor moves past it) in the same transaction. Every few
+seconds it also purges drained outbox rows older than the retention
+(COMPLIANCE_OUTBOX_RETENTION_SECONDS), a few batches at a time so that chaining
+never waits long behind it. It leaves a table artifact of what it chained per
+tenant.
 """
 
 from __future__ import annotations

@@ -89,7 +89,8 @@ _EVENT_COLUMNS = (
 _PURGE_BOUND = """
 SELECT LEAST(
     (SELECT min(pg_snapshot_xmin(lo)) FROM compliance.outbox_cursor),
-    (SELECT txid FROM compliance.outbox WHERE enqueued_at >= %s ORDER BY txid, id LIMIT 1)
+    (SELECT txid FROM compliance.outbox WHERE enqueued_at >= clock_timestamp() - make_interval(secs => %s)
+     ORDER BY txid, id LIMIT 1)
 )::text
 """
 _PURGE = (
@@ -154,8 +155,7 @@ class _Cursor:
     shards: list[int]
     lo: str
     hi: str | None
-    pos_txid: str | None
-    pos_id: int | None
+    pos: tuple[int, int] | None  # (txid, id) of the last row drained in the delta (lo, hi]
 
 
 def _cursors(conn: psycopg.Connection, shards: list[int]) -> list[_Cursor]:
@@ -169,7 +169,7 @@ def _cursors(conn: psycopg.Connection, shards: list[int]) -> list[_Cursor]:
         if key in groups:
             groups[key].shards.append(shard)
         else:
-            groups[key] = _Cursor([shard], lo, hi, pos_txid, pos_id)
+            groups[key] = _Cursor([shard], lo, hi, None if pos_txid is None else (int(pos_txid), pos_id))
     return list(groups.values())
 
 
@@ -214,8 +214,7 @@ def _claim_batch(conn: psycopg.Connection, shards: list[int], batch_size: int) -
     now: str | None = None
     conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
     for cursor in _cursors(conn, shards):
-        lo, hi = cursor.lo, cursor.hi
-        pos = was = None if cursor.pos_txid is None else (int(cursor.pos_txid), int(cursor.pos_id or 0))
+        lo, hi, pos = cursor.lo, cursor.hi, cursor.pos
         while len(rows) < batch_size:
             room = batch_size - len(rows)
             fresh = hi is None
@@ -233,7 +232,7 @@ def _claim_batch(conn: psycopg.Connection, shards: list[int], batch_size: int) -
             lo, hi, pos = hi, None, None  # the delta is drained: hi becomes the new lo
             if fresh:
                 break  # and it was read up to now
-        if (lo, hi, pos) != (cursor.lo, cursor.hi, was):
+        if (lo, hi, pos) != (cursor.lo, cursor.hi, cursor.pos):
             conn.execute(
                 "UPDATE compliance.outbox_cursor SET lo = %s::pg_snapshot, hi = %s::pg_snapshot, "
                 "pos_txid = %s::text::xid8, pos_id = %s, updated_at = clock_timestamp() WHERE shard = ANY(%s)",
@@ -457,9 +456,8 @@ def purge_drained(
             "ORDER BY pg_snapshot_xmax(lo) DESC LIMIT 1)"
         ).fetchone()  # type: ignore[misc]
         _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(furthest))
-        cutoff = conn.execute("SELECT clock_timestamp() - make_interval(secs => %s)", (retention_seconds,)).fetchone()
         conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})  # the oldest rows first, by the index, never a full scan
-        bound = conn.execute(_PURGE_BOUND, (cutoff[0],)).fetchone()[0]  # type: ignore[index]
+        bound = conn.execute(_PURGE_BOUND, (retention_seconds,)).fetchone()[0]  # type: ignore[index]
     purged = batches = 0
     while bound is not None and (max_batches is None or batches < max_batches):
         with conn.transaction():
