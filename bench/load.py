@@ -36,7 +36,6 @@ from _stack import bench_stack  # noqa: E402
 
 from compliance.settings import Settings  # noqa: E402
 from tasks.db import connect  # noqa: E402
-from tasks.drain import outbox_pending  # noqa: E402
 from tasks.storage import provision_anchor_bucket, s3_client  # noqa: E402
 from tasks.verify import verify_chain  # noqa: E402
 
@@ -162,6 +161,10 @@ def main() -> None:
 
 
 def run_load(settings: Settings, args: argparse.Namespace) -> dict[str, object]:
+    # Imported here, after main() has set PREFECT_API_URL: tasks.drain imports prefect, which reads its
+    # settings once, and would otherwise start a temporary server of its own for run_deployment.
+    from tasks.drain import outbox_pending
+
     queue: mp.Queue = mp.Queue()
     procs = [
         mp.Process(
