@@ -33,7 +33,7 @@ from compliance.verify_export import ExportVerifier
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import request_export, run_job, write_export
+from tasks.exports import queue_export, run_job, write_export
 from tasks.signing import SigningKey
 from tasks.storage import S3AnchorStore, provision_anchor_bucket, provision_export_bucket, s3_client
 
@@ -56,7 +56,6 @@ def main() -> None:
             s3_endpoint_url=stack.s3_endpoint_url,
             anchor_bucket="anchors",
             export_bucket="exports",
-            operator_emails=frozenset({"ops@example.com"}),
         )
         s3 = s3_client(settings)
         provision_anchor_bucket(s3, "anchors", mode="GOVERNANCE", retention_days=1)
@@ -67,7 +66,7 @@ def main() -> None:
 
         results = {}
         for fmt in ("csv", "ndjson"):
-            job = request_export(settings, operator="ops@example.com", fmt=fmt, filter_text=WINDOW)
+            job = queue_export(settings, operator="ops@example.com", fmt=fmt, filter_text=WINDOW)
             with PeakRSS() as mem:
                 started = time.perf_counter()
                 outcome = run_job(settings, job)

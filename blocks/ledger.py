@@ -68,13 +68,10 @@ class LedgerSettingsBlock(Block):
     """Who may do what, and when to alert."""
 
     _block_type_name = "Compliance Ledger Settings"
-    _description = "Operators, stage, caps and alert thresholds of the compliance ledger."
+    _description = "Stage, caps and alert thresholds of the compliance ledger (operators are enrolled in the database)."
 
     stage: Literal["dev", "staging", "prod"] = Field(
         default="dev", description="Deployment stage; decides which Object Lock mode is allowed."
-    )
-    operator_emails: list[str] = Field(
-        default_factory=list, description="Who may request exports and read across tenants."
     )
     drain_batch_size: int = Field(default=50_000, ge=1, description="Outbox rows chained per transaction.")
     outbox_retention_seconds: int = Field(
@@ -111,7 +108,6 @@ def register_and_fill(env: dict[str, str]) -> list[str]:
     saved.append("compliance-anchor-store")
     LedgerSettingsBlock(
         stage=env.get("COMPLIANCE_STAGE", "dev"),  # type: ignore[arg-type]
-        operator_emails=[e for e in env.get("COMPLIANCE_OPERATOR_EMAILS", "").split(",") if e],
     ).save("compliance-settings", overwrite=True, _sync=True)  # type: ignore[call-arg]
     saved.append("compliance-settings")
     return saved

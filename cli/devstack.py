@@ -382,7 +382,6 @@ def dev_env(pg_url: str, s3_url: str, prefect_url: str | None) -> dict[str, str]
         "COMPLIANCE_S3_ENDPOINT_URL": s3_url,
         "COMPLIANCE_ANCHOR_BUCKET": os.environ.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors",
         "COMPLIANCE_EXPORT_BUCKET": os.environ.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports",
-        "COMPLIANCE_OPERATOR_EMAILS": os.environ.get("COMPLIANCE_OPERATOR_EMAILS") or "ops@example.com",
         "COMPLIANCE_STAGE": os.environ.get("COMPLIANCE_STAGE") or "dev",
         "AWS_ACCESS_KEY_ID": DEV_ACCESS_KEY,
         "AWS_SECRET_ACCESS_KEY": DEV_ACCESS_KEY,

@@ -277,57 +277,7 @@ def _ensure_prefect_env() -> None:
 # ---------------------------------------------------------------- read side
 
 
-def _reader_scope(settings: Settings, tenant: str | None, operator: str | None) -> str | None:
-    """The tenant a read is confined to, or None for an operator's cross-tenant read."""
-    if tenant:
-        return tenant
-    if operator and settings.is_operator(operator):
-        return None
-    if operator:
-        fail(f"OPERATOR_NOT_ALLOWED: {operator} is not on COMPLIANCE_OPERATOR_EMAILS; pass --tenant to read one tenant")
-    fail("pass --tenant T, or --operator EMAIL (on COMPLIANCE_OPERATOR_EMAILS) for a cross-tenant read")
-
-
-def cmd_events_list(args: argparse.Namespace) -> int:
-    from tasks.reads import list_events
-
-    settings = resolve_settings()
-    scope = _reader_scope(settings, args.tenant, args.operator)
-    rows = list_events(
-        settings,
-        tenant=scope,
-        since=args.since,
-        until=args.until,
-        event_types=args.event_type,
-        actor_types=args.actor_type,
-        limit=args.limit,
-    )
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return EXIT_OK
-    for r in rows:
-        print(
-            f"{r['tenant_id']}\t{r['seq']}\t{r['occurred_at']}\t{r['event_type']}\t{r['actor_type']}:{r['actor_id']}"
-            f"\t{r['event_id']}\t{r['anchor']}"
-        )
-    print(f"{len(rows)} event(s)", file=sys.stderr)
-    return EXIT_OK
-
-
-def cmd_events_show(args: argparse.Namespace) -> int:
-    from tasks.reads import show_event
-
-    settings = resolve_settings()
-    scope = _reader_scope(settings, args.tenant, args.operator)
-    detail = show_event(settings, args.event_id, tenant=scope)
-    if detail is None:
-        fail(f"event {args.event_id} not found" + (f" for tenant {scope}" if scope else ""), EXIT_FAILED)
-    if args.json:
-        print(json.dumps(detail, indent=2, default=str))
-    else:
-        for key, value in detail.items():
-            print(f"{key:>16}: {value}")
-    return EXIT_OK
+from cli.operators import cmd_events_list, cmd_events_show, cmd_export_status, cmd_export_url  # noqa: E402
 
 
 # ---------------------------------------------------------------- verification
@@ -418,12 +368,15 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 def cmd_export_request(args: argparse.Namespace) -> int:
     from compliance.exports import ExportRefused
+    from compliance.operators import OperatorRefused
     from tasks.exports import request_export
 
     settings = resolve_settings(s3=True)
     try:
-        job_id = request_export(settings, operator=args.operator, fmt=args.format, filter_text=args.filter)
-    except ExportRefused as exc:
+        job_id = request_export(
+            settings, operator=args.operator, code=args.code, fmt=args.format, filter_text=args.filter
+        )
+    except (ExportRefused, OperatorRefused) as exc:
         fail(f"{exc.code}: {exc.message}")
     print(job_id)
     if args.run:
@@ -453,50 +406,6 @@ def cmd_export_run(args: argparse.Namespace) -> int:
     result = export_runner(job_id=args.job_id)
     print(json.dumps(result, indent=2))
     return EXIT_OK if result.get("status") == "complete" else EXIT_FAILED
-
-
-def cmd_export_status(args: argparse.Namespace) -> int:
-    from tasks.exports import job_status
-
-    settings = resolve_settings()
-    status = job_status(settings, args.job_id)
-    if status is None:
-        fail(f"no export job {args.job_id}", EXIT_FAILED)
-    if args.json:
-        print(json.dumps(status, indent=2, default=str))
-    else:
-        for key in (
-            "job_id",
-            "status",
-            "operator",
-            "format",
-            "row_count",
-            "requested_at",
-            "finished_at",
-            "download_url",
-            "url_expires_at",
-            "data_sha256",
-            "job_error",
-        ):
-            if status.get(key) is not None:
-                print(f"{key:>15}: {status[key]}")
-    return EXIT_OK
-
-
-def cmd_export_url(args: argparse.Namespace) -> int:
-    from compliance.exports import ExportRefused
-    from tasks.exports import fresh_url
-
-    settings = resolve_settings(s3=True)
-    try:
-        url, expires = fresh_url(settings, args.job_id, args.operator)
-    except ExportRefused as exc:
-        fail(f"{exc.code}: {exc.message}")
-    except ValueError as exc:
-        fail(str(exc), EXIT_FAILED)
-    print(url)
-    print(f"valid until {expires}", file=sys.stderr)
-    return EXIT_OK
 
 
 def cmd_verify_export(args: argparse.Namespace) -> int:
@@ -564,6 +473,9 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from cli.operators import add_operator_arguments
+    from cli.operators import add_parsers as add_operator_parsers
+
     p = argparse.ArgumentParser(prog="compliance", description="Tamper-evident compliance ledger.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -607,38 +519,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="exports for auditors").add_subparsers(dest="export_command", required=True)
     er = export.add_parser("request", help="queue an export (and start the export-runner deployment)")
-    er.add_argument("--operator", required=True)
+    add_operator_arguments(er)
     er.add_argument("--format", required=True, choices=["csv", "ndjson"])
     er.add_argument("--filter", required=True, help='JSON, e.g. {"since": "...", "until": "...", "tenant_id": "t"}')
     er.add_argument("--run", action="store_true", help="run the job here and now instead of via the deployment")
     er.set_defaults(func=cmd_export_request)
-    es = export.add_parser("status", help="status, row count, download URL and its expiry")
+    es = export.add_parser("status", help="state, format, rows and age")
     es.add_argument("job_id")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=cmd_export_status)
-    eu = export.add_parser("url", help="a fresh 15-minute URL for a complete export whose URL expired (audited)")
+    eu = export.add_parser("url", help="a fresh 15-minute download link for a complete export (audited, not stored)")
     eu.add_argument("job_id")
-    eu.add_argument("--operator", required=True)
+    add_operator_arguments(eu)
     eu.set_defaults(func=cmd_export_url)
     erun = export.add_parser("run", help="run a queued export job here and now")
     erun.add_argument("job_id")
     erun.set_defaults(func=cmd_export_run)
 
     events = sub.add_parser("events").add_subparsers(dest="events_command", required=True)
-    ls = events.add_parser("list", help="list chained events")
-    ls.add_argument("--tenant")
-    ls.add_argument("--operator", help="operator email, for a cross-tenant listing")
-    ls.add_argument("--since")
-    ls.add_argument("--until")
+    ls = events.add_parser("list", help="list chained events, newest first (by default the last 7 days)")
+    add_operator_arguments(ls)
+    ls.add_argument("--tenant", help="one tenant (without it: every tenant, which needs a cross-tenant grant)")
+    ls.add_argument("--since", help="RFC 3339; default 7 days before --until")
+    ls.add_argument("--until", help="RFC 3339; default now")
     ls.add_argument("--event-type", action="append")
     ls.add_argument("--actor-type", action="append")
     ls.add_argument("--limit", type=int, default=100)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_events_list)
     show = events.add_parser("show", help="one event with its chain position and anchor status")
-    show.add_argument("event_id")
+    show.add_argument("event_id", nargs="?", help="the event's id (or give --tenant and --seq)")
+    add_operator_arguments(show)
     show.add_argument("--tenant")
-    show.add_argument("--operator")
+    show.add_argument("--seq", type=int, help="the event's position in the tenant's chain")
+    show.add_argument("--prev", action="store_true", help="show the event before it in its chain")
+    show.add_argument("--payload", action="store_true", help="also show the payload (recorded in the ledger)")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=cmd_events_show)
 
@@ -668,6 +583,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser("rotate", help="a new signing key; the old public keys stay published").set_defaults(
         func=cmd_keys_rotate
     )
+
+    add_operator_parsers(sub)
 
     health = sub.add_parser("health", help="one screen of the ledger's state; exit 1 when anything is critical")
     health.add_argument("--json", action="store_true")

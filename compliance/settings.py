@@ -42,7 +42,6 @@ class Settings:
     s3_endpoint_url: str | None = None
     anchor_bucket: str = "compliance-anchors"
     export_bucket: str = "compliance-exports"
-    operator_emails: frozenset[str] = field(default_factory=frozenset)
     stage: str = "dev"
     allow_compliance_mode_outside_prod: bool = False
     lock_mode: str = "GOVERNANCE"
@@ -66,6 +65,7 @@ class Settings:
                 ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
                 ("compliance_exporter", "COMPLIANCE_EXPORTER_DATABASE_URL"),
                 ("compliance_watchdog", "COMPLIANCE_WATCHDOG_DATABASE_URL"),
+                ("compliance_operator", "COMPLIANCE_OPERATOR_DATABASE_URL"),
             )
             if env.get(var)
         }
@@ -74,9 +74,6 @@ class Settings:
             s3_endpoint_url=env.get("COMPLIANCE_S3_ENDPOINT_URL") or None,
             anchor_bucket=env.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors",
             export_bucket=env.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports",
-            operator_emails=frozenset(
-                e.strip().lower() for e in env.get("COMPLIANCE_OPERATOR_EMAILS", "").split(",") if e.strip()
-            ),
             stage=stage,
             allow_compliance_mode_outside_prod=env.get("COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD") == "1",
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),
@@ -111,6 +108,3 @@ class Settings:
             raise SettingsError("COMPLIANCE_OUTBOX_RETENTION_SECONDS must be 0 (purge at once) or more")
         if not 1 <= self.drain_workers <= SHARD_COUNT:
             raise SettingsError(f"COMPLIANCE_DRAIN_WORKERS must be between 1 and {SHARD_COUNT}")
-
-    def is_operator(self, email: str | None) -> bool:
-        return bool(email) and email.strip().lower() in self.operator_emails  # type: ignore[union-attr]

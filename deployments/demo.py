@@ -103,3 +103,22 @@ class DemoEmitter(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
+
+
+DEMO_OPERATOR = "demo-operator@example.com"
+
+
+def enrol_demo_operator(settings: Settings) -> tuple[str, str]:
+    """Enrol (or, on a later start, give a new secret to) the demo's cross-tenant operator; its address and
+    base32 secret. Only the demo shows a secret again: a real enrolment prints it once."""
+    from compliance.operators import secret_base32
+    from tasks.operators import enrol, list_operators
+
+    enrolled = any(r.address == DEMO_OPERATOR for r in list_operators(settings))
+    enrolment = enrol(settings, DEMO_OPERATOR, cross_tenant=not enrolled, rotate=enrolled, by="make run")
+    return enrolment.address, secret_base32(enrolment.secret)
+
+
+def code_command(secret: str) -> str:
+    """A shell command that prints the demo operator's current one-time code."""
+    return f".venv/bin/python -c \"import pyotp; print(pyotp.TOTP('{secret}').now())\""

@@ -50,6 +50,14 @@ def main() -> int:
     alerts = apply_alerts()
     ui = env["PREFECT_API_URL"].removesuffix("/api")
     print(f"signing key {key.key_id}; {len(alerts)} alert automations applied; blocks registered")
+    from deployments.demo import code_command, enrol_demo_operator
+
+    operator, secret = enrol_demo_operator(settings)
+    print(
+        f"demo operator {operator} (cross-tenant). Its one-time code, for the console forms and --code:\n"
+        f"    {code_command(secret)}\n(a code works once; a new one comes every 30 s)",
+        flush=True,
+    )
 
     emitter = None
     if args.demo_rate > 0:
@@ -57,7 +65,7 @@ def main() -> int:
 
         emitter = DemoEmitter(settings, args.demo_rate)
         emitter.start()
-    threading.Thread(target=_kick_off, args=(settings,), daemon=True, name="kick-off").start()
+    threading.Thread(target=_kick_off, args=(settings, operator), daemon=True, name="kick-off").start()
     print(
         f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
         + (f"; demo traffic {args.demo_rate} events/s" if emitter else "")
@@ -79,7 +87,7 @@ def main() -> int:
     return 0
 
 
-def _kick_off(settings: object) -> None:
+def _kick_off(settings: object, operator: str) -> None:
     """Start the first runs now instead of waiting for the schedules, then request a demo export."""
     from prefect.deployments import run_deployment
 
@@ -103,11 +111,10 @@ def _kick_off(settings: object) -> None:
     time.sleep(20)
     from datetime import datetime, timedelta
 
-    from tasks.exports import request_export
+    from tasks.exports import queue_export
 
     now = datetime.now(UTC)
-    operator = sorted(settings.operator_emails)[0]  # type: ignore[attr-defined]
-    job = request_export(
+    job = queue_export(  # the demo holds the owner's URL, trusted by construction (SPEC §8)
         settings,
         operator=operator,
         fmt="csv",
@@ -118,7 +125,11 @@ def _kick_off(settings: object) -> None:
         },
     )
     run("export-runner/export-runner", job_id=job)
-    print(f"demo export {job} requested; `compliance export status {job}` shows its download link", flush=True)
+    print(
+        f"demo export {job} requested; `compliance export url {job} --operator {operator} --code CODE` mints its "
+        "download link",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """events-query: the read side in the Prefect UI (the same rules as `compliance events list/show`).
 
-Runbook paragraph: started from the UI with a form. Given an event_id it
-leaves a markdown artifact of that event: metadata, its chain position (its
-and its predecessor's hashes), its anchor and audit path. Otherwise it leaves a
-table artifact of the newest 500 events matching a tenant (or, for an operator
-on the allow-list, every tenant), a window, event types and actor types.
+Runbook paragraph: started from the UI with a form that carries the
+operator's address and one-time code, checked when the run starts, before
+anything is read; only tenants the operator is granted are read (an empty
+tenant needs a cross-tenant grant, and that read is audited). With an event
+id, or a tenant and a seq, it leaves a table artifact of that one event: its
+fields, chain position (its and its predecessor's hashes), anchor and audit
+path; "previous" steps back one event along the chain, and the payload is
+shown only when asked for (that view is audited). Otherwise it leaves a table
+artifact of the newest 500 matching events, by default of the last 7 days.
+Every value shown is escaped and control characters are made visible.
 """
 
 from __future__ import annotations
@@ -12,88 +17,113 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from pydantic import BaseModel, Field
+from prefect.artifacts import create_table_artifact
+from pydantic import Field
 
+from compliance.display import safe_cell, safe_row
+from compliance.exports import EXPORT_COLUMNS
 from compliance.settings import Settings
+from flows.forms import (
+    ActorType,
+    EventType,
+    actor_types_field,
+    code_field,
+    event_types_field,
+    operator_field,
+    prefect_user,
+    window_field,
+    window_text,
+)
 from tasks.reads import list_events, show_event
 
-
-class EventsQuery(BaseModel):
-    """Which events to show."""
-
-    tenant_id: str | None = Field(
-        default=None, description="The tenant to read. Leave empty for every tenant (operators only: fill in operator)."
-    )
-    operator: str | None = Field(
-        default=None,
-        description="Your e-mail, if you are an operator reading across "
-        "tenants; it must be on COMPLIANCE_OPERATOR_EMAILS.",
-    )
-    since: str | None = Field(default=None, description="Only events that occurred at or after (RFC 3339)")
-    until: str | None = Field(default=None, description="Only events that occurred before (RFC 3339)")
-    event_types: list[str] | None = Field(default=None, description="Only these event types")
-    actor_types: list[str] | None = Field(default=None, description="Only these actor types")
-    event_id: str | None = Field(default=None, description="Show this one event in detail instead of a list")
+# The export's columns (the payload last, shown only on request), then what only a detail view has.
+_DETAIL_FIELDS = (
+    *(c for c in EXPORT_COLUMNS if c not in ("payload", "cadence_id", "event_index", "event_path")),
+    "anchor",
+    "event_index",
+    "event_path",
+    "status",
+    "payload",
+)
 
 
-class NotAllowed(PermissionError):
-    """A cross-tenant read by someone who is not an operator."""
-
-
-@flow(name="events-query")
-def events_query(query: EventsQuery) -> dict[str, Any]:
+@flow(
+    name="events-query",
+    description="Read the ledger as an operator: list the events of a window (by default the last 7 days), or "
+    "show one event (by id, or tenant and seq) with its chain position and anchor, stepping back along the chain "
+    "with 'Previous'. Give your operator address and its current one-time code.",
+)
+def events_query(
+    tenant_id: str = Field(
+        default="",
+        title="Tenant",
+        description="The tenant to read. Leave empty for every tenant: that needs a cross-tenant grant.",
+    ),
+    since: str = window_field("Since", "List events that occurred at or after this (UTC). Empty: 7 days before until."),
+    until: str = window_field("Until", "List events that occurred before this (UTC). Empty: now."),
+    event_types: list[EventType] = event_types_field(),
+    actor_types: list[ActorType] = actor_types_field(),
+    event_id: str = Field(
+        default="",
+        title="Show one event: id",
+        description="Show this one event in detail instead of a list (copy an id from a list).",
+    ),
+    seq: int = Field(
+        default=0,
+        ge=0,
+        title="Show one event: seq",
+        description="Or show the event at this position of the tenant's chain (with Tenant); 0 means a list.",
+    ),
+    previous: bool = Field(
+        default=False,
+        title="Show one event: previous",
+        description="Show the event before the chosen one in its tenant's chain instead (walks the chain back).",
+    ),
+    show_payload: bool = Field(
+        default=False,
+        title="Show one event: payload",
+        description="Also show the chosen event's payload; each such view is recorded in the ledger.",
+    ),
+    operator: str = operator_field(),
+    code: str = code_field(),
+) -> dict[str, Any]:
     """List matching events (newest 500) or show one event's chain position and anchor."""
     settings = Settings.from_env()
-    tenant = query.tenant_id or None
-    if tenant is None and not settings.is_operator(query.operator):
-        raise NotAllowed("OPERATOR_NOT_ALLOWED: give tenant_id, or an operator e-mail on COMPLIANCE_OPERATOR_EMAILS")
-    if query.event_id:
-        detail = show_event(settings, query.event_id, tenant=tenant)
-        if detail is None:
-            create_markdown_artifact(key="event-detail", markdown=f"# Event {query.event_id}\n\nNot found.")
-            return {"found": False}
-        create_markdown_artifact(key="event-detail", markdown=_detail_markdown(detail))
-        return {"found": True, "anchor": detail.get("anchor")}
-    rows = list_events(
+    tenant = tenant_id.strip() or None
+    user = prefect_user()
+    if event_id.strip() or seq:
+        detail = show_event(
+            settings,
+            operator=operator,
+            code=code,
+            event_id=event_id.strip() or None,
+            tenant=tenant,
+            seq=seq or None,
+            prev=previous,
+            payload=show_payload,
+            prefect_user=user,
+        )
+        rows = [{"field": k, "value": safe_cell(detail[k])} for k in _DETAIL_FIELDS if k in detail]
+        if not detail.get("found"):
+            rows = [{"field": "result", "value": safe_cell(detail.get("reason", "not found"))}]
+        create_table_artifact(key="event-detail", table=rows, description="one event, its chain position and anchor")
+        return {"found": bool(detail.get("found")), "anchor": detail.get("anchor"), "seq": detail.get("seq")}
+    listed = list_events(
         settings,
+        operator=operator,
+        code=code,
         tenant=tenant,
-        since=query.since,
-        until=query.until,
-        event_types=query.event_types,
-        actor_types=query.actor_types,
+        since=window_text(since, "since"),
+        until=window_text(until, "until"),
+        event_types=list(event_types),
+        actor_types=list(actor_types),
         limit=500,
+        prefect_user=user,
     )
+    rows = [safe_row(r) for r in listed["events"]]
     create_table_artifact(
         key="events-query",
         table=rows or [{"result": "no matching events"}],
-        description=f"{len(rows)} newest matching events",
+        description=f"{len(rows)} newest matching events from {listed['since']} to {listed['until']}",
     )
-    return {"events": len(rows)}
-
-
-def _detail_markdown(d: dict[str, Any]) -> str:
-    lines = [f"# Event `{d['event_id']}`", "", "| field | value |", "|---|---|"]
-    for key in (
-        "tenant_id",
-        "seq",
-        "occurred_at",
-        "recorded_at",
-        "actor_type",
-        "actor_id",
-        "source",
-        "event_type",
-        "payload",
-        "redacted_fields",
-        "prev_hash",
-        "event_hash",
-        "anchor",
-        "event_index",
-        "status",
-    ):
-        if key in d:
-            lines.append(f"| {key} | `{d[key]}` |")
-    if d.get("event_path"):
-        lines += ["", "## Audit path to the tenant's events_root", ""]
-        lines += [f"{i}. `{h}`" for i, h in enumerate(d["event_path"])]
-    return "\n".join(lines)
+    return {"events": len(rows), "since": listed["since"], "until": listed["until"]}

@@ -1,14 +1,17 @@
 """export-runner: produce one export an auditor can verify offline.
 
-Runbook paragraph: started per job, by `compliance export request` (with the
-job id) or from the Prefect UI (with the request form: it requests the job,
-then runs it). It claims the job queued -> running (a second delivery does
-nothing), streams the matching events with their audit paths into CSV or
-NDJSON, writes the manifest (filter, row count, SHA-256, the exported rows,
-and the tenant records of every anchor referenced, copied from proofs/),
-uploads both, and stores a 15-minute presigned download link. A failure marks
-the job failed with its reason; it is never left running. A progress artifact
-moves while it runs; a link artifact carries the download.
+Runbook paragraph: started from the Prefect UI with the request form (window,
+tenant, format, types, and the operator's address and one-time code: the code
+is checked when the run starts, before anything is read), or by `compliance
+export request` with the id of a job it queued. It claims the job queued ->
+running (a second delivery does nothing), streams the matching events with
+their audit paths into CSV or NDJSON, writes the manifest (filter, row count,
+SHA-256, the exported rows, and the tenant records of every anchor referenced,
+copied from proofs/) and uploads both. A failure marks the job failed with its
+reason; it is never left running. A progress artifact moves while it runs; a
+table artifact shows the job id, rows, format and SHA-256. No download link is
+made here: an operator mints one with `compliance export url JOB_ID`, so no
+artifact, result or log ever holds one.
 """
 
 from __future__ import annotations
@@ -16,39 +19,27 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_progress_artifact, update_progress_artifact
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from compliance.settings import Settings
-from tasks.exports import request_export, run_job
-
-
-class ExportRequest(BaseModel):
-    """An export request made from the Prefect UI (the same checks as `compliance export request`)."""
-
-    operator: str = Field(description="Your e-mail; it must be on COMPLIANCE_OPERATOR_EMAILS. The request is audited.")
-    format: Literal["csv", "ndjson"] = Field(
-        default="csv", description="csv (header row) or ndjson (one object a line)"
-    )
-    since: str = Field(description="Start of the window, RFC 3339 with offset, inclusive (e.g. 2026-11-01T00:00:00Z)")
-    until: str = Field(description="End of the window, RFC 3339 with offset, exclusive; at most 90 days after since")
-    tenant_id: str | None = Field(default=None, description="One tenant; leave empty for a cross-tenant export")
-    event_types: list[str] | None = Field(default=None, description="Only these event types (e.g. auth.signin.failure)")
-    actor_types: list[str] | None = Field(
-        default=None, description="Only these actor types: user, service, agent, system, operator"
-    )
-
-    def filter_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"since": self.since, "until": self.until}
-        for key in ("tenant_id", "event_types", "actor_types"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        return out
+from flows.forms import (
+    ActorType,
+    EventType,
+    actor_types_field,
+    code_field,
+    event_types_field,
+    operator_field,
+    prefect_user,
+    window_field,
+    window_text,
+)
+from tasks.exports import JobOutcome, request_export, run_job
 
 
 @task(name="run-export-job", cache_policy=NO_CACHE, retries=0)
-def run_export_task(settings: Settings, job_id: str, artifact_id: Any) -> Any:
+def run_export_task(settings: Settings, job_id: str, artifact_id: Any) -> JobOutcome | None:
     last = [0.0]
 
     def progress(done: int, total: int) -> None:
@@ -60,16 +51,49 @@ def run_export_task(settings: Settings, job_id: str, artifact_id: Any) -> Any:
     return run_job(settings, job_id, progress)
 
 
-@flow(name="export-runner")
-def export_runner(job_id: str | None = None, request: ExportRequest | None = None) -> dict[str, Any]:
-    """Run export job ``job_id``; or, given a ``request`` (the UI form), request it and then run it."""
+@flow(
+    name="export-runner",
+    description="Export the events of a window for an auditor: fill in the window, a tenant (or none, with a "
+    "cross-tenant grant), the format, and your operator address with its current one-time code. The result names "
+    "the job; fetch the file with `compliance export url JOB_ID --operator EMAIL --code CODE`.",
+)
+def export_runner(
+    since: str = window_field("Since", "Start of the window, inclusive (UTC). The window is at most 90 days."),
+    until: str = window_field("Until", "End of the window, exclusive (UTC); after since."),
+    tenant_id: str = Field(
+        default="",
+        title="Tenant",
+        description="The tenant to export. Leave empty for every tenant: that needs a cross-tenant grant.",
+    ),
+    format: Literal["csv", "ndjson"] = Field(
+        default="csv", title="Format", description="csv (a header row, one event a row) or ndjson (one object a line)"
+    ),
+    event_types: list[EventType] = event_types_field(),
+    actor_types: list[ActorType] = actor_types_field(),
+    operator: str = operator_field(),
+    code: str = code_field(),
+    job_id: str = Field(
+        default="",
+        title="Advanced: queued job id",
+        description="Leave empty. Set only to run a job already queued by `compliance export request` (that "
+        "request was checked then; the fields above are then ignored).",
+    ),
+) -> dict[str, Any]:
+    """Request an export from the form's fields and run it, or run the queued job ``job_id``."""
     logger = get_run_logger()
     settings = Settings.from_env()
-    if job_id is None:
-        if request is None:
-            raise ValueError("give job_id (a queued job) or request (operator, format, window, ...)")
+    if not job_id:
+        flt: dict[str, Any] = {"since": window_text(since, "since"), "until": window_text(until, "until")}
+        if flt["since"] is None or flt["until"] is None:
+            raise ValueError("since and until are required: pick the start and the end of the window")
+        if tenant_id.strip():
+            flt["tenant_id"] = tenant_id.strip()
+        if event_types:
+            flt["event_types"] = list(event_types)
+        if actor_types:
+            flt["actor_types"] = list(actor_types)
         job_id = request_export(
-            settings, operator=request.operator, fmt=request.format, filter_text=request.filter_json()
+            settings, operator=operator, code=code, fmt=format, filter_text=flt, prefect_user=prefect_user()
         )
         logger.info("requested export %s", job_id)
     artifact_id = create_progress_artifact(progress=0.0, key="export-progress", description=f"export {job_id}")
@@ -78,16 +102,9 @@ def export_runner(job_id: str | None = None, request: ExportRequest | None = Non
         logger.info("export %s was not queued (already claimed): nothing to do", job_id)
         return {"job_id": job_id, "status": "not-queued"}
     update_progress_artifact(artifact_id=artifact_id, progress=100.0)
-    create_link_artifact(
-        key="export-download",
-        link=outcome.url,
-        link_text=f"events ({outcome.rows} rows), valid until {outcome.url_expires_at}",
-        description=f"export {job_id}: sha256 {outcome.data_sha256}",
+    create_table_artifact(
+        key="export-result",
+        table=[{"job id": job_id, "rows": outcome.rows, "format": outcome.format, "sha256": outcome.data_sha256}],
+        description=f"export {job_id}: download with `compliance export url {job_id} --operator EMAIL --code CODE`",
     )
-    return {
-        "job_id": job_id,
-        "status": outcome.status,
-        "rows": outcome.rows,
-        "url": outcome.url,
-        "url_expires_at": outcome.url_expires_at,
-    }
+    return {"job_id": job_id, "status": outcome.status, "rows": outcome.rows, "format": outcome.format}

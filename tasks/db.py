@@ -26,6 +26,7 @@ ROLES = (
     "compliance_anchorer",
     "compliance_exporter",
     "compliance_watchdog",
+    "compliance_operator",
 )
 
 

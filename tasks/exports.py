@@ -30,10 +30,12 @@ from compliance.exports import (
     parse_filter,
 )
 from compliance.merkle import tree_levels
+from compliance.operators import normalise_address
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.anchoring import range_leaves
 from tasks.db import connect, utc_text_sql
+from tasks.operators import LEDGER_TENANT, authenticate
 from tasks.outbox import emit
 from tasks.storage import MultipartWriter, s3_client
 
@@ -43,48 +45,74 @@ __all__ = [
     "JobOutcome",
     "fresh_url",
     "job_status",
+    "queue_export",
     "request_export",
     "run_job",
     "write_export",
 ]
 
-PLATFORM_TENANT = "_platform"  # the chain that records cross-tenant (operator) exports
+PLATFORM_TENANT = LEDGER_TENANT  # the chain that records cross-tenant (operator) exports
 URL_SECONDS = 900
 
 
 def request_export(
-    settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any], now: datetime | None = None
+    settings: Settings,
+    *,
+    operator: str,
+    code: str,
+    fmt: str,
+    filter_text: str | dict[str, Any],
+    now: datetime | None = None,
+    prefect_user: str | None = None,
 ) -> str:
-    """Validate and queue an export; the job row and its `data.export_initiated` event commit together.
-    Raises :class:`ExportRefused` (nothing written)."""
-    if not settings.is_operator(operator):
-        raise ExportRefused(
-            "OPERATOR_NOT_ALLOWED",
-            f"{operator!r} is not on the operator allow-list "
-            "(COMPLIANCE_OPERATOR_EMAILS); ask an operator to request the export",
-        )
+    """Validate the request, check the operator's code and grants (one tenant, or cross-tenant without
+    ``tenant_id``), then queue the job. Raises :class:`ExportRefused` or :class:`OperatorRefused` (nothing
+    written but a refused code's failure count)."""
+    _check_format(fmt)
+    flt = parse_filter(filter_text, known_event_types=Registry.default().names())
+    address = authenticate(
+        settings,
+        operator,
+        code,
+        tenants=[flt.tenant_id] if flt.tenant_id else [],
+        cross_tenant=flt.tenant_id is None,
+    )
+    return queue_export(settings, operator=address, fmt=fmt, filter_text=flt.as_json(), now=now)
+
+
+def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         raise ExportRefused("FILTER_INVALID", f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+def queue_export(
+    settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any], now: datetime | None = None
+) -> str:
+    """Queue an export for an operator already authenticated (or for a holder of the exporter's URL, trusted by
+    construction): validated, rate-limited on the normalised address, and committed together with its
+    `data.export_initiated` event. Raises :class:`ExportRefused` (nothing written)."""
+    _check_format(fmt)
     registry = Registry.default()
     flt = parse_filter(filter_text, known_event_types=registry.names())
+    address = normalise_address(operator)
     now = now or datetime.now(UTC)
     job_id = new_event_id()
     with connect(settings, "compliance_exporter") as conn, conn.transaction():
         # One operator's requests are serialised, so the rate limit cannot be raced.
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('export-rate:' || %s))", (operator.lower(),))
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('export-rate:' || %s))", (address,))
         previous = [
             r[0]
             for r in conn.execute(
-                "SELECT requested_at FROM compliance.export_jobs WHERE lower(operator) = lower(%s) "
+                "SELECT requested_at FROM compliance.export_jobs WHERE operator = %s "
                 "AND requested_at > %s::timestamptz - interval '1 hour'",
-                (operator, now),
+                (address, now),
             )
         ]
         check_rate(previous, now)
         conn.execute(
             "INSERT INTO compliance.export_jobs (job_id, operator, format, filter, requested_at) "
             "VALUES (%s, %s, %s, %s, %s)",
-            (job_id, operator, fmt, json.dumps(flt.as_json()), now),
+            (job_id, address, fmt, json.dumps(flt.as_json()), now),
         )
         emit(
             conn,
@@ -92,10 +120,10 @@ def request_export(
                 "tenant_id": flt.tenant_id or PLATFORM_TENANT,
                 "occurred_at": now,
                 "actor_type": "operator",
-                "actor_id": operator,
+                "actor_id": address,
                 "source": "compliance-export",
                 "event_type": "data.export_initiated",
-                "payload": {"exportJobId": job_id, "format": fmt, "filter": flt.as_json(), "requestedBy": operator},
+                "payload": {"exportJobId": job_id, "format": fmt, "filter": flt.as_json(), "requestedBy": address},
             },
             registry=registry,
         )
@@ -110,8 +138,7 @@ class JobOutcome:
     data_key: str
     manifest_key: str
     data_sha256: str
-    url: str
-    url_expires_at: str
+    format: str
     seconds: float
 
 
@@ -335,16 +362,12 @@ def _produce(
         ContentType="application/json",
         Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode(),
     )
-    url, expires = _presign(s3, settings.export_bucket, data_key)
     conn.execute(
         "UPDATE compliance.export_jobs SET status = 'complete', finished_at = clock_timestamp(), row_count = %s, "
-        "data_sha256 = %s, object_key = %s, manifest_key = %s, download_url = %s, url_expires_at = %s "
-        "WHERE job_id = %s AND status = 'running'",
-        (rows, sha, data_key, manifest_key, url, expires, job_id),
+        "data_sha256 = %s, object_key = %s, manifest_key = %s WHERE job_id = %s AND status = 'running'",
+        (rows, sha, data_key, manifest_key, job_id),
     )
-    return JobOutcome(
-        job_id, "complete", rows, data_key, manifest_key, sha, url, utc_text(expires), time.perf_counter() - started
-    )
+    return JobOutcome(job_id, "complete", rows, data_key, manifest_key, sha, fmt, time.perf_counter() - started)
 
 
 def _proof_lines(s3: Any, bucket: str, cid: str, tenants: set[str]) -> list[dict[str, Any]]:
@@ -358,11 +381,11 @@ def _presign(s3: Any, bucket: str, key: str) -> tuple[str, datetime]:
 
 
 def job_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    """The job's row for the ledger's own code (the exporter role): no link is ever stored in it."""
     with connect(settings, "compliance_exporter", autocommit=True) as conn:
         row = conn.execute(
             "SELECT job_id::text, status, operator, format, filter, requested_at, started_at, finished_at, row_count, "
-            "data_sha256, object_key, manifest_key, download_url, url_expires_at, job_error "
-            "FROM compliance.export_jobs WHERE job_id = %s::uuid",
+            "data_sha256, object_key, manifest_key, job_error FROM compliance.export_jobs WHERE job_id = %s::uuid",
             (job_id,),
         ).fetchone()
     if row is None:
@@ -380,48 +403,53 @@ def job_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
         "data_sha256",
         "object_key",
         "manifest_key",
-        "download_url",
-        "url_expires_at",
         "job_error",
     )
     out = dict(zip(keys, row))
-    for k in ("requested_at", "started_at", "finished_at", "url_expires_at"):
+    for k in ("requested_at", "started_at", "finished_at"):
         if out[k] is not None:
             out[k] = utc_text(out[k])
     return out
 
 
-def fresh_url(settings: Settings, job_id: str, operator: str) -> tuple[str, str]:
-    """A new 15-minute URL for a complete job whose URL has expired; audited as data.export_url_issued."""
-    if not settings.is_operator(operator):
-        raise ExportRefused("OPERATOR_NOT_ALLOWED", f"{operator!r} is not on the operator allow-list")
-    with connect(settings, "compliance_exporter") as conn, conn.transaction():
+def public_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    """What `export status` shows anyone: state, format, rows and age (``compliance.export_job_status``)."""
+    try:
+        with connect(settings, "compliance_operator", autocommit=True) as conn:
+            return conn.execute("SELECT compliance.export_job_status(%s::uuid)", (job_id,)).fetchone()[0]  # type: ignore[index]
+    except psycopg.errors.InvalidTextRepresentation:
+        return None
+
+
+def fresh_url(
+    settings: Settings, job_id: str, operator: str, code: str, *, prefect_user: str | None = None
+) -> tuple[str, str]:
+    """A fresh 15-minute download link for a complete job, minted for an operator whose code checks and whose
+    grants cover the job's filter; audited as ``data.export_url_issued`` and stored nowhere. Raises
+    :class:`OperatorRefused`, or ValueError when the job has no file to link to."""
+    with connect(settings, "compliance_exporter", autocommit=True) as conn:
         row = conn.execute(
-            "SELECT status, object_key, url_expires_at, filter FROM compliance.export_jobs "
-            "WHERE job_id = %s::uuid FOR UPDATE",
-            (job_id,),
+            "SELECT status, object_key, filter FROM compliance.export_jobs WHERE job_id = %s::uuid", (job_id,)
         ).fetchone()
-        if row is None or row[0] != "complete":
-            raise ValueError(
-                f"export {job_id} is {'unknown' if row is None else row[0]}; only a complete export has a download"
-            )
-        if row[2] is not None and row[2] > datetime.now(UTC):
-            raise ValueError(f"the current URL is valid until {utc_text(row[2])}; see `compliance export status`")
-        url, expires = _presign(s3_client(settings), settings.export_bucket, row[1])
-        conn.execute(
-            "UPDATE compliance.export_jobs SET download_url = %s, url_expires_at = %s WHERE job_id = %s",
-            (url, expires, job_id),
+    tenant = None if row is None else row[2].get("tenant_id")
+    address = authenticate(settings, operator, code, tenants=[tenant] if tenant else [], cross_tenant=tenant is None)
+    if row is None or row[0] != "complete":
+        raise ValueError(
+            f"export {job_id} is {'unknown' if row is None else row[0]}; only a complete export has a download"
         )
+    url, expires = _presign(s3_client(settings), settings.export_bucket, row[1])
+    with connect(settings, "compliance_exporter") as conn, conn.transaction():
         emit(
             conn,
             {
-                "tenant_id": row[3].get("tenant_id") or PLATFORM_TENANT,
+                "tenant_id": PLATFORM_TENANT,
                 "occurred_at": datetime.now(UTC),
                 "actor_type": "operator",
-                "actor_id": operator,
+                "actor_id": address,
                 "source": "compliance-export",
                 "event_type": "data.export_url_issued",
-                "payload": {"exportJobId": job_id, "requestedBy": operator, "expiresAt": utc_text(expires)},
+                "payload": {"exportJobId": job_id, "operator": address}
+                | ({"prefectUser": prefect_user} if prefect_user else {}),
             },
         )
     return url, utc_text(expires)

@@ -1,141 +1,124 @@
-"""The read side (`compliance events list/show`, the events-query flow), as compliance_reader.
+"""The read side (`compliance events list/show`, the events-query flow), for an authenticated operator.
 
-``tenant=None`` means a cross-tenant read; callers decide who may make one
-(only operators on COMPLIANCE_OPERATOR_EMAILS).
+Both reads go through the database functions ``compliance.operator_events`` and ``compliance.operator_event``
+as the ``compliance_operator`` role: the code check, the grants, the 7-day default window and the audit of
+cross-tenant reads and payload views live there, so a command-line user holding only that role meets the
+same rules. A refusal raises :class:`compliance.operators.OperatorRefused` (nothing read).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+
+from compliance.operators import OperatorRefused, normalise_address
 from compliance.settings import Settings
-from compliance.timefmt import parse_utc_text, utc_text
+from compliance.timefmt import parse_utc_text
 from tasks.db import connect
 
 __all__ = ["list_events", "show_event"]
 
-_ANCHOR = """
-(SELECT 'ANCHORED ' || r.cadence_id FROM compliance.anchor_ranges r
-  WHERE r.tenant_id = e.tenant_id AND r.first_seq <= e.seq AND r.last_seq >= e.seq)
-"""
+
+def _answer(answer: dict[str, Any]) -> dict[str, Any]:
+    if "refused" in answer:
+        raise OperatorRefused(answer["refused"], answer["message"])
+    return answer
 
 
 def list_events(
     settings: Settings,
     *,
+    operator: str | None,
+    code: str | None,
     tenant: str | None,
     since: str | None = None,
     until: str | None = None,
     event_types: list[str] | None = None,
     actor_types: list[str] | None = None,
     limit: int = 100,
-) -> list[dict[str, Any]]:
-    """The newest ``limit`` events matching, newest first."""
-    clauses, params = [], []
-    if tenant:
-        clauses.append("e.tenant_id = %s")
-        params.append(tenant)
-    if since:
-        clauses.append("e.occurred_at >= %s")
-        params.append(parse_utc_text(since))
-    if until:
-        clauses.append("e.occurred_at < %s")
-        params.append(parse_utc_text(until))
-    if event_types:
-        clauses.append("e.event_type = ANY(%s)")
-        params.append(event_types)
-    if actor_types:
-        clauses.append("e.actor_type = ANY(%s)")
-        params.append(actor_types)
-    where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
-    sql = (
-        "SELECT e.tenant_id, e.seq, e.event_id::text, e.occurred_at, e.recorded_at, e.actor_type, e.actor_id, "
-        f"e.source, e.event_type, e.event_hash, coalesce({_ANCHOR}, 'PENDING') "
-        f"FROM compliance.events e {where} ORDER BY e.recorded_at DESC, e.tenant_id, e.seq DESC LIMIT %s"
-    )
-    with connect(settings, "compliance_reader", autocommit=True) as conn:
-        rows = conn.execute(sql, [*params, max(1, min(limit, 10_000))]).fetchall()
-    return [
-        {
-            "tenant_id": r[0],
-            "seq": r[1],
-            "event_id": r[2],
-            "occurred_at": utc_text(r[3]),
-            "recorded_at": utc_text(r[4]),
-            "actor_type": r[5],
-            "actor_id": r[6],
-            "source": r[7],
-            "event_type": r[8],
-            "event_hash": bytes(r[9]).hex(),
-            "anchor": r[10],
-        }
-        for r in rows
-    ]
+    prefect_user: str | None = None,
+) -> dict[str, Any]:
+    """``{"since", "until", "events"}``: the newest ``limit`` events matching, newest first; the window
+    defaults to the 7 days before ``until`` (before now). ``tenant=None`` is a cross-tenant read (audited)."""
+    with connect(settings, "compliance_operator", autocommit=True) as conn:
+        answer = conn.execute(
+            "SELECT compliance.operator_events(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                normalise_address(operator),
+                (code or "").strip(),
+                tenant or None,
+                parse_utc_text(since) if since else None,
+                parse_utc_text(until) if until else None,
+                event_types or None,
+                actor_types or None,
+                max(1, min(limit, 10_000)),
+                prefect_user,
+            ),
+        ).fetchone()[0]  # type: ignore[index]
+    return _answer(answer)
 
 
-def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict[str, Any] | None:
-    """One event's fields, chain position and anchor status; None when absent (or another tenant's)."""
-    sql = (
-        "SELECT e.tenant_id, e.seq, e.event_id::text, e.occurred_at, e.recorded_at, e.actor_type, e.actor_id, "
-        f"e.source, e.event_type, e.payload, e.redacted_fields, e.prev_hash, e.event_hash, coalesce({_ANCHOR}, 'PENDING') "
-        "FROM compliance.events e WHERE e.event_id = %s::uuid" + (" AND e.tenant_id = %s" if tenant else "")
-    )
-    try:
-        params: list[Any] = [event_id.lower()] + ([tenant] if tenant else [])
-        with connect(settings, "compliance_reader", autocommit=True) as conn:
-            r = conn.execute(sql, params).fetchone()
-            if r is None:
-                pending = conn.execute(
-                    "SELECT tenant_id, NULL FROM compliance.outbox_pending WHERE event_id = %s::uuid"
-                    + (" AND tenant_id = %s" if tenant else "")
-                    + " UNION ALL SELECT tenant_id, error FROM compliance.outbox_poison WHERE event_id = %s::uuid"
-                    + (" AND tenant_id = %s" if tenant else ""),
-                    params + params,
-                ).fetchone()
-                if pending is not None:
-                    status = f"POISONED: {pending[1]}" if pending[1] else "IN OUTBOX (not chained yet)"
-                    return {
-                        "event_id": event_id.lower(),
-                        "tenant_id": pending[0],
-                        "status": status,
-                        "anchor": "PENDING",
-                    }
-                return None
-    except Exception as exc:  # a malformed id is "not found", not a crash
-        if "invalid input syntax for type uuid" in str(exc):
-            return None
-        raise
-    detail = {
-        "tenant_id": r[0],
-        "seq": r[1],
-        "event_id": r[2],
-        "occurred_at": utc_text(r[3]),
-        "recorded_at": utc_text(r[4]),
-        "actor_type": r[5],
-        "actor_id": r[6],
-        "source": r[7],
-        "event_type": r[8],
-        "payload": r[9],
-        "redacted_fields": r[10],
-        "prev_hash": bytes(r[11]).hex(),
-        "event_hash": bytes(r[12]).hex(),
-        "anchor": r[13],
-    }
-    if r[13] != "PENDING":
-        detail.update(_audit_path(settings, r[0], r[1]))
+def show_event(
+    settings: Settings,
+    *,
+    operator: str | None,
+    code: str | None,
+    event_id: str | None = None,
+    tenant: str | None = None,
+    seq: int | None = None,
+    prev: bool = False,
+    payload: bool = False,
+    prefect_user: str | None = None,
+) -> dict[str, Any]:
+    """One event (by ``event_id``, or ``tenant`` and ``seq``; with ``prev`` the one before it in its chain):
+    ``found``, its fields, ``prev_hash``/``event_hash``, anchor status, and for an anchored event its audit path.
+    The payload only with ``payload=True`` (audited as ``data.payload_viewed``)."""
+    if event_id is None and (tenant is None or seq is None):
+        raise ValueError("name the event: an event id, or a tenant and a seq")
+    if event_id is not None and not _is_uuid(event_id):
+        raise ValueError(f"event id {event_id!r} is not a UUID; copy it from `compliance events list`")
+    if seq is not None and seq < 1:
+        raise ValueError(f"seq {seq}: a chain starts at seq 1")
+    with connect(settings, "compliance_operator", autocommit=True) as conn:
+        answer = conn.execute(
+            "SELECT compliance.operator_event(%s, %s, %s::uuid, %s, %s, %s, %s, %s)",
+            (
+                normalise_address(operator),
+                (code or "").strip(),
+                event_id.strip().lower() if event_id else None,
+                tenant or None,
+                seq,
+                prev,
+                payload,
+                prefect_user,
+            ),
+        ).fetchone()[0]  # type: ignore[index]
+    detail = _answer(answer)
+    if "event_index" in detail:
+        detail["event_path"] = _audit_path(settings, detail)
     return detail
 
 
-def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
-    """The event's index in its anchored range and its audit path to that range's events_root."""
+def _is_uuid(text: str) -> bool:
+    import uuid
+
+    try:
+        uuid.UUID(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _audit_path(settings: Settings, detail: dict[str, Any]) -> list[str] | str:
+    """The event's audit path to its range's events_root (the anchor's proof, step one). It needs the event
+    hashes of the whole range, which only the reader role reads; without it, say where the path is checked."""
     from compliance.merkle import audit_path
     from tasks.anchoring import range_leaves
 
-    with connect(settings, "compliance_reader", autocommit=True) as conn:
-        first, last = conn.execute(
-            "SELECT first_seq, last_seq FROM compliance.anchor_ranges WHERE tenant_id = %s AND first_seq <= %s "
-            "AND last_seq >= %s",
-            (tenant, seq, seq),
-        ).fetchone()  # type: ignore[misc]
-        leaves = range_leaves(conn, tenant, first, last)
-    return {"event_index": seq - first, "event_path": [p.hex() for p in audit_path(seq - first, leaves)]}
+    try:
+        with connect(settings, "compliance_reader", autocommit=True) as conn:
+            leaves = range_leaves(conn, detail["tenant_id"], detail["range_first_seq"], detail["range_last_seq"])
+    except psycopg.errors.InsufficientPrivilege:
+        return "not shown: computing it needs the reader role; `compliance verify export` checks every path"
+    return [p.hex() for p in audit_path(detail["event_index"], leaves)]

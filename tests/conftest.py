@@ -106,7 +106,6 @@ def settings(db_url: str, s3_endpoint: str) -> Settings:
         s3_endpoint_url=s3_endpoint,
         anchor_bucket=f"anchors-{suffix}",
         export_bucket=f"exports-{suffix}",
-        operator_emails=frozenset({"ops@example.com"}),
         retention_days=1,
     )
     s3 = s3_client(s)
@@ -122,7 +121,6 @@ def env_for(monkeypatch: pytest.MonkeyPatch) -> Any:
     def apply(s: Settings) -> dict[str, str]:
         env = {
             "COMPLIANCE_DATABASE_URL": s.database_url or "",
-            "COMPLIANCE_OPERATOR_EMAILS": ",".join(sorted(s.operator_emails)),
             "COMPLIANCE_ANCHOR_BUCKET": s.anchor_bucket,
             "COMPLIANCE_EXPORT_BUCKET": s.export_bucket,
             "COMPLIANCE_RETENTION_DAYS": str(s.retention_days),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compliance.settings import Settings
@@ -10,7 +12,7 @@ from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
 from tasks.outbox import emit_batch
-from tests.conftest import run_cli, sample_event
+from tests.conftest import sample_event
 from tests.test_anchor import KEY
 
 
@@ -31,9 +33,34 @@ def test_six_deployments_with_their_schedules_and_limits() -> None:
     assert production["export-runner"].interval is None and production["events-query"].cron is None
     assert production["anchor"].concurrency == 1 and production["drain-outbox"].concurrency == 1
     assert all(s.description for s in specs())
-    deployment = production["export-runner"].to_deployment()
-    props = deployment._parameter_openapi_schema.model_dump()["definitions"]["ExportRequest"]["properties"]
-    assert all(props[k].get("description") for k in ("operator", "format", "since", "until", "tenant_id"))
+
+
+def test_the_operator_forms_are_plain_fields_with_descriptions_dropdowns_and_pickers() -> None:
+    production = {s.name: s for s in specs()}
+    for name, request_first, last in (
+        ("export-runner", ["since", "until", "tenant_id", "format"], ["operator", "code", "job_id"]),
+        ("events-query", ["tenant_id", "since", "until"], ["operator", "code"]),
+    ):
+        deployment = production[name].to_deployment()
+        schema = deployment._parameter_openapi_schema.model_dump()
+        props = schema["properties"]
+        order = list(props)
+        assert order[: len(request_first)] == request_first and order[-len(last) :] == last, order
+        for key, prop in props.items():
+            assert prop.get("description"), (name, key)
+            assert "anyOf" not in prop and prop.get("type") != "null", (name, key)  # no Optional toggles
+            assert "default" in prop, (name, key)  # every field can be left as it is
+        assert props["since"]["format"] == "date-time" and props["until"]["format"] == "date-time"
+        items = props["event_types"]["items"]
+        items = schema["definitions"][items["$ref"].split("/")[-1]] if "$ref" in items else items
+        assert "auth.signin.success" in items["enum"]
+        actors = props["actor_types"]["items"]
+        actors = schema["definitions"][actors["$ref"].split("/")[-1]] if "$ref" in actors else actors
+        assert set(actors["enum"]) == {"user", "service", "agent", "system", "operator"}
+        assert "authenticator app" in props["code"]["description"]
+        assert deployment.description
+    export_props = production["export-runner"].to_deployment()._parameter_openapi_schema.model_dump()["properties"]
+    assert export_props["format"]["enum"] == ["csv", "ndjson"] and export_props["format"]["default"] == "csv"
 
 
 @pytest.fixture
@@ -45,35 +72,77 @@ def anchored_ledger(settings: Settings) -> Settings:
     return settings
 
 
-def test_events_query_lists_and_shows_with_the_reader_rules(
+def test_events_query_lists_and_shows_within_the_operators_grants(
     anchored_ledger: Settings, env_for, prefect_harness
 ) -> None:
-    from flows.events_query import EventsQuery, NotAllowed, events_query
+    from compliance.operators import OperatorRefused
+    from flows.events_query import events_query
+    from tasks.operators import enrol
+    from tests.test_operators import Authenticator
 
     env_for(anchored_ledger)
-    assert events_query(EventsQuery(tenant_id="t0")) == {"events": 5}
-    assert events_query(EventsQuery(operator="ops@example.com")) == {"events": 10}
-    with pytest.raises(NotAllowed):
-        events_query(EventsQuery(operator="mallory@example.com"))
-    with connect(anchored_ledger, None, autocommit=True) as conn:
-        event_id = conn.execute(
-            "SELECT event_id::text FROM compliance.events WHERE tenant_id = 't1' AND seq = 2"
-        ).fetchone()[0]
-    shown = events_query(EventsQuery(tenant_id="t1", event_id=event_id))
-    assert shown["found"] and shown["anchor"].startswith("ANCHORED ")
-    assert events_query(EventsQuery(tenant_id="t0", event_id=event_id)) == {"found": False}  # another tenant's
+    window = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+    t0_ops = Authenticator(anchored_ledger, enrol(anchored_ledger, "t0@example.com", tenants=["t0"]))
+    platform = Authenticator(anchored_ledger, enrol(anchored_ledger, "all@example.com", cross_tenant=True))
+    listed = events_query(tenant_id="t0", operator=t0_ops.address, code=t0_ops.code(), **window)
+    assert listed["events"] == 5
+    assert events_query(operator=platform.address, code=platform.code(), **window)["events"] == 10
+    with pytest.raises(OperatorRefused, match="TENANT_NOT_GRANTED"):
+        events_query(operator=t0_ops.address, code=t0_ops.code(), **window)
+    with pytest.raises(OperatorRefused, match="OPERATOR_NOT_AUTHENTICATED"):
+        events_query(tenant_id="t0", operator=t0_ops.address, code=t0_ops.wrong_code(), **window)
+    shown = events_query(tenant_id="t1", seq=2, operator=platform.address, code=platform.code())
+    assert shown["found"] and shown["anchor"].startswith("ANCHORED ") and shown["seq"] == 2
+    back = events_query(tenant_id="t1", seq=2, previous=True, operator=platform.address, code=platform.code())
+    assert back["seq"] == 1
 
 
-def test_cli_cross_tenant_reads_need_an_operator(anchored_ledger: Settings, env_for) -> None:
-    env = env_for(anchored_ledger)
-    refused = run_cli(["events", "list"], env)
-    assert refused.returncode == 2
-    not_op = run_cli(["events", "list", "--operator", "mallory@example.com"], env)
-    assert not_op.returncode == 2 and "OPERATOR_NOT_ALLOWED" in not_op.stderr
-    ok = run_cli(["events", "list", "--operator", "ops@example.com", "--json"], env)
-    assert ok.returncode == 0 and ok.stdout.count('"event_id"') == 10
-    own = run_cli(["events", "list", "--tenant", "t1", "--json"], env)
-    assert own.stdout.count('"tenant_id": "t1"') == 5 and '"t0"' not in own.stdout
+def test_events_query_artifacts_escape_every_value_and_show_payloads_only_on_request(
+    settings: Settings, env_for, prefect_harness
+) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    from flows.events_query import events_query
+    from tasks.operators import enrol
+    from tests.test_operators import Authenticator
+
+    env_for(settings)
+    hostile = "x|y`z](http://evil.example) <b>| forged | row |"  # no control character: SPEC §1 allows these
+    with connect(settings, "compliance_writer") as conn, conn.transaction():
+        emit_batch(conn, [sample_event(1, tenant="acme", actor_id=hostile, event_type="auth.signout",
+                                       payload={"userId": "u-secret"})])
+    drain_pending.fn(settings)
+    ops = Authenticator(settings, enrol(settings, "ops@example.com", tenants=["acme"]))
+    window = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+
+    def artifact(key: str, run_state: object) -> str:
+        run_id = run_state.state_details.flow_run_id  # type: ignore[attr-defined]
+        with get_client(sync_client=True) as client:
+            found = client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    key=ArtifactFilterKey(any_=[key]), flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])
+                )
+            )
+        assert len(found) == 1
+        data = found[0].data
+        return data if isinstance(data, str) else json.dumps(data)
+
+    listed = artifact(
+        "events-query", events_query(tenant_id="acme", operator=ops.address, code=ops.code(), return_state=True, **window)
+    )
+    assert json.loads(listed)[0]["actor_id"] == (
+        "x\\|y\\`z\\](http://evil.example) \\<b\\>\\| forged \\| row \\|"
+    )
+    plain = artifact(
+        "event-detail", events_query(tenant_id="acme", seq=1, operator=ops.address, code=ops.code(), return_state=True)
+    )
+    assert "u-secret" not in plain
+    detailed = artifact(
+        "event-detail",
+        events_query(tenant_id="acme", seq=1, show_payload=True, operator=ops.address, code=ops.code(), return_state=True),
+    )
+    assert "u-secret" in detailed
 
 
 def test_blocks_render_as_self_explaining_forms() -> None:

@@ -158,7 +158,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
 
     from tasks.anchoring import anchor_once
     from tasks.drain import drain_pending
-    from tasks.exports import request_export, run_job
+    from tasks.exports import queue_export, run_job
     from tasks.outbox import emit_batch
     from tests.conftest import sample_event
     from tests.test_anchor import KEY
@@ -189,7 +189,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
         )
     drain_pending.fn(settings)
     anchor_once(settings, KEY)
-    job = request_export(
+    job = queue_export(
         settings,
         operator="ops@example.com",
         fmt="ndjson",

@@ -12,7 +12,7 @@ from compliance.watchdog import judge
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import request_export
+from tasks.exports import queue_export
 from tasks.outbox import emit_batch
 from tasks.storage import s3_client
 from tasks.watchdog import STALLED_ERROR, measure
@@ -66,7 +66,7 @@ def test_outbox_and_poison_figures(settings: Settings) -> None:
 
 
 def test_a_stuck_export_is_failed_by_the_watchdog(settings: Settings) -> None:
-    job = request_export(
+    job = queue_export(
         settings,
         operator="ops@example.com",
         fmt="csv",

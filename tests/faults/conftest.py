@@ -141,7 +141,6 @@ def fault_stack(fault_pg: RestartablePostgres, s3_proxy: S3Proxy, prefect_server
         s3_endpoint_url=s3_proxy.url,
         anchor_bucket=f"fault-anchors-{suffix}",
         export_bucket=f"fault-exports-{suffix}",
-        operator_emails=frozenset({"ops@example.com"}),
         retention_days=1,
     )
     s3 = s3_client(settings)
@@ -152,7 +151,6 @@ def fault_stack(fault_pg: RestartablePostgres, s3_proxy: S3Proxy, prefect_server
         "COMPLIANCE_S3_ENDPOINT_URL": s3_proxy.url,
         "COMPLIANCE_ANCHOR_BUCKET": settings.anchor_bucket,
         "COMPLIANCE_EXPORT_BUCKET": settings.export_bucket,
-        "COMPLIANCE_OPERATOR_EMAILS": "ops@example.com",
         "COMPLIANCE_RETENTION_DAYS": "1",
         "COMPLIANCE_SIGNING_KEY": TEST_SIGNING_KEY,
         "PREFECT_API_URL": prefect_server,

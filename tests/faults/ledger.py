@@ -82,9 +82,9 @@ WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}  # e
 
 
 def request_job(settings: Settings, fmt: str = "csv") -> str:
-    from tasks.exports import request_export
+    from tasks.exports import queue_export
 
-    return request_export(settings, operator="ops@example.com", fmt=fmt, filter_text=WINDOW)
+    return queue_export(settings, operator="ops@example.com", fmt=fmt, filter_text=WINDOW)
 
 
 def job_row(settings: Settings, job_id: str) -> tuple[str, str | None, str | None]:
@@ -104,9 +104,8 @@ def export_objects(settings: Settings, job_id: str) -> list[str]:
 
 
 def verified_export(settings: Settings, job_id: str, tmp_path: Any) -> Any:
-    """Download a complete job's file by its presigned URL and verify it offline against the anchor bucket."""
+    """Download a complete job's file and verify it offline against the anchor bucket."""
     import json
-    import urllib.request
 
     from compliance.verify_export import ExportVerifier
     from tasks.exports import job_status
@@ -115,8 +114,7 @@ def verified_export(settings: Settings, job_id: str, tmp_path: Any) -> Any:
     status = job_status(settings, job_id)
     assert status is not None and status["status"] == "complete", status
     data = tmp_path / f"{job_id}.export"
-    with urllib.request.urlopen(status["download_url"]) as resp:
-        data.write_bytes(resp.read())
     s3 = s3_client(settings)
+    data.write_bytes(s3.get_object(Bucket=settings.export_bucket, Key=status["object_key"])["Body"].read())
     manifest = json.loads(s3.get_object(Bucket=settings.export_bucket, Key=status["manifest_key"])["Body"].read())
     return ExportVerifier(S3AnchorStore(s3, settings.anchor_bucket), manifest).verify_file(data)

@@ -70,7 +70,6 @@ def test_the_s3_servers_disk_full_mid_export_fails_the_job_and_it_completes_once
         s3_endpoint_url=endpoint,
         anchor_bucket="anchors-small-disk",
         export_bucket="exports-small-disk",
-        operator_emails=frozenset({"ops@example.com"}),
         retention_days=1,
     )
     s3 = s3_client(settings)

@@ -1,0 +1,83 @@
+"""The fields the console forms share (`export-runner`, `events-query`): plain inputs with defaults, dropdowns
+for the closed sets, date-time pickers for the window, and the operator's address and one-time code.
+
+Every operator form checks the code when the run starts, before anything is read (SPEC §8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from compliance.events import Registry
+from compliance.timefmt import parse_utc_text, utc_text
+
+__all__ = [
+    "ActorType",
+    "EventType",
+    "actor_types_field",
+    "code_field",
+    "event_types_field",
+    "operator_field",
+    "prefect_user",
+    "window_field",
+    "window_text",
+]
+
+ActorType = Literal["user", "service", "agent", "system", "operator"]
+# The registry is data: the dropdown lists the types registered when the flow is deployed.
+EventType = Literal[tuple(sorted(Registry.default().names()))]  # type: ignore[valid-type]
+
+
+def operator_field() -> Any:
+    return Field(
+        default="",
+        title="Operator e-mail",
+        description="Your operator address, as enrolled with `compliance operators add` (case and spaces ignored).",
+    )
+
+
+def code_field() -> Any:
+    return Field(
+        default="",
+        title="One-time code",
+        description="The 6-digit code your authenticator app shows now for that address (the app you scanned "
+        "the enrolment QR code into). Each code works once; a new one comes every 30 seconds.",
+    )
+
+
+def window_field(title: str, description: str) -> Any:
+    # A string in date-time format: the console shows a date-time picker, and empty means "not set".
+    return Field(default="", title=title, description=description, json_schema_extra={"format": "date-time"})
+
+
+def event_types_field() -> Any:
+    return Field(default=[], title="Event types", description="Only these event types; none chosen means all.")
+
+
+def actor_types_field() -> Any:
+    return Field(default=[], title="Actor types", description="Only these actor types; none chosen means all.")
+
+
+def window_text(value: Any, name: str) -> str | None:
+    """A picker's value (text or datetime) as SPEC §2 text, or None when empty; a clear error when unreadable."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        return utc_text(value)
+    try:
+        return utc_text(parse_utc_text(value.strip()))
+    except ValueError:
+        raise ValueError(f"{name}: {value!r} is not a date-time; pick one, or type e.g. 2026-11-01T00:00:00Z") from None
+
+
+def prefect_user() -> str | None:
+    """The Prefect user who started this run, where Prefect authenticated one (Prefect Cloud's ``created_by``)."""
+    from prefect.context import FlowRunContext
+
+    ctx = FlowRunContext.get()
+    created_by = getattr(getattr(ctx, "flow_run", None), "created_by", None)
+    if created_by is None or str(getattr(created_by, "type", "")).upper() != "USER":
+        return None
+    return str(created_by.display_value or created_by.id)
