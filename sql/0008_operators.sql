@@ -309,13 +309,13 @@ BEGIN
         'event_hash', encode(e.event_hash, 'hex'),
         'anchor', CASE WHEN r.cadence_id IS NULL THEN 'PENDING' ELSE 'ANCHORED ' || r.cadence_id END);
     IF r.cadence_id IS NOT NULL THEN
-        detail := out || jsonb_build_object('event_index', e.seq - r.first_seq, 'range_first_seq', r.first_seq,
+        detail := detail || jsonb_build_object('event_index', e.seq - r.first_seq, 'range_first_seq', r.first_seq,
                                          'range_last_seq', r.last_seq);
     END IF;
     IF p_payload THEN
         PERFORM compliance.ledger_event('data.payload_viewed', addr, jsonb_build_object(
             'eventId', e.event_id::text, 'operator', addr, 'prefectUser', p_prefect_user));
-        detail := out || jsonb_build_object('payload', e.payload::jsonb);
+        detail := detail || jsonb_build_object('payload', e.payload::jsonb);
     END IF;
     RETURN detail;
 END;

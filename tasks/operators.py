@@ -206,7 +206,7 @@ def _regrant(
             "WHERE address = %s",
             (new_cross, new_tenants, addr),
         )
-        _changed(conn, addr, f"{verb}ed", tenants=named, cross_tenant=cross_tenant, by=by)
+        _changed(conn, addr, "granted" if adding else "revoked", tenants=named, cross_tenant=cross_tenant, by=by)
     return next(r for r in list_operators(settings) if r.address == addr)
 
 

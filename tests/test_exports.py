@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import urllib.request
@@ -15,12 +16,14 @@ import orjson
 import pytest
 
 from compliance.exports import EXPORT_COLUMNS, ExportRefused, parse_filter
+from compliance.operators import OperatorRefused
 from compliance.settings import Settings
 from compliance.verify_export import ExportVerifier, _names_each_key_once
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import fresh_url, job_status, request_export, run_job
+from tasks.operators import enrol
+from tasks.exports import fresh_url, job_status, queue_export, request_export, run_job
 from tasks.outbox import emit_batch
 from tasks.storage import MultipartWriter, S3AnchorStore, s3_client
 from tests.conftest import run_cli, sample_event
@@ -81,18 +84,18 @@ def counts(settings: Settings) -> tuple[int, int]:
 
 def test_the_10th_request_passes_the_11th_in_the_hour_fails_and_one_an_hour_later_passes(settings: Settings) -> None:
     for i in range(10):
-        request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=i))
+        queue_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=i))
     with pytest.raises(ExportRefused) as info:
-        request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=30))
+        queue_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(minutes=30))
     assert info.value.code == "RATE_LIMIT_EXCEEDED"
     assert counts(settings) == (10, 10)  # the refusal wrote nothing
-    request_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(hours=1, seconds=1))
+    queue_export(settings, operator=OPS, fmt="csv", filter_text=WINDOW, now=T0 + timedelta(hours=1, seconds=1))
     assert counts(settings) == (11, 11)
 
 
 def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, env_for) -> None:
-    with pytest.raises(ExportRefused) as info:
-        request_export(settings, operator="mallory@example.com", fmt="csv", filter_text=WINDOW)
+    with pytest.raises(OperatorRefused) as info:
+        request_export(settings, operator="mallory@example.com", code="123456", fmt="csv", filter_text=WINDOW)
     assert info.value.code == "OPERATOR_NOT_ALLOWED"
     out = run_cli(
         [
@@ -100,6 +103,8 @@ def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, en
             "request",
             "--operator",
             "mallory@example.com",
+            "--code",
+            "123456",
             "--format",
             "csv",
             "--filter",
@@ -109,7 +114,8 @@ def test_a_non_operator_is_refused_and_nothing_is_written(settings: Settings, en
     )
     assert out.returncode == 2 and "OPERATOR_NOT_ALLOWED" in out.stderr
     bad = run_cli(
-        ["export", "request", "--operator", OPS, "--format", "csv", "--filter", '{"since": 1}'], env_for(settings)
+        ["export", "request", "--operator", OPS, "--code", "123456", "--format", "csv", "--filter", '{"since": 1}'],
+        env_for(settings),
     )
     assert bad.returncode == 2 and "FILTER_INVALID" in bad.stderr
     assert counts(settings) == (0, 0)
@@ -149,12 +155,12 @@ def ledger(settings: Settings) -> Settings:
 
 
 def export(settings: Settings, fmt: str, flt: dict, tmp_path: Path) -> tuple[Path, dict]:
-    job = request_export(settings, operator=OPS, fmt=fmt, filter_text=flt)
+    job = queue_export(settings, operator=OPS, fmt=fmt, filter_text=flt)
     outcome = run_job(settings, job)
     assert outcome is not None and outcome.status == "complete"
     data = tmp_path / f"events.{fmt}"
-    with urllib.request.urlopen(outcome.url) as resp:  # the presigned URL, over HTTP
-        data.write_bytes(resp.read())
+    s3 = s3_client(settings)
+    data.write_bytes(s3.get_object(Bucket=settings.export_bucket, Key=outcome.data_key)["Body"].read())
     manifest = s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.manifest_key)["Body"].read()
     (tmp_path / "manifest.json").write_bytes(manifest)
     return data, json.loads(manifest)
@@ -286,35 +292,38 @@ def test_verify_export_names_an_added_row(ledger: Settings, tmp_path: Path) -> N
 
 
 def test_a_job_claimed_twice_runs_once(ledger: Settings) -> None:
-    job = request_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
+    job = queue_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
     assert run_job(ledger, job) is not None
     assert run_job(ledger, job) is None
     assert job_status(ledger, job)["status"] == "complete"
 
 
-def test_the_download_url_carries_a_900_second_expiry(ledger: Settings, env_for) -> None:
-    job = request_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
-    run_job(ledger, job)
-    status = job_status(ledger, job)
-    assert "X-Amz-Expires=900" in status["download_url"]
-    expires = datetime.fromisoformat(status["url_expires_at"].replace("Z", "+00:00"))
-    assert timedelta(seconds=890) < expires - datetime.now(UTC) <= timedelta(seconds=900)
-    with pytest.raises(ValueError, match="valid until"):
-        fresh_url(ledger, job, OPS)  # not expired yet
-    with connect(ledger, None, autocommit=True) as conn:
-        conn.execute("UPDATE compliance.export_jobs SET url_expires_at = now() - interval '1 second'")
-    out = run_cli(["export", "url", job, "--operator", OPS], env_for(ledger))
+def test_the_download_link_is_fetched_over_http_and_carries_a_900_second_expiry(
+    ledger: Settings, env_for, tmp_path: Path
+) -> None:
+    from tests.test_operators import Authenticator
+
+    ops = Authenticator(ledger, enrol(ledger, OPS, cross_tenant=True))
+    job = queue_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
+    outcome = run_job(ledger, job)
+    url, expires = fresh_url(ledger, job, OPS, ops.code())
+    assert "X-Amz-Expires=900" in url
+    until = datetime.fromisoformat(expires.replace("Z", "+00:00"))
+    assert timedelta(seconds=890) < until - datetime.now(UTC) <= timedelta(seconds=900)
+    with urllib.request.urlopen(url) as resp:  # the presigned URL, over HTTP
+        assert hashlib.sha256(resp.read()).hexdigest() == outcome.data_sha256
+    out = run_cli(["export", "url", job, "--operator", OPS, "--code", ops.code()], env_for(ledger))
     assert out.returncode == 0 and "X-Amz-Expires=900" in out.stdout
     with connect(ledger, None, autocommit=True) as conn:
         audited = conn.execute(
             "SELECT count(*) FROM compliance.outbox WHERE event_type = 'data.export_url_issued'"
         ).fetchone()[0]
-    assert audited == 1
+    assert audited == 2
 
 
 def test_a_failing_job_is_marked_failed_with_a_readable_error(ledger: Settings) -> None:
     broken = Settings(**{**ledger.__dict__, "export_bucket": "no-such-bucket-anywhere"})
-    job = request_export(broken, operator=OPS, fmt="csv", filter_text=WINDOW)
+    job = queue_export(broken, operator=OPS, fmt="csv", filter_text=WINDOW)
     with pytest.raises(Exception):
         run_job(broken, job)
     status = job_status(broken, job)
@@ -322,7 +331,7 @@ def test_a_failing_job_is_marked_failed_with_a_readable_error(ledger: Settings) 
 
 
 def test_requesting_an_export_is_audited_in_the_same_transaction(ledger: Settings) -> None:
-    job = request_export(ledger, operator=OPS, fmt="ndjson", filter_text={**WINDOW, "tenant_id": "tenant-2"})
+    job = queue_export(ledger, operator=OPS, fmt="ndjson", filter_text={**WINDOW, "tenant_id": "tenant-2"})
     with connect(ledger, None, autocommit=True) as conn:
         tenant, payload = conn.execute(
             "SELECT tenant_id, payload FROM compliance.outbox WHERE event_type = 'data.export_initiated'"

@@ -154,12 +154,11 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
 
 
 def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings: Settings, tmp_path) -> None:
-    import urllib.request
-
     from tasks.anchoring import anchor_once
     from tasks.drain import drain_pending
     from tasks.exports import queue_export, run_job
     from tasks.outbox import emit_batch
+    from tasks.storage import s3_client
     from tests.conftest import sample_event
     from tests.test_anchor import KEY
 
@@ -196,8 +195,9 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
         filter_text={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"},
     )
     outcome = run_job(settings, job)
-    with urllib.request.urlopen(outcome.url) as resp:
-        exported = resp.read().decode()
+    exported = (
+        s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.data_key)["Body"].read().decode()
+    )
     with connect(settings, None, autocommit=True) as conn:
         dump = "\n".join(
             str(row)
