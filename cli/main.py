@@ -10,6 +10,14 @@ import sys
 from datetime import UTC
 from typing import Any, NoReturn
 
+from cli.operators import (
+    add_operator_arguments,
+    cmd_events_list,
+    cmd_events_show,
+    cmd_export_status,
+    cmd_export_url,
+)
+from cli.operators import add_parsers as add_operator_parsers
 from compliance.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -274,12 +282,6 @@ def _ensure_prefect_env() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 
-# ---------------------------------------------------------------- read side
-
-
-from cli.operators import cmd_events_list, cmd_events_show, cmd_export_status, cmd_export_url  # noqa: E402
-
-
 # ---------------------------------------------------------------- verification
 
 
@@ -473,9 +475,6 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from cli.operators import add_operator_arguments
-    from cli.operators import add_parsers as add_operator_parsers
-
     p = argparse.ArgumentParser(prog="compliance", description="Tamper-evident compliance ledger.")
     sub = p.add_subparsers(dest="command", required=True)
 

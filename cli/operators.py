@@ -277,4 +277,3 @@ def add_parsers(sub: Any) -> None:
     ls = osub.add_parser("list", help="enrolled operators, their grants and lock-outs")
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(func=cmd_operators_list)
-

@@ -77,7 +77,9 @@ def request_export(
         tenants=[flt.tenant_id] if flt.tenant_id else [],
         cross_tenant=flt.tenant_id is None,
     )
-    return queue_export(settings, operator=address, fmt=fmt, filter_text=flt.as_json(), now=now)
+    return queue_export(
+        settings, operator=address, fmt=fmt, filter_text=flt.as_json(), now=now, prefect_user=prefect_user
+    )
 
 
 def _check_format(fmt: str) -> None:
@@ -86,7 +88,13 @@ def _check_format(fmt: str) -> None:
 
 
 def queue_export(
-    settings: Settings, *, operator: str, fmt: str, filter_text: str | dict[str, Any], now: datetime | None = None
+    settings: Settings,
+    *,
+    operator: str,
+    fmt: str,
+    filter_text: str | dict[str, Any],
+    now: datetime | None = None,
+    prefect_user: str | None = None,
 ) -> str:
     """Queue an export for an operator already authenticated (or for a holder of the exporter's URL, trusted by
     construction): validated, rate-limited on the normalised address, and committed together with its
@@ -123,7 +131,8 @@ def queue_export(
                 "actor_id": address,
                 "source": "compliance-export",
                 "event_type": "data.export_initiated",
-                "payload": {"exportJobId": job_id, "format": fmt, "filter": flt.as_json(), "requestedBy": address},
+                "payload": {"exportJobId": job_id, "format": fmt, "filter": flt.as_json(), "requestedBy": address}
+                | ({"prefectUser": prefect_user} if prefect_user else {}),
             },
             registry=registry,
         )

@@ -161,9 +161,7 @@ def enrol(
                 "INSERT INTO compliance.operators (address, cross_tenant, tenants) VALUES (%s, %s, %s)",
                 (addr, cross_tenant, wanted),
             )
-            conn.execute(
-                "INSERT INTO compliance.operator_secrets (address, secret) VALUES (%s, %s)", (addr, secret)
-            )
+            conn.execute("INSERT INTO compliance.operator_secrets (address, secret) VALUES (%s, %s)", (addr, secret))
             change = "enrolled"
         _changed(conn, addr, change, tenants=wanted, cross_tenant=cross_tenant, by=by)
     return Enrolment(addr, secret, enrolment_uri(addr, secret))

@@ -110,8 +110,14 @@ def test_events_query_artifacts_escape_every_value_and_show_payloads_only_on_req
     env_for(settings)
     hostile = "x|y`z](http://evil.example) <b>| forged | row |"  # no control character: SPEC §1 allows these
     with connect(settings, "compliance_writer") as conn, conn.transaction():
-        emit_batch(conn, [sample_event(1, tenant="acme", actor_id=hostile, event_type="auth.signout",
-                                       payload={"userId": "u-secret"})])
+        emit_batch(
+            conn,
+            [
+                sample_event(
+                    1, tenant="acme", actor_id=hostile, event_type="auth.signout", payload={"userId": "u-secret"}
+                )
+            ],
+        )
     drain_pending.fn(settings)
     ops = Authenticator(settings, enrol(settings, "ops@example.com", tenants=["acme"]))
     window = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
@@ -129,18 +135,19 @@ def test_events_query_artifacts_escape_every_value_and_show_payloads_only_on_req
         return data if isinstance(data, str) else json.dumps(data)
 
     listed = artifact(
-        "events-query", events_query(tenant_id="acme", operator=ops.address, code=ops.code(), return_state=True, **window)
+        "events-query",
+        events_query(tenant_id="acme", operator=ops.address, code=ops.code(), return_state=True, **window),
     )
-    assert json.loads(listed)[0]["actor_id"] == (
-        "x\\|y\\`z\\](http://evil.example) \\<b\\>\\| forged \\| row \\|"
-    )
+    assert json.loads(listed)[0]["actor_id"] == ("x\\|y\\`z\\](http://evil.example) \\<b\\>\\| forged \\| row \\|")
     plain = artifact(
         "event-detail", events_query(tenant_id="acme", seq=1, operator=ops.address, code=ops.code(), return_state=True)
     )
     assert "u-secret" not in plain
     detailed = artifact(
         "event-detail",
-        events_query(tenant_id="acme", seq=1, show_payload=True, operator=ops.address, code=ops.code(), return_state=True),
+        events_query(
+            tenant_id="acme", seq=1, show_payload=True, operator=ops.address, code=ops.code(), return_state=True
+        ),
     )
     assert "u-secret" in detailed
 

@@ -22,8 +22,8 @@ from compliance.verify_export import ExportVerifier, _names_each_key_once
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.operators import enrol
 from tasks.exports import fresh_url, job_status, queue_export, request_export, run_job
+from tasks.operators import enrol
 from tasks.outbox import emit_batch
 from tasks.storage import MultipartWriter, S3AnchorStore, s3_client
 from tests.conftest import run_cli, sample_event

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -172,7 +173,9 @@ def test_five_wrong_codes_lock_the_operator_out(ledger: Settings, acme_ops: Auth
     assert locked.code == "OPERATOR_NOT_AUTHENTICATED" and "locked out until" in locked.message
     assert list_operators(ledger)[0].locked_until is not None
     rotated = Authenticator(ledger, enrol(ledger, acme_ops.address, rotate=True))  # the runbook's way back in
-    assert len(list_events(ledger, operator=rotated.address, code=rotated.code(), tenant="acme", **WINDOW)["events"]) == 5
+    assert (
+        len(list_events(ledger, operator=rotated.address, code=rotated.code(), tenant="acme", **WINDOW)["events"]) == 5
+    )
 
 
 # ---------------------------------------------------------------- grants
@@ -189,7 +192,9 @@ def test_an_operator_granted_acme_reads_acme_and_is_refused_globex(
     everyone = refusal(lambda: list_events(ledger, operator=acme_ops.address, code=acme_ops.code(), tenant=None))
     assert everyone.code == "TENANT_NOT_GRANTED"
     with connect(ledger, None, autocommit=True) as conn:
-        globex_id = conn.execute("SELECT event_id::text FROM compliance.events WHERE tenant_id = 'globex'").fetchone()[0]
+        globex_id = conn.execute("SELECT event_id::text FROM compliance.events WHERE tenant_id = 'globex'").fetchone()[
+            0
+        ]
     shown = refusal(lambda: show_event(ledger, operator=acme_ops.address, code=acme_ops.code(), event_id=globex_id))
     assert shown.code == "TENANT_NOT_GRANTED"
     assert written(ledger) == before
@@ -224,9 +229,7 @@ def test_a_cross_tenant_list_is_a_ledger_event(ledger: Settings, platform_ops: A
     assert json.loads(row[2])["filter"]["since"] == "2026-11-22T00:00:00.000000Z"
 
 
-def test_the_operator_role_reaches_events_only_through_the_functions(
-    ledger: Settings, acme_ops: Authenticator
-) -> None:
+def test_the_operator_role_reaches_events_only_through_the_functions(ledger: Settings, acme_ops: Authenticator) -> None:
     with connect(ledger, "compliance_operator", autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT * FROM compliance.events").fetchall()
@@ -253,7 +256,9 @@ def test_whitespace_and_case_variants_of_one_address_share_one_rate_limit(settin
     for i in range(10):
         queue_export(settings, operator=variants[i % 5], fmt="csv", filter_text=WINDOW, now=t0 + timedelta(minutes=i))
     with pytest.raises(Exception) as info:
-        queue_export(settings, operator="\u00a0OPS@x.EXAMPLE", fmt="csv", filter_text=WINDOW, now=t0 + timedelta(minutes=20))
+        queue_export(
+            settings, operator="\u00a0OPS@x.EXAMPLE", fmt="csv", filter_text=WINDOW, now=t0 + timedelta(minutes=20)
+        )
     assert getattr(info.value, "code", None) == "RATE_LIMIT_EXCEEDED"
     with connect(settings, None, autocommit=True) as conn:
         assert conn.execute("SELECT array_agg(DISTINCT operator) FROM compliance.export_jobs").fetchone()[0] == [
@@ -274,19 +279,25 @@ def test_a_link_is_minted_on_request_audited_and_stored_nowhere(
         audited = conn.execute(
             "SELECT tenant_id, payload FROM compliance.outbox WHERE event_type = 'data.export_url_issued'"
         ).fetchall()
-        columns = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'export_jobs'"
-        )]
+        columns = [
+            r[0]
+            for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'export_jobs'")
+        ]
         stored = conn.execute(
             "SELECT count(*) FROM compliance.export_jobs j WHERE row_to_json(j)::text LIKE '%%X-Amz-%%'"
         ).fetchone()[0]
-    assert audited == [("ledger:platform", json.dumps({"exportJobId": job, "operator": acme_ops.address},
-                                                      separators=(",", ":")))]
+    assert audited == [
+        ("ledger:platform", json.dumps({"exportJobId": job, "operator": acme_ops.address}, separators=(",", ":")))
+    ]
     assert "download_url" not in columns and stored == 0
     status = run_cli(["export", "status", job], env_for(ledger))
     assert status.returncode == 0
     assert [line.split(":")[0].strip() for line in status.stdout.splitlines()] == [
-        "job_id", "state", "format", "rows", "age"
+        "job_id",
+        "state",
+        "format",
+        "rows",
+        "age",
     ]
     assert "http" not in status.stdout
     refused = refusal(lambda: fresh_url(ledger, job, acme_ops.address, acme_ops.wrong_code()))
@@ -328,8 +339,19 @@ def test_events_show_by_tenant_and_seq_and_prev_walks_the_chain_back(
 ) -> None:
     env = env_for(ledger)
     third = run_cli(
-        ["events", "show", "--tenant", "acme", "--seq", "3", "--operator", acme_ops.address, "--code",
-         acme_ops.code(), "--json"],
+        [
+            "events",
+            "show",
+            "--tenant",
+            "acme",
+            "--seq",
+            "3",
+            "--operator",
+            acme_ops.address,
+            "--code",
+            acme_ops.code(),
+            "--json",
+        ],
         env,
     )
     assert third.returncode == 0, third.stderr
@@ -337,16 +359,26 @@ def test_events_show_by_tenant_and_seq_and_prev_walks_the_chain_back(
     assert shown["seq"] == 3 and shown["anchor"].startswith("ANCHORED ") and "payload" not in shown
     assert len(shown["event_path"]) >= 1
     back = run_cli(
-        ["events", "show", shown["event_id"], "--prev", "--operator", acme_ops.address, "--code", acme_ops.code(),
-         "--json"],
+        [
+            "events",
+            "show",
+            shown["event_id"],
+            "--prev",
+            "--operator",
+            acme_ops.address,
+            "--code",
+            acme_ops.code(),
+            "--json",
+        ],
         env,
     )
     before = json.loads(back.stdout)
     assert before["seq"] == 2 and before["event_hash"] == shown["prev_hash"]
     first = show_event(ledger, operator=acme_ops.address, code=acme_ops.code(), tenant="acme", seq=1, prev=True)
     assert not first["found"] and "first event" in first["reason"]
-    with_payload = show_event(ledger, operator=acme_ops.address, code=acme_ops.code(), tenant="acme", seq=2,
-                              payload=True)
+    with_payload = show_event(
+        ledger, operator=acme_ops.address, code=acme_ops.code(), tenant="acme", seq=2, payload=True
+    )
     assert with_payload["payload"]["method"] == "password"
     with connect(ledger, None, autocommit=True) as conn:
         viewed = conn.execute(
@@ -392,16 +424,61 @@ def test_after_a_ui_style_export_run_no_artifact_result_or_log_holds_a_link(
         APILogHandler().flush()
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(run_id)
-            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+            artifacts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+            )
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
     assert result == {"job_id": job, "status": "complete", "rows": 10, "format": "ndjson"}
     assert {a.key for a in artifacts} >= {"export-result", "export-progress"}
     table = next(a for a in artifacts if a.key == "export-result")
     assert json.loads(table.data)[0]["rows"] == 10 and len(json.loads(table.data)[0]["sha256"]) == 64
     seen = json.dumps(
-        [run.model_dump(mode="json"), [a.model_dump(mode="json") for a in artifacts], [lg.message for lg in logs],
-         result]
+        [
+            run.model_dump(mode="json"),
+            [a.model_dump(mode="json") for a in artifacts],
+            [lg.message for lg in logs],
+            result,
+        ]
     )
     assert any(job in lg.message for lg in logs) and "X-Amz-" in url
     for tell in ("X-Amz-", "Signature", url.split("?")[0]):
         assert tell not in seen, tell
+
+
+def test_make_runs_demo_operator_gets_a_fresh_secret_on_each_start(settings: Settings) -> None:
+    import subprocess
+
+    from deployments.demo import DEMO_OPERATOR, code_command, enrol_demo_operator
+
+    address, first = enrol_demo_operator(settings)
+    again, second = enrol_demo_operator(settings)
+    assert address == again == DEMO_OPERATOR and first != second
+    assert [(r.address, r.cross_tenant) for r in list_operators(settings)] == [(DEMO_OPERATOR, True)]
+    command = code_command(second).replace(".venv/bin/python", sys.executable)
+    code = subprocess.run(command, shell=True, capture_output=True, text=True, check=True).stdout.strip()
+    listed = list_events(settings, operator=address, code=code, tenant=None)
+    assert listed["events"] == []
+
+
+def test_a_prefect_user_who_started_the_run_is_recorded_beside_the_operator(
+    settings: Settings, platform_ops_bare: Authenticator
+) -> None:
+    job = request_export(
+        settings,
+        operator=platform_ops_bare.address,
+        code=platform_ops_bare.code(),
+        fmt="csv",
+        filter_text=WINDOW,
+        prefect_user="alice@corp.example",
+    )
+    with connect(settings, None, autocommit=True) as conn:
+        (payload,) = conn.execute(
+            "SELECT payload FROM compliance.outbox WHERE event_type = 'data.export_initiated'"
+        ).fetchone()
+    assert json.loads(payload)["prefectUser"] == "alice@corp.example"
+    assert json.loads(payload)["requestedBy"] == "platform@example.com" and json.loads(payload)["exportJobId"] == job
+
+
+@pytest.fixture
+def platform_ops_bare(settings: Settings) -> Authenticator:
+    return Authenticator(settings, enrol(settings, "platform@example.com", cross_tenant=True, by="test"))
