@@ -14,6 +14,7 @@ from cli.operators import (
     add_operator_arguments,
     cmd_events_list,
     cmd_events_show,
+    cmd_export_list,
     cmd_export_status,
     cmd_export_url,
 )
@@ -527,6 +528,10 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("job_id")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=cmd_export_status)
+    el = export.add_parser("list", help="the newest jobs: state, format, rows and age")
+    el.add_argument("--limit", type=int, default=50)
+    el.add_argument("--json", action="store_true")
+    el.set_defaults(func=cmd_export_list)
     eu = export.add_parser("url", help="a fresh 15-minute download link for a complete export (audited, not stored)")
     eu.add_argument("job_id")
     add_operator_arguments(eu)

@@ -246,6 +246,20 @@ def cmd_export_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_export_list(args: argparse.Namespace) -> int:
+    from tasks.exports import recent_jobs
+
+    jobs = recent_jobs(_settings(), args.limit)
+    if args.json:
+        print(json.dumps(jobs, indent=2))
+        return EXIT_OK
+    for job in jobs:
+        rows = "" if job["rows"] is None else job["rows"]
+        print(f"{job['job_id']}\t{job['status']}\t{job['format']}\t{rows}\t{_age(job['age_seconds'])}")
+    print(f"{len(jobs)} job(s), newest first", file=sys.stderr)
+    return EXIT_OK
+
+
 def _age(seconds: int) -> str:
     minutes, s = divmod(int(seconds), 60)
     hours, m = divmod(minutes, 60)

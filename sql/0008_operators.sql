@@ -16,6 +16,7 @@
 -- creates: function compliance.operator_events
 -- creates: function compliance.operator_event
 -- creates: function compliance.export_job_status
+-- creates: function compliance.export_jobs_recent
 
 CREATE SCHEMA compliance_crypto;
 REVOKE ALL ON SCHEMA compliance_crypto FROM PUBLIC;
@@ -330,17 +331,24 @@ CREATE FUNCTION compliance.export_job_status(p_job_id uuid) RETURNS jsonb
     FROM compliance.export_jobs j WHERE j.job_id = p_job_id
 $$;
 
+CREATE FUNCTION compliance.export_jobs_recent(p_limit int) RETURNS jsonb
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(jsonb_agg(compliance.export_job_status(j.job_id) ORDER BY j.requested_at DESC), '[]'::jsonb)
+    FROM (SELECT job_id, requested_at FROM compliance.export_jobs
+          ORDER BY requested_at DESC LIMIT greatest(1, least(coalesce(p_limit, 50), 1000))) j
+$$;
+
 REVOKE ALL ON FUNCTION compliance.operator_authenticate(text, text, text[], boolean),
     compliance.operator_events(text, text, text, timestamptz, timestamptz, text[], text[], int, text),
     compliance.operator_event(text, text, uuid, text, bigint, boolean, boolean, text),
-    compliance.export_job_status(uuid) FROM PUBLIC;
+    compliance.export_job_status(uuid), compliance.export_jobs_recent(int) FROM PUBLIC;
 GRANT USAGE ON SCHEMA compliance TO compliance_operator;
 GRANT EXECUTE ON FUNCTION compliance.operator_authenticate(text, text, text[], boolean),
     compliance.operator_events(text, text, text, timestamptz, timestamptz, text[], text[], int, text),
     compliance.operator_event(text, text, uuid, text, bigint, boolean, boolean, text),
-    compliance.export_job_status(uuid) TO compliance_operator;
-GRANT EXECUTE ON FUNCTION compliance.export_job_status(uuid) TO compliance_reader, compliance_exporter,
-    compliance_watchdog;
+    compliance.export_job_status(uuid), compliance.export_jobs_recent(int) TO compliance_operator;
+GRANT EXECUTE ON FUNCTION compliance.export_job_status(uuid), compliance.export_jobs_recent(int)
+    TO compliance_reader, compliance_exporter, compliance_watchdog;
 
 -- Links are minted per request for an authenticated operator and never stored.
 ALTER TABLE compliance.export_jobs DROP COLUMN download_url, DROP COLUMN url_expires_at;

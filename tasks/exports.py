@@ -45,7 +45,9 @@ __all__ = [
     "JobOutcome",
     "fresh_url",
     "job_status",
+    "public_status",
     "queue_export",
+    "recent_jobs",
     "request_export",
     "run_job",
     "write_export",
@@ -428,6 +430,12 @@ def public_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
             return conn.execute("SELECT compliance.export_job_status(%s::uuid)", (job_id,)).fetchone()[0]  # type: ignore[index]
     except psycopg.errors.InvalidTextRepresentation:
         return None
+
+
+def recent_jobs(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
+    """`export list`: the newest jobs, each as :func:`public_status` shows one."""
+    with connect(settings, "compliance_operator", autocommit=True) as conn:
+        return list(conn.execute("SELECT compliance.export_jobs_recent(%s)", (limit,)).fetchone()[0])  # type: ignore[index]
 
 
 def fresh_url(

@@ -482,3 +482,14 @@ def test_a_prefect_user_who_started_the_run_is_recorded_beside_the_operator(
 @pytest.fixture
 def platform_ops_bare(settings: Settings) -> Authenticator:
     return Authenticator(settings, enrol(settings, "platform@example.com", cross_tenant=True, by="test"))
+
+
+def test_export_list_shows_state_format_rows_and_age_newest_first(settings: Settings, env_for) -> None:
+    first = queue_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
+    second = queue_export(settings, operator="ops@example.com", fmt="ndjson", filter_text=WINDOW)
+    out = run_cli(["export", "list", "--json"], env_for(settings))
+    assert out.returncode == 0, out.stderr
+    jobs = json.loads(out.stdout)
+    assert [j["job_id"] for j in jobs] == [second, first]
+    assert set(jobs[0]) == {"job_id", "status", "format", "rows", "age_seconds"}
+    assert jobs[0]["status"] == "queued" and jobs[0]["format"] == "ndjson"
