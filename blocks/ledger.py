@@ -38,7 +38,8 @@ class DatabaseBlock(Block):
     )
     reader_url: SecretStr | None = Field(
         default=None,
-        description="compliance_reader: read only (verify, events-query). Empty: the owner URL with SET ROLE.",
+        description="compliance_reader: read only (verify; audit paths in events-query). Empty: the owner URL "
+        "with SET ROLE.",
     )
 
 
