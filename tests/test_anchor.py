@@ -296,7 +296,13 @@ def test_cli_anchor_then_events_show_reports_anchored(settings: Settings, env_fo
         event_id, cid = conn.execute(
             "SELECT e.event_id::text, a.cadence_id FROM compliance.events e, compliance.anchors a WHERE seq = 3"
         ).fetchone()
-    show = run_cli(["events", "show", event_id, "--tenant", "tenant-000"], env)
+    from tasks.operators import enrol
+    from tests.test_operators import Authenticator
+
+    ops = Authenticator(settings, enrol(settings, "ops@example.com", tenants=["tenant-000"]))
+    show = run_cli(
+        ["events", "show", event_id, "--tenant", "tenant-000", "--operator", ops.address, "--code", ops.code()], env
+    )
     assert show.returncode == 0 and f"ANCHORED {cid}" in show.stdout
     verify = run_cli(["verify", "chain", "--json"], env)
     assert verify.returncode == 0, verify.stdout
