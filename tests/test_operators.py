@@ -493,3 +493,22 @@ def test_export_list_shows_state_format_rows_and_age_newest_first(settings: Sett
     assert [j["job_id"] for j in jobs] == [second, first]
     assert set(jobs[0]) == {"job_id", "status", "format", "rows", "age_seconds"}
     assert jobs[0]["status"] == "queued" and jobs[0]["format"] == "ndjson"
+
+
+def test_one_code_sent_twice_at_once_is_accepted_once(settings: Settings) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.operators import authenticate
+
+    ops = Authenticator(settings, enrol(settings, "ops@example.com", tenants=["acme"]))
+    code = ops.code()
+
+    def attempt(_: int) -> str:
+        try:
+            return authenticate(settings, ops.address, code, tenants=["acme"], cross_tenant=False)
+        except OperatorRefused as exc:
+            return exc.code
+
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = sorted(pool.map(attempt, range(4)))
+    assert outcomes == ["OPERATOR_NOT_AUTHENTICATED"] * 3 + ["ops@example.com"]
