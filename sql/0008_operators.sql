@@ -17,6 +17,7 @@
 -- creates: function compliance.operator_event
 -- creates: function compliance.export_job_status
 -- creates: function compliance.export_jobs_recent
+-- creates: function compliance.operator_export_link
 
 CREATE SCHEMA compliance_crypto;
 REVOKE ALL ON SCHEMA compliance_crypto FROM PUBLIC;
@@ -338,15 +339,46 @@ CREATE FUNCTION compliance.export_jobs_recent(p_limit int) RETURNS jsonb
           ORDER BY requested_at DESC LIMIT greatest(1, least(coalesce(p_limit, 50), 1000))) j
 $$;
 
+-- The object behind a download link, for an operator whose grants cover the job's filter; issuing the link
+-- is recorded (data.export_url_issued) before the caller signs it. The link itself is never stored.
+CREATE FUNCTION compliance.operator_export_link(
+    p_address text, p_code text, p_job_id uuid, p_prefect_user text DEFAULT NULL
+) RETURNS jsonb
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    addr text := compliance.operator_address(coalesce(p_address, ''));
+    job compliance.export_jobs%ROWTYPE;
+    verdict text;
+BEGIN
+    SELECT * INTO job FROM compliance.export_jobs j WHERE j.job_id = p_job_id;
+    verdict := compliance.operator_authenticate(
+        addr, p_code, CASE WHEN job.filter ? 'tenant_id' THEN ARRAY[job.filter ->> 'tenant_id'] ELSE '{}' END,
+        job.job_id IS NOT NULL AND NOT job.filter ? 'tenant_id');
+    IF verdict <> 'OK' THEN
+        RETURN jsonb_build_object('refused', split_part(verdict, ':', 1),
+                                  'message', substr(verdict, strpos(verdict, ':') + 2));
+    END IF;
+    IF job.job_id IS NULL OR job.status <> 'complete' THEN
+        RETURN jsonb_build_object('unavailable', format('export %s is %s; only a complete export has a download',
+                                                        p_job_id, coalesce(job.status, 'unknown')));
+    END IF;
+    PERFORM compliance.ledger_event('data.export_url_issued', addr, jsonb_build_object(
+        'exportJobId', job.job_id::text, 'operator', addr, 'prefectUser', p_prefect_user));
+    RETURN jsonb_build_object('object_key', job.object_key);
+END;
+$$;
+
 REVOKE ALL ON FUNCTION compliance.operator_authenticate(text, text, text[], boolean),
     compliance.operator_events(text, text, text, timestamptz, timestamptz, text[], text[], int, text),
     compliance.operator_event(text, text, uuid, text, bigint, boolean, boolean, text),
-    compliance.export_job_status(uuid), compliance.export_jobs_recent(int) FROM PUBLIC;
+    compliance.export_job_status(uuid), compliance.export_jobs_recent(int),
+    compliance.operator_export_link(text, text, uuid, text) FROM PUBLIC;
 GRANT USAGE ON SCHEMA compliance TO compliance_operator;
 GRANT EXECUTE ON FUNCTION compliance.operator_authenticate(text, text, text[], boolean),
     compliance.operator_events(text, text, text, timestamptz, timestamptz, text[], text[], int, text),
     compliance.operator_event(text, text, uuid, text, bigint, boolean, boolean, text),
-    compliance.export_job_status(uuid), compliance.export_jobs_recent(int) TO compliance_operator;
+    compliance.export_job_status(uuid), compliance.export_jobs_recent(int),
+    compliance.operator_export_link(text, text, uuid, text) TO compliance_operator;
 GRANT EXECUTE ON FUNCTION compliance.export_job_status(uuid), compliance.export_jobs_recent(int)
     TO compliance_reader, compliance_exporter, compliance_watchdog;
 

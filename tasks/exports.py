@@ -30,7 +30,7 @@ from compliance.exports import (
     parse_filter,
 )
 from compliance.merkle import tree_levels
-from compliance.operators import normalise_address
+from compliance.operators import OperatorRefused, normalise_address
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.anchoring import range_leaves
@@ -442,31 +442,20 @@ def fresh_url(
     settings: Settings, job_id: str, operator: str, code: str, *, prefect_user: str | None = None
 ) -> tuple[str, str]:
     """A fresh 15-minute download link for a complete job, minted for an operator whose code checks and whose
-    grants cover the job's filter; audited as ``data.export_url_issued`` and stored nowhere. Raises
-    :class:`OperatorRefused`, or ValueError when the job has no file to link to."""
-    with connect(settings, "compliance_exporter", autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT status, object_key, filter FROM compliance.export_jobs WHERE job_id = %s::uuid", (job_id,)
-        ).fetchone()
-    tenant = None if row is None else row[2].get("tenant_id")
-    address = authenticate(settings, operator, code, tenants=[tenant] if tenant else [], cross_tenant=tenant is None)
-    if row is None or row[0] != "complete":
-        raise ValueError(
-            f"export {job_id} is {'unknown' if row is None else row[0]}; only a complete export has a download"
-        )
-    url, expires = _presign(s3_client(settings), settings.export_bucket, row[1])
-    with connect(settings, "compliance_exporter") as conn, conn.transaction():
-        emit(
-            conn,
-            {
-                "tenant_id": PLATFORM_TENANT,
-                "occurred_at": datetime.now(UTC),
-                "actor_type": "operator",
-                "actor_id": address,
-                "source": "compliance-export",
-                "event_type": "data.export_url_issued",
-                "payload": {"exportJobId": job_id, "operator": address}
-                | ({"prefectUser": prefect_user} if prefect_user else {}),
-            },
-        )
+    grants cover the job's filter (``compliance.operator_export_link``, which records the issue as
+    ``data.export_url_issued``); the link is returned and stored nowhere. Raises :class:`OperatorRefused`, or
+    ValueError when the job has no file to link to."""
+    try:
+        with connect(settings, "compliance_operator", autocommit=True) as conn:
+            answer = conn.execute(
+                "SELECT compliance.operator_export_link(%s, %s, %s::uuid, %s)",
+                (normalise_address(operator), (code or "").strip(), job_id, prefect_user),
+            ).fetchone()[0]  # type: ignore[index]
+    except psycopg.errors.InvalidTextRepresentation:
+        raise ValueError(f"{job_id!r} is not a job id; `compliance export list` shows them") from None
+    if "refused" in answer:
+        raise OperatorRefused(answer["refused"], answer["message"])
+    if "unavailable" in answer:
+        raise ValueError(answer["unavailable"])
+    url, expires = _presign(s3_client(settings), settings.export_bucket, answer["object_key"])
     return url, utc_text(expires)

@@ -512,3 +512,17 @@ def test_one_code_sent_twice_at_once_is_accepted_once(settings: Settings) -> Non
     with ThreadPoolExecutor(4) as pool:
         outcomes = sorted(pool.map(attempt, range(4)))
     assert outcomes == ["OPERATOR_NOT_AUTHENTICATED"] * 3 + ["ops@example.com"]
+
+
+def test_a_link_for_an_unknown_or_unfinished_job_is_refused_after_the_code_check(
+    ledger: Settings, acme_ops: Authenticator
+) -> None:
+    job = queue_export(ledger, operator=acme_ops.address, fmt="csv", filter_text={**WINDOW, "tenant_id": "acme"})
+    before = written(ledger)
+    with pytest.raises(ValueError, match="is queued"):
+        fresh_url(ledger, job, acme_ops.address, acme_ops.code())
+    with pytest.raises(ValueError, match="is unknown"):
+        fresh_url(ledger, "0190a4c0-0000-7000-8000-000000000009", acme_ops.address, acme_ops.code())
+    with pytest.raises(ValueError, match="not a job id"):
+        fresh_url(ledger, "nope", acme_ops.address, acme_ops.code())
+    assert written(ledger) == before  # no link was issued, so none was recorded
