@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from compliance.display import safe_cell
-from compliance.operators import OperatorRefused
+from compliance.operators import OperatorRefused, normalise_address
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
 
@@ -96,7 +96,7 @@ def cmd_operators_remove(args: argparse.Namespace) -> int:
         remove(settings, args.email)
     except OperatorError as exc:
         _fail(str(exc))
-    print(f"{args.email.strip().casefold()}: removed (its secret and grants are deleted; the ledger keeps the event)")
+    print(f"{normalise_address(args.email)}: removed (its secret and grants are deleted; the ledger keeps the event)")
     return EXIT_OK
 
 

@@ -91,7 +91,7 @@ def _changed(
             "tenant_id": LEDGER_TENANT,
             "occurred_at": datetime.now(UTC),
             "actor_type": "operator",
-            "actor_id": by or getpass.getuser(),
+            "actor_id": by or _login(),
             "source": "compliance-operators",
             "event_type": "admin.operator_changed",
             "payload": {
@@ -99,10 +99,18 @@ def _changed(
                 "change": change,
                 "tenants": sorted(tenants),
                 "crossTenant": cross_tenant,
-                "by": by or getpass.getuser(),
+                "by": by or _login(),
             },
         },
     )
+
+
+def _login() -> str:
+    """Who made an enrolment change: the login running the command (a container may have no name for it)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown-login"
 
 
 def _tenants(tenants: Sequence[str]) -> list[str]:
