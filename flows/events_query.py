@@ -18,7 +18,6 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
-from pydantic import Field
 
 from compliance.display import safe_cell, safe_row
 from compliance.exports import EXPORT_COLUMNS
@@ -29,6 +28,7 @@ from flows.forms import (
     actor_types_field,
     code_field,
     event_types_field,
+    form_field,
     operator_field,
     prefect_user,
     window_field,
@@ -54,35 +54,35 @@ _DETAIL_FIELDS = (
     "with 'Previous'. Give your operator address and its current one-time code.",
 )
 def events_query(
-    tenant_id: str = Field(
-        default="",
-        title="Tenant",
-        description="The tenant to read. Leave empty for every tenant: that needs a cross-tenant grant.",
+    tenant_id: str = form_field(
+        "",
+        "Tenant",
+        "The tenant to read. Leave empty for every tenant: that needs a cross-tenant grant.",
     ),
     since: str = window_field("Since", "List events that occurred at or after this (UTC). Empty: 7 days before until."),
     until: str = window_field("Until", "List events that occurred before this (UTC). Empty: now."),
     event_types: list[EventType] = event_types_field(),
     actor_types: list[ActorType] = actor_types_field(),
-    event_id: str = Field(
-        default="",
-        title="Show one event: id",
-        description="Show this one event in detail instead of a list (copy an id from a list).",
+    event_id: str = form_field(
+        "",
+        "Show one event: id",
+        "Show this one event in detail instead of a list (copy an id from a list).",
     ),
-    seq: int = Field(
-        default=0,
-        ge=0,
-        title="Show one event: seq",
-        description="Or show the event at this position of the tenant's chain (with Tenant); 0 means a list.",
+    seq: int = form_field(
+        0,
+        "Show one event: seq",
+        "Or show the event at this position of the tenant's chain (with Tenant); 0 means a list.",
+        minimum=0,
     ),
-    previous: bool = Field(
-        default=False,
-        title="Show one event: previous",
-        description="Show the event before the chosen one in its tenant's chain instead (walks the chain back).",
+    previous: bool = form_field(
+        False,
+        "Show one event: previous",
+        "Show the event before the chosen one in its tenant's chain instead (walks the chain back).",
     ),
-    show_payload: bool = Field(
-        default=False,
-        title="Show one event: payload",
-        description="Also show the chosen event's payload; each such view is recorded in the ledger.",
+    show_payload: bool = form_field(
+        False,
+        "Show one event: payload",
+        "Also show the chosen event's payload; each such view is recorded in the ledger.",
     ),
     operator: str = operator_field(),
     code: str = code_field(),

@@ -21,7 +21,6 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from pydantic import Field
 
 from compliance.settings import Settings
 from flows.forms import (
@@ -30,6 +29,7 @@ from flows.forms import (
     actor_types_field,
     code_field,
     event_types_field,
+    form_field,
     operator_field,
     prefect_user,
     window_field,
@@ -60,22 +60,22 @@ def run_export_task(settings: Settings, job_id: str, artifact_id: Any) -> JobOut
 def export_runner(
     since: str = window_field("Since", "Start of the window, inclusive (UTC). The window is at most 90 days."),
     until: str = window_field("Until", "End of the window, exclusive (UTC); after since."),
-    tenant_id: str = Field(
-        default="",
-        title="Tenant",
-        description="The tenant to export. Leave empty for every tenant: that needs a cross-tenant grant.",
+    tenant_id: str = form_field(
+        "",
+        "Tenant",
+        "The tenant to export. Leave empty for every tenant: that needs a cross-tenant grant.",
     ),
-    format: Literal["csv", "ndjson"] = Field(
-        default="csv", title="Format", description="csv (a header row, one event a row) or ndjson (one object a line)"
+    format: Literal["csv", "ndjson"] = form_field(
+        "csv", "Format", "csv (a header row, one event a row) or ndjson (one object a line)"
     ),
     event_types: list[EventType] = event_types_field(),
     actor_types: list[ActorType] = actor_types_field(),
     operator: str = operator_field(),
     code: str = code_field(),
-    job_id: str = Field(
-        default="",
-        title="Advanced: queued job id",
-        description="Leave empty. Set only to run a job already queued by `compliance export request` (that "
+    job_id: str = form_field(
+        "",
+        "Advanced: queued job id",
+        "Leave empty. Set only to run a job already queued by `compliance export request` (that "
         "request was checked then; the fields above are then ignored).",
     ),
 ) -> dict[str, Any]:

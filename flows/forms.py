@@ -15,6 +15,7 @@ from compliance.timefmt import parse_utc_text, utc_text
 
 __all__ = [
     "ActorType",
+    "form_field",
     "EventType",
     "actor_types_field",
     "code_field",
@@ -30,34 +31,40 @@ ActorType = Literal["user", "service", "agent", "system", "operator"]
 EventType = Literal[tuple(sorted(Registry.default().names()))]  # type: ignore[valid-type]
 
 
+def form_field(default: Any, title: str, description: str, **schema: Any) -> Any:
+    """A form field with a label and a description. Prefect titles every parameter with its name, so the label
+    goes in as a schema override, which is applied last."""
+    return Field(default=default, description=description, json_schema_extra={"title": title, **schema})
+
+
 def operator_field() -> Any:
-    return Field(
-        default="",
-        title="Operator e-mail",
-        description="Your operator address, as enrolled with `compliance operators add` (case and spaces ignored).",
+    return form_field(
+        "",
+        "Operator e-mail",
+        "Your operator address, as enrolled with `compliance operators add` (case and spaces ignored).",
     )
 
 
 def code_field() -> Any:
-    return Field(
-        default="",
-        title="One-time code",
-        description="The 6-digit code your authenticator app shows now for that address (the app you scanned "
-        "the enrolment QR code into). Each code works once; a new one comes every 30 seconds.",
+    return form_field(
+        "",
+        "One-time code",
+        "The 6-digit code your authenticator app shows now for that address (the app you scanned the enrolment "
+        "QR code into). Each code works once; a new one comes every 30 seconds.",
     )
 
 
 def window_field(title: str, description: str) -> Any:
     # A string in date-time format: the console shows a date-time picker, and empty means "not set".
-    return Field(default="", title=title, description=description, json_schema_extra={"format": "date-time"})
+    return form_field("", title, description, format="date-time")
 
 
 def event_types_field() -> Any:
-    return Field(default=[], title="Event types", description="Only these event types; none chosen means all.")
+    return form_field([], "Event types", "Only these event types; none chosen means all.")
 
 
 def actor_types_field() -> Any:
-    return Field(default=[], title="Actor types", description="Only these actor types; none chosen means all.")
+    return form_field([], "Actor types", "Only these actor types; none chosen means all.")
 
 
 def window_text(value: Any, name: str) -> str | None:
