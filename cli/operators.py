@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-from compliance.display import safe_cell
+from compliance.display import safe_text
 from compliance.operators import OperatorRefused, normalise_address
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -162,7 +162,7 @@ def cmd_events_list(args: argparse.Namespace) -> int:
     for r in listed["events"]:
         print(
             "\t".join(
-                safe_cell(v)
+                safe_text(v)
                 for v in (
                     r["tenant_id"],
                     r["seq"],
@@ -210,7 +210,7 @@ def cmd_events_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     for key, value in detail.items():
         if key not in ("found", "range_first_seq", "range_last_seq"):
-            print(f"{key:>16}: {safe_cell(value)}")
+            print(f"{key:>16}: {safe_text(value)}")
     return EXIT_OK
 
 

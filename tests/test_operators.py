@@ -388,8 +388,9 @@ def test_events_show_by_tenant_and_seq_and_prev_walks_the_chain_back(
 
 
 def test_shown_values_cannot_forge_rows_or_rewrite_a_terminal() -> None:
-    from compliance.display import safe_cell
+    from compliance.display import safe_cell, safe_text
 
+    assert safe_text("user[1]|x\x1b[2J\u2066") == "user[1]|x\\u001b[2J\\u2066"
     assert safe_cell("ok@example.com") == "ok@example.com"
     assert safe_cell("a\x1b[2J\u202eb|c\nd") == "a\\u001b\\[2J\\u202eb\\|c\\u000ad"
     assert safe_cell({"k": "`x`"}) == '{"k":"\\`x\\`"}'
