@@ -82,7 +82,11 @@ def test_table_privileges_are_exactly_the_schemas(settings: Settings) -> None:
             r[0]
             for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'compliance'")
         }
-        assert {t for t, _ in grants(conn, "compliance_reader")} == tables
+        owner_only = {"operator_secrets", "operator_failures"}  # read only through the operator functions
+        assert {t for t, _ in grants(conn, "compliance_reader")} == tables - owner_only
+        for role in (*EXPECTED_TABLE_GRANTS, "compliance_reader", "compliance_watchdog", "compliance_operator"):
+            assert not {t for t, _ in grants(conn, role)} & owner_only, role
+        assert grants(conn, "compliance_operator") == set()
 
 
 def test_column_privileges_are_exactly_the_schemas(settings: Settings) -> None:
@@ -126,7 +130,7 @@ def test_roles_are_plain_logins_without_superpowers(settings: Settings) -> None:
             "SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolcanlogin, rolinherit "
             "FROM pg_roles WHERE rolname LIKE 'compliance\\_%' AND rolname <> 'compliance_admin'"
         ).fetchall()
-    assert len(rows) == 6
+    assert len(rows) == 7
     for name, superuser, createrole, createdb, bypassrls, login, inherit in rows:
         assert (superuser, createrole, createdb, bypassrls, login, inherit) == (
             False,
@@ -147,9 +151,24 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
                 "WHERE p.pronamespace = 'compliance'::regnamespace AND p.prosecdef GROUP BY p.proname"
             ).fetchall()
         )
+    operator_functions = ["compliance_admin", "compliance_operator"]
+    status_readers = [
+        "compliance_admin",
+        "compliance_exporter",
+        "compliance_operator",
+        "compliance_reader",
+        "compliance_watchdog",
+    ]
     assert rows == {
         "event_chained": ["compliance_admin", "compliance_exporter", "compliance_writer"],
         "emit_event": ["compliance_admin", "compliance_writer"],
+        "operator_authenticate": operator_functions,
+        "operator_events": operator_functions,
+        "operator_event": operator_functions,
+        "operator_export_link": operator_functions,
+        "export_job_status": status_readers,
+        "export_jobs_recent": status_readers,
+        "ledger_event": ["compliance_admin"],  # only from inside the operator functions
     }
 
 
