@@ -215,7 +215,7 @@ def test_rows_enqueued_before_the_rules_chain_as_they_are(settings: Settings, tm
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
         admin.execute("DROP SCHEMA compliance CASCADE")
         apply_migrations(admin, older)
-        admin.execute(OUTBOX_INSERT, (hostile_id(0), "acme", "\x1b[31mold", "web", "auth.signout", "{}"))
+        admin.execute(OUTBOX_INSERT, (hostile_id(0), "acme", "\x1b[31mold\tx\ny\r", "web", "auth.signout", "{}"))
         apply_migrations(admin)
         assert admin.execute("SELECT written_by FROM compliance.outbox").fetchall() == [(None,)]
     with connect(settings, "compliance_writer") as w, w.transaction():
@@ -223,7 +223,7 @@ def test_rows_enqueued_before_the_rules_chain_as_they_are(settings: Settings, tm
     result = drain_pending.fn(settings)
     assert (result.drained, result.poisoned) == (1, 1)
     with connect(settings, None, autocommit=True) as owner:
-        assert owner.execute("SELECT actor_id FROM compliance.events").fetchall() == [("\x1b[31mold",)]
+        assert owner.execute("SELECT actor_id FROM compliance.events").fetchall() == [("\x1b[31mold\tx\ny\r",)]
     assert verify_chain(settings).ok
 
 
