@@ -383,8 +383,7 @@ def stored_event_problem(
 
     This is the server side of the contract: a row inserted past emit (by hand, by another runtime) is
     checked again before it is chained. ``payload`` is the stored payload, parsed; it must already be what
-    redaction keeps (redacting it again drops, scrubs and truncates nothing). ``ledger`` says the row was
-    written by one of the ledger's own roles."""
+    redaction keeps (redacting it again drops, scrubs and truncates nothing). ``ledger`` says the row was written by one of the ledger's own roles."""
     if rule is None:
         return f"event_type: {event_type!r} is not a registered event type"
     if not ledger:
@@ -397,6 +396,8 @@ def stored_event_problem(
     reason = text_problem(source)
     if reason is not None:
         return f"source: {reason}"
+    if _plainly_redacted(payload, rule):
+        return None
     walk = _Walk(set())
     try:
         walk.redact(payload, rule, "")
@@ -410,6 +411,55 @@ def stored_event_problem(
     if found.endswith(":truncated"):
         return f"payload.{found[:-10]}: is longer than its cap and was not truncated"
     return f"payload.{found}: is not on the allow-list of {event_type}"
+
+
+def _plainly_redacted(payload: dict[str, Any], rule: TypeRule) -> bool:
+    """True when redacting ``payload`` again would surely change nothing, found without building anything:
+    only kept keys, holding scalars, short strings and no longer string with a hint of a credential's shape.
+    False sends the payload to the exact walk (:class:`_Walk`), which names the problem if any."""
+    if rule.nested or rule.caps:
+        return False
+    keep = rule.keep
+    urls = rule.urls
+    for key, value in payload.items():
+        if key not in keep:
+            return False
+        if urls and key in urls and type(value) is str and ("@" in value or "?" in value):
+            return False
+        if not _plain_value(value, 1):
+            return False
+    return True
+
+
+def _plain_value(value: Any, depth: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        text: str = value
+        if len(text) < 15 or text in _plain_strings:
+            return True  # shorter than any credential shape and than any cap, or seen plain already
+        if len(text) * 4 > MAX_STRING_BYTES or _SECRET_HINT.search(text):
+            return False
+        if len(text) <= 64:
+            if len(_plain_strings) >= 65_536:
+                _plain_strings.clear()
+            _plain_strings.add(text)
+        return True
+    if kind is int:
+        number: int = value
+        return -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            return False
+        items = value.values() if kind is dict else value
+        for item in items:
+            if not _plain_value(item, depth + 1):
+                return False
+    return True
+
+
+# Strings of 15 to 64 characters already found free of any hint of a credential (user agents, e-mail
+# addresses and the like recur from event to event); cleared when it grows large.
+_plain_strings: set[str] = set()
 
 
 WITHHELD_PAYLOAD = '"<withheld: not a redactable JSON object of a registered type>"'

@@ -4,13 +4,18 @@ every flow in as its own role."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import orjson
 import psycopg
 import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from compliance.events import Registry, registry_data
 from compliance.settings import Settings, SettingsError
@@ -294,3 +299,36 @@ def test_the_cli_in_staging_without_a_roles_url_exits_2_naming_it(settings: Sett
     )
     assert done.returncode == 2, done.stderr
     assert "COMPLIANCE_READER_DATABASE_URL is not set" in done.stderr
+
+
+_CREDENTIALISH = st.sampled_from(
+    ["Bearer abcdefghijklmnop", "AKIAABCDEFGHIJKLMNOP", "x\\nAKIAABCDEFGHIJKLMNOP", "ghp_" + "a" * 36, "u-1", "é\t"]
+)
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20) | _CREDENTIALISH,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@hsettings(max_examples=int(os.environ.get("COMPLIANCE_FUZZ_EXAMPLES", "1500")), deadline=None)
+@given(
+    st.sampled_from(["auth.signin.success", "policy.evaluated", "mcp.added", "data.export_initiated"]),
+    st.dictionaries(
+        st.sampled_from(["userId", "method", "reason", "subject", "url", "filter", "password", "x"]), _VALUES
+    ),
+)
+def test_the_drains_payload_check_agrees_with_redaction(event_type: str, payload: dict) -> None:
+    """A stored payload passes the drain exactly when redacting it again keeps it as it is."""
+    from compliance.events import EventRefused, prepare_event, stored_event_problem
+    from compliance.jcs import canonical_str
+
+    reg = Registry.default()
+    text = canonical_str(payload)
+    try:
+        prepared = prepare_event(sample_event(1, event_type=event_type, payload=payload), reg)
+        fixed_point = prepared.redacted_fields == () and prepared.payload_jcs == text
+    except EventRefused:
+        fixed_point = False
+    problem = stored_event_problem("acme", "u", "web", event_type, orjson.loads(text), reg.rule(event_type), False)
+    assert (problem is None) == fixed_point, problem
