@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from compliance.events import EVENT_TYPE_RE
-from compliance.jcs import canonical_problem, encode_string
+from compliance.events import EVENT_TYPE_RE, Registry, stored_event_problem
+from compliance.jcs import canonical_problem, canonical_value, encode_string
 from compliance.timefmt import is_utc_instant
 
 __all__ = [
     "GENESIS_HASH",
+    "ServerRules",
     "canonical_body",
     "chain_copy_rows",
     "copy_text",
@@ -109,35 +110,63 @@ def unchainable(event_type: str, payload: str, redacted_fields: str, occurred_at
     inserted by hand may carry a non-canonical payload, whose hash nobody could recompute, or a timestamp
     of the outbox's shape that names no instant (month 13, second 60), which PostgreSQL would refuse (and
     fail the whole batch) or store as another instant than the one hashed."""
+    return _stored_form(event_type, payload, redacted_fields, occurred_at)[1]
+
+
+def _stored_form(event_type: str, payload: str, redacted_fields: str, occurred_at: str) -> tuple[Any, str | None]:
+    """:func:`unchainable`'s reason, and the payload parsed when there is none."""
     if not is_utc_instant(occurred_at):
-        return f"occurred_at {occurred_at[:40]!r} is not a real instant in the SPEC §2 form"
+        return None, f"occurred_at {occurred_at[:40]!r} is not a real instant in the SPEC §2 form"
     if event_type not in _type_names_seen:
         if EVENT_TYPE_RE.fullmatch(event_type) is None:
-            return f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
+            return None, f"event_type {event_type[:80]!r} is not a dotted lower-case type name"
         if len(_type_names_seen) >= 4096:
             _type_names_seen.clear()
         _type_names_seen.add(event_type)
-    reason = canonical_problem(payload, dict)
+    parsed, reason = canonical_value(payload, dict)
     if reason is not None:
-        return f"payload is {reason}"
+        return None, f"payload is {reason}"
     if redacted_fields != "[]":
         reason = canonical_problem(redacted_fields, list)
         if reason is not None:
-            return f"redacted_fields is {reason}"
+            return None, f"redacted_fields is {reason}"
         fields = orjson.loads(redacted_fields)
         if any(type(f) is not str for f in fields) or fields != sorted(fields):
-            return "redacted_fields is not a sorted list of strings"
-    return None
+            return None, "redacted_fields is not a sorted list of strings"
+    return parsed, None
 
 
-def group_chainable(rows: list[tuple[Any, ...]]) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[Any, str]]]:
+class ServerRules(NamedTuple):
+    """What the drain holds a row to besides its form (SPEC §1, on the server side): the database's own
+    registry (``compliance.event_types``) and the roles that are the ledger itself."""
+
+    registry: Registry
+    ledger_roles: frozenset[str]
+
+
+def group_chainable(
+    rows: list[tuple[Any, ...]], rules: ServerRules | None = None
+) -> tuple[dict[str, list[tuple[Any, ...]]], list[tuple[Any, str]]]:
     """Outbox rows ``(id, event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload,
-    redacted_fields, ...)`` in outbox order, grouped by tenant (order kept), and those that cannot be chained
-    with the reason (:func:`unchainable`)."""
+    redacted_fields, written_by, ...)`` in outbox order, grouped by tenant (order kept), and those that cannot
+    be chained with the reason (:func:`unchainable`; and, with ``rules``, for a row that records its writer,
+    :func:`~compliance.events.stored_event_problem`). A row without a writer (``written_by`` NULL) was
+    enqueued before the outbox recorded writers, and is chained as the rules of its time allowed."""
     by_tenant: dict[str, list[tuple[Any, ...]]] = {}
     poisoned: list[tuple[Any, str]] = []
     for row in rows:
-        reason = unchainable(row[7], row[8], row[9], row[3])
+        parsed, reason = _stored_form(row[7], row[8], row[9], row[3])
+        if reason is None and rules is not None and row[10] is not None:
+            event_type: str = row[7]
+            reason = stored_event_problem(
+                row[2],
+                row[5],
+                row[6],
+                event_type,
+                parsed,
+                rules.registry.rule(event_type),
+                row[10] in rules.ledger_roles,
+            )
         if reason is None:
             tenant: str = row[2]
             group = by_tenant.get(tenant)

@@ -37,6 +37,7 @@ from compliance.timefmt import is_utc_instant, utc_text
 
 __all__ = [
     "ACTOR_TYPES",
+    "LEDGER_TENANT",
     "MAX_PAYLOAD_BYTES",
     "MAX_STRING_BYTES",
     "REDACTED_SECRET",
@@ -44,7 +45,10 @@ __all__ = [
     "PreparedEvent",
     "Registry",
     "new_event_id",
+    "kept_payload_text",
     "prepare_event",
+    "stored_event_problem",
+    "text_problem",
 ]
 
 ACTOR_TYPES = frozenset({"user", "service", "agent", "system", "operator"})
@@ -59,6 +63,10 @@ EVENT_FIELDS = frozenset(
     {"event_id", "tenant_id", "occurred_at", "actor_type", "actor_id", "source", "event_type", "payload"}
 )
 
+LEDGER_TENANT = "ledger:platform"  # written only by the ledger itself, as are the types admin.*
+LEDGER_TYPE_PREFIX = "admin."
+# Unicode category Cc and the bidirectional controls: a printed value must not rewrite a terminal or hide text.
+_CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 EVENT_TYPE_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 _UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -203,7 +211,7 @@ _ms_prefix = ""
 
 
 def _text(value: Any, field: str, max_chars: int) -> str:
-    if type(value) is str and 0 < len(value) <= max_chars and value.isascii() and "\x00" not in value:
+    if type(value) is str and 0 < len(value) <= max_chars and value.isascii() and value.isprintable():
         return value  # the common case, in one look
     if value is None:
         raise EventRefused(field, "is required")
@@ -211,11 +219,32 @@ def _text(value: Any, field: str, max_chars: int) -> str:
         raise EventRefused(field, f"must be a string, not {type(value).__name__}")
     if not 1 <= len(value) <= max_chars:
         raise EventRefused(field, f"must be 1 to {max_chars} characters, got {len(value)}")
-    if "\x00" in value:
-        raise EventRefused(field, "must not contain NUL characters")
+    reason = text_problem(value)
+    if reason is not None:
+        raise EventRefused(field, reason)
     if _has_surrogate(value):
         raise EventRefused(field, "must be valid Unicode (it holds a lone surrogate)")
     return value
+
+
+def text_problem(value: str) -> str | None:
+    """Why a text field is refused for the characters it holds (Unicode Cc, bidirectional controls), or None.
+    The SQL emit function and the drain give the same reason, word for word."""
+    if value.isascii() and value.isprintable():
+        return None
+    found = _CONTROL_RE.search(value)
+    if found is None:
+        return None
+    return f"holds the control or bidirectional character U+{ord(found.group()):04X}; remove it"
+
+
+def reserved_problem(tenant_id: str, event_type: str) -> tuple[str, str] | None:
+    """(field, reason) when an event names what only the ledger itself writes, else None."""
+    if tenant_id == LEDGER_TENANT:
+        return "tenant_id", f"{LEDGER_TENANT} is written only by the ledger itself; use your own tenant id"
+    if event_type.startswith(LEDGER_TYPE_PREFIX):
+        return "event_type", f"{LEDGER_TYPE_PREFIX}* types are written only by the ledger itself"
+    return None
 
 
 def _has_surrogate(value: str) -> bool:
@@ -267,8 +296,11 @@ def _event_id(value: Any) -> str:
     return lowered
 
 
-def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
-    """Validate and redact one event as handed over by a caller. Raises :class:`EventRefused`."""
+def prepare_event(raw: Mapping[str, Any], registry: Registry, ledger: bool = False) -> PreparedEvent:
+    """Validate and redact one event as handed over by a caller. Raises :class:`EventRefused`.
+
+    The tenant ``ledger:platform`` and the types ``admin.*`` are refused unless ``ledger`` is true (the
+    ledger's own events); the drain chains those only when the outbox row was written by a ledger role."""
     if type(raw) is not dict:
         if not isinstance(raw, Mapping):
             raise EventRefused("event", "must be an object")
@@ -287,10 +319,14 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
     actor_type = fields_in.get("actor_type")
     if type(actor_type) is not str or actor_type not in ACTOR_TYPES:
         raise EventRefused("actor_type", f"must be one of {', '.join(sorted(ACTOR_TYPES))}; got {actor_type!r}")
-    event_type = fields_in.get("event_type")
+    event_type: Any = fields_in.get("event_type")
     rule = registry.rule(event_type) if type(event_type) is str else None
     if rule is None:
         raise EventRefused("event_type", f"{event_type!r} is not a registered event type")
+    if not ledger:
+        reserved = reserved_problem(tenant_id, event_type)
+        if reserved is not None:
+            raise EventRefused(*reserved)
     actor_id = _text(fields_in.get("actor_id"), "actor_id", 256)
     source = _text(fields_in.get("source"), "source", 128)
     occurred_at = _occurred_at(fields_in.get("occurred_at"))
@@ -332,6 +368,118 @@ def prepare_event(raw: Mapping[str, Any], registry: Registry) -> PreparedEvent:
             orjson.dumps(fields).decode("utf-8") if fields else "[]",
         ),
     )
+
+
+def stored_event_problem(
+    tenant_id: str,
+    actor_id: str,
+    source: str,
+    event_type: str,
+    payload: dict[str, Any],
+    rule: TypeRule | None,
+    ledger: bool,
+) -> str | None:
+    """Why an outbox row breaks a SPEC §1 rule that emit applies, as ``"field: reason"``, or None.
+
+    This is the server side of the contract: a row inserted past emit (by hand, by another runtime) is
+    checked again before it is chained. ``payload`` is the stored payload, parsed; it must already be what
+    redaction keeps (redacting it again drops, scrubs and truncates nothing). ``ledger`` says the row was written by one of the ledger's own roles."""
+    if rule is None:
+        return f"event_type: {event_type!r} is not a registered event type"
+    if not ledger:
+        reserved = reserved_problem(tenant_id, event_type)
+        if reserved is not None:
+            return f"{reserved[0]}: {reserved[1]}"
+    reason = text_problem(actor_id)
+    if reason is not None:
+        return f"actor_id: {reason}"
+    reason = text_problem(source)
+    if reason is not None:
+        return f"source: {reason}"
+    if _plainly_redacted(payload, rule):
+        return None
+    walk = _Walk(set())
+    try:
+        walk.redact(payload, rule, "")
+    except EventRefused as exc:
+        return str(exc)
+    if not walk.redacted:
+        return None
+    found = sorted(walk.redacted)[0]
+    if found.endswith(":scrubbed"):
+        return f"payload.{found[:-9]}: holds a credential that was not redacted"
+    if found.endswith(":truncated"):
+        return f"payload.{found[:-10]}: is longer than its cap and was not truncated"
+    return f"payload.{found}: is not on the allow-list of {event_type}"
+
+
+def _plainly_redacted(payload: dict[str, Any], rule: TypeRule) -> bool:
+    """True when redacting ``payload`` again would surely change nothing, found without building anything:
+    only kept keys, holding scalars, short strings and no longer string with a hint of a credential's shape.
+    False sends the payload to the exact walk (:class:`_Walk`), which names the problem if any."""
+    if rule.nested or rule.caps:
+        return False
+    keep = rule.keep
+    urls = rule.urls
+    for key, value in payload.items():
+        if key not in keep:
+            return False
+        if urls and key in urls and type(value) is str and ("@" in value or "?" in value):
+            return False
+        if not _plain_value(value, 1):
+            return False
+    return True
+
+
+def _plain_value(value: Any, depth: int) -> bool:
+    kind = type(value)
+    if kind is str:
+        text: str = value
+        if len(text) < 15 or text in _plain_strings:
+            return True  # shorter than any credential shape and than any cap, or seen plain already
+        if len(text) * 4 > MAX_STRING_BYTES or _SECRET_HINT.search(text):
+            return False
+        if len(text) <= 64:
+            if len(_plain_strings) >= 65_536:
+                _plain_strings.clear()
+            _plain_strings.add(text)
+        return True
+    if kind is int:
+        number: int = value
+        return -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER
+    if kind is dict or kind is list:
+        if depth >= MAX_DEPTH:
+            return False
+        items = value.values() if kind is dict else value
+        for item in items:
+            if not _plain_value(item, depth + 1):
+                return False
+    return True
+
+
+# Strings of 15 to 64 characters already found free of any hint of a credential (user agents, e-mail
+# addresses and the like recur from event to event); cleared when it grows large.
+_plain_strings: set[str] = set()
+
+
+WITHHELD_PAYLOAD = '"<withheld: not a redactable JSON object of a registered type>"'
+
+
+def kept_payload_text(payload: str, rule: TypeRule | None) -> str:
+    """What redaction keeps of a stored payload text, as JSON (the form a quarantined row is kept in, so that
+    a payload written past emit never stores what redaction drops); :data:`WITHHELD_PAYLOAD` when the text is
+    not a JSON object or its type is not registered."""
+    try:
+        parsed = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return WITHHELD_PAYLOAD
+    if rule is None or type(parsed) is not dict:
+        return WITHHELD_PAYLOAD
+    try:
+        kept = _Walk(set()).redact(parsed, rule, "")
+        return orjson.dumps(kept, option=_SORT).decode("utf-8")
+    except (EventRefused, orjson.JSONEncodeError, TypeError):
+        return WITHHELD_PAYLOAD
 
 
 def _depth_ok(value: Any, depth: int = 0) -> bool:

@@ -30,6 +30,7 @@ __all__ = [
     "canonical",
     "canonical_fast",
     "canonical_problem",
+    "canonical_value",
     "canonical_str",
     "encode_string",
     "loads_strict",
@@ -181,26 +182,32 @@ _NUMBER_FORMS_DIFFER = re.compile(r"[0-9](?:[eE]|\.0(?:[,\]}]|$)|[0-9]{15})")
 
 def canonical_problem(text: str, want: type) -> str | None:
     """None when ``text`` is the RFC 8785 form of a JSON value of type ``want``; else why not."""
+    return canonical_value(text, want)[1]
+
+
+def canonical_value(text: str, want: type) -> tuple[Any, str | None]:
+    """``text`` parsed, and None when it is the RFC 8785 form of a JSON value of type ``want``, else why not
+    (the value is then None)."""
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        return f"not JSON: {exc}"
+        return None, f"not JSON: {exc}"
     if type(parsed) is not want:
-        return f"not a JSON {want.__name__}"
+        return None, f"not a JSON {want.__name__}"
     encoded = text.encode("utf-8")
     if (
         (text.isascii() or max(text) <= "\uffff")
         and orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS) == encoded
         and (_numbers_print_alike(parsed) or not _NUMBER_FORMS_DIFFER.search(text))
     ):
-        return None
+        return parsed, None
     try:
         # RFC 8785 numbers are doubles: an integer too large for exactness is the double it denotes.
         if canonical(json.loads(text, parse_int=_int_or_double)) == encoded:
-            return None
+            return parsed, None
     except CanonicalError as exc:
-        return f"has no RFC 8785 form: {exc}"
-    return "not in RFC 8785 canonical form"
+        return None, f"has no RFC 8785 form: {exc}"
+    return None, "not in RFC 8785 canonical form"
 
 
 def _numbers_print_alike(value: Any) -> bool:

@@ -16,7 +16,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from compliance.settings import Settings
-from tasks.db import owner_connection
+from tasks.db import connect
 from tasks.schema import drift_report
 
 
@@ -26,7 +26,8 @@ class DriftDetected(RuntimeError):
 
 @task(name="probe-schema", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 def probe_schema(settings: Settings) -> list[dict[str, Any]]:
-    with owner_connection(settings) as conn:
+    # The probes read only the catalogs and schema_migrations: the reader role suffices, never the owner.
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
         return [r._asdict() for r in drift_report(conn)]
 
 

@@ -1,10 +1,14 @@
 """PostgreSQL connections, each acting as one least-privilege role.
 
 ``connect(settings, role=...)`` opens a psycopg connection. With a per-role URL
-configured (``COMPLIANCE_<ROLE>_DATABASE_URL``) it logs in as that role;
-otherwise it logs in with ``COMPLIANCE_DATABASE_URL`` (the owner) and does
-``SET ROLE`` before handing the connection over, so every query still runs
-with only that role's grants.
+configured (``COMPLIANCE_<ROLE>_DATABASE_URL``) it logs in as that role. In
+the ``dev`` stage, without one, it logs in with ``COMPLIANCE_DATABASE_URL``
+(the owner) and does ``SET ROLE`` before handing the connection over, so every
+query still runs with only that role's grants. In ``staging`` and ``prod`` a
+role's own URL is required and its absence refuses naming the variable: a
+flow that logs in as the owner could disable the immutability triggers, and
+``SET ROLE`` is one statement away from ``RESET ROLE``. The owner's URL is for
+administration (``compliance migrate``, ``roles rotate``, operator enrolment).
 """
 
 from __future__ import annotations
@@ -15,9 +19,9 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from compliance.settings import Settings
+from compliance.settings import Settings, SettingsError
 
-__all__ = ["ROLES", "connect", "database_url", "owner_connection"]
+__all__ = ["ROLES", "connect", "database_url", "owner_connection", "role_url", "role_url_variable"]
 
 ROLES = (
     "compliance_writer",
@@ -44,11 +48,29 @@ def database_url(settings: Settings) -> str:
     return settings.database_url
 
 
+def role_url_variable(role: str) -> str:
+    """The environment variable holding ``role``'s own URL, e.g. COMPLIANCE_DRAINER_DATABASE_URL."""
+    return f"COMPLIANCE_{role.removeprefix('compliance_').upper()}_DATABASE_URL"
+
+
+def role_url(settings: Settings, role: str) -> str | None:
+    """``role``'s own URL; None in dev when it has none (the owner's login then does SET ROLE). Outside dev a
+    missing one raises :class:`SettingsError` naming the variable."""
+    url = settings.role_urls.get(role)
+    if url is None and settings.stage != "dev":
+        raise SettingsError(
+            f"{role_url_variable(role)} is not set: in {settings.stage} every flow logs in as its own role, never "
+            f"as the owner; create a login for {role} (`compliance roles rotate` sets its password) and set "
+            f"{role_url_variable(role)} to its PostgreSQL URL"
+        )
+    return url
+
+
 def connect(settings: Settings, role: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
     """A connection acting as ``role`` (None: the owner), with the session in UTC."""
     if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-    url = settings.role_urls.get(role) if role else None
+    url = role_url(settings, role) if role else None
     conn = psycopg.connect(url or database_url(settings), autocommit=True, application_name=role or "compliance")
     try:
         conn.execute("SET TIME ZONE 'UTC'")

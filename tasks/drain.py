@@ -31,7 +31,8 @@ import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from compliance.chain import GENESIS_HASH, chain_copy_rows, group_chainable
+from compliance.chain import GENESIS_HASH, ServerRules, chain_copy_rows, group_chainable
+from compliance.events import Registry, kept_payload_text
 from compliance.settings import SHARD_COUNT, Settings
 from compliance.snapshot import NOTHING_FINISHED, Snapshot
 from compliance.timefmt import utc_text
@@ -47,6 +48,7 @@ __all__ = [
     "outbox_pending",
     "purge_drained",
     "purge_outbox",
+    "server_rules",
     "worker_shards",
 ]
 
@@ -59,7 +61,10 @@ _CURSORS = (
     "SELECT shard, lo::text, hi::text, pos_txid::text, pos_id FROM compliance.outbox_cursor "
     "WHERE shard = ANY(%s) ORDER BY shard"
 )
-_ROW = "id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
+_ROW = (
+    "id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields, "
+    "written_by"
+)
 # A delta (rows whose transaction `hi` sees finished and `lo` does not) is read in (txid, id) order, in two
 # parts that follow each other in that order: the rows of transactions `lo` saw running (txid in its
 # in-progress list, all below lo's xmax), then the rows of transactions that started after `lo`
@@ -83,19 +88,18 @@ _EVENT_COLUMNS = (
     "tenant_id, seq, event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type, "
     "payload, redacted_fields, prev_hash, event_hash"
 )
-# Drained rows are purged below one txid: the lowest xmin of the shards' cursors (every row below it is
-# drained), or the first row in txid order still inside the retention, if lower (rows follow txid order in
-# time, so each purge batch walks only what it deletes).
-_PURGE_BOUND = """
-SELECT LEAST(
-    (SELECT min(pg_snapshot_xmin(lo)) FROM compliance.outbox_cursor),
-    (SELECT txid FROM compliance.outbox WHERE enqueued_at >= clock_timestamp() - make_interval(secs => %s)
-     ORDER BY txid, id LIMIT 1)
-)::text
-"""
-_PURGE = (
-    "DELETE FROM compliance.outbox WHERE ctid = ANY(ARRAY("
-    "SELECT ctid FROM compliance.outbox WHERE txid < %s::text::xid8 ORDER BY txid, id LIMIT %s))"
+# Drained rows are purged, and cursors moved, only through the SECURITY DEFINER functions of
+# sql/0009_server_rules.sql: the drainer has no DELETE on the outbox and no UPDATE on the cursors, so it can
+# neither drop a row that was never chained nor move a cursor back (or past the present).
+_PURGE = "SELECT compliance.purge_drained(%s::float8, %s::int)"
+_ADVANCE = "SELECT compliance.advance_cursors(%s::int[], %s::pg_snapshot, %s::pg_snapshot, %s::text::xid8, %s::bigint)"
+# The roles that are the ledger itself, besides the schema's owner: they alone may write the tenant
+# ledger:platform and the types admin.* (the exporter audits cross-tenant reads there).
+LEDGER_ROLES = frozenset({"compliance_exporter"})
+_SERVER_RULES = (
+    "SELECT (SELECT tableowner::text FROM pg_tables WHERE schemaname = 'compliance' AND tablename = 'outbox'), "
+    "(SELECT coalesce(json_object_agg(event_type, json_build_object('keep', keep, 'caps', caps, 'urls', urls)), "
+    "'{}') FROM compliance.event_types)"
 )
 
 
@@ -234,9 +238,8 @@ def _claim_batch(conn: psycopg.Connection, shards: list[int], batch_size: int) -
                 break  # and it was read up to now
         if (lo, hi, pos) != (cursor.lo, cursor.hi, cursor.pos):
             conn.execute(
-                "UPDATE compliance.outbox_cursor SET lo = %s::pg_snapshot, hi = %s::pg_snapshot, "
-                "pos_txid = %s::text::xid8, pos_id = %s, updated_at = clock_timestamp() WHERE shard = ANY(%s)",
-                (lo, hi, None if pos is None else str(pos[0]), None if pos is None else pos[1], cursor.shards),
+                _ADVANCE,
+                (cursor.shards, lo, hi, None if pos is None else str(pos[0]), None if pos is None else pos[1]),
             )
     conn.execute(_INDEX_ORDER_ONLY, {"on": "on"})
     return rows
@@ -258,10 +261,28 @@ def _refuse_ids_behind(now: Snapshot, cursor: Snapshot) -> None:
         )
 
 
-def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequence[int] | None = None) -> DrainResult:
-    """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer)."""
+def server_rules(conn: psycopg.Connection) -> ServerRules:
+    """The rules the drain holds each row to, read from the database: its registry (``compliance.event_types``,
+    synced by `compliance migrate`) and the ledger's roles (the outbox's owner and :data:`LEDGER_ROLES`)."""
+    with conn.transaction():  # of its own: a read left open would turn the next batch into a savepoint
+        owner, types = conn.execute(_SERVER_RULES).fetchone()  # type: ignore[misc]
+    if not types:
+        raise DrainError("compliance.event_types is empty: run `compliance migrate`, which syncs the registry")
+    return ServerRules(Registry(types), LEDGER_ROLES | {owner})
+
+
+def drain_batch(
+    conn: psycopg.Connection,
+    batch_size: int = 50_000,
+    shards: Sequence[int] | None = None,
+    rules: ServerRules | None = None,
+) -> DrainResult:
+    """Chain up to ``batch_size`` pending outbox rows in one transaction (``conn`` acts as the drainer); rows
+    that break ``rules`` (read from the database when not given) are set aside in compliance.outbox_poison."""
     started = time.perf_counter()
     result = DrainResult()
+    if rules is None:
+        rules = server_rules(conn)
     with conn.transaction():
         mine = _locked_shards(conn, shards)
         if not mine:
@@ -272,7 +293,7 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
         recorded_at_dt: datetime = conn.execute("SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
         recorded_at = utc_text(recorded_at_dt)
 
-        by_tenant, poisoned = group_chainable(rows)
+        by_tenant, poisoned = group_chainable(rows, rules)
 
         duplicates = 0
         while True:
@@ -308,14 +329,20 @@ def drain_batch(conn: psycopg.Connection, batch_size: int = 50_000, shards: Sequ
                 (recorded_at_dt, [h[0] for h in new_heads], [h[1] for h in new_heads], [h[2] for h in new_heads]),
             )
         if poisoned:
-            # The rows stay in the outbox, drained (purged later); this copy of them says why they were not chained.
+            # The rows stay in the outbox, drained (purged after the retention); this copy of them says why they
+            # were not chained, and keeps of each payload only what redaction keeps (it was written past emit).
             conn.execute(
                 "INSERT INTO compliance.outbox_poison (id, event_id, tenant_id, occurred_at, actor_type, actor_id, "
-                "source, event_type, payload, redacted_fields, enqueued_at, error) "
+                "source, event_type, payload, redacted_fields, enqueued_at, written_by, error) "
                 "SELECT o.id, o.event_id, o.tenant_id, o.occurred_at, o.actor_type, o.actor_id, o.source, "
-                "o.event_type, o.payload, o.redacted_fields, o.enqueued_at, v.error "
-                "FROM unnest(%s::bigint[], %s::text[]) AS v(id, error) JOIN compliance.outbox o ON o.id = v.id",
-                ([row[0] for row, _ in poisoned], [reason for _, reason in poisoned]),
+                "o.event_type, v.payload, o.redacted_fields, o.enqueued_at, o.written_by, v.error "
+                "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS v(id, error, payload) "
+                "JOIN compliance.outbox o ON o.id = v.id",
+                (
+                    [row[0] for row, _ in poisoned],
+                    [reason for _, reason in poisoned],
+                    [kept_payload_text(row[8], rules.registry.rule(row[7])) for row, _ in poisoned],
+                ),
             )
     result.drained = sum(v[0] for v in per_tenant.values())
     result.poisoned = len(poisoned)
@@ -406,8 +433,9 @@ def _drain_shards(
     total = DrainResult()
     conn = connect(settings, "compliance_drainer")
     try:
+        rules = server_rules(conn)
         while max_batches is None or total.batches < max_batches:
-            one = drain_batch(conn, batch_size, shards)
+            one = drain_batch(conn, batch_size, shards, rules)
             if one.batches == 0:
                 break
             total.add(one)
@@ -448,21 +476,16 @@ def purge_drained(
 ) -> int:
     """Delete drained outbox rows enqueued more than ``retention_seconds`` ago, ``batch_size`` rows per
     transaction (``conn`` in autocommit acts as the drainer); the number deleted. Never touches a row that is
-    not drained: everything below the lowest xmin of the shards' cursors is drained, and the bound is read
-    before each call (cursors only move forward)."""
+    not drained and chained (or set aside): ``compliance.purge_drained`` checks both on the server."""
     with conn.transaction():
         now, furthest = conn.execute(
             "SELECT pg_current_snapshot()::text, (SELECT lo::text FROM compliance.outbox_cursor "
             "ORDER BY pg_snapshot_xmax(lo) DESC LIMIT 1)"
         ).fetchone()  # type: ignore[misc]
         _refuse_ids_behind(Snapshot.parse(now), Snapshot.parse(furthest))
-        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})  # the oldest rows first, by the index, never a full scan
-        bound = conn.execute(_PURGE_BOUND, (retention_seconds,)).fetchone()[0]  # type: ignore[index]
     purged = batches = 0
-    while bound is not None and (max_batches is None or batches < max_batches):
-        with conn.transaction():
-            conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
-            n = conn.execute(_PURGE, (bound, batch_size)).rowcount
+    while max_batches is None or batches < max_batches:
+        n = conn.execute(_PURGE, (float(retention_seconds), batch_size)).fetchone()[0]  # type: ignore[index]
         purged += n
         batches += 1
         if n < batch_size:

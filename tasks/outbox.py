@@ -88,18 +88,26 @@ def _execute(conn: Any, sql: str, params: Sequence[Any]) -> int:
         return int(cur.rowcount)
 
 
-def emit(conn: Any, event: Mapping[str, Any], *, registry: Registry | None = None) -> EmitResult:
-    """Validate, redact and add one event to the outbox in ``conn``'s current transaction."""
-    prepared = prepare_event(event, registry or _default_registry())
+def emit(conn: Any, event: Mapping[str, Any], *, registry: Registry | None = None, ledger: bool = False) -> EmitResult:
+    """Validate, redact and add one event to the outbox in ``conn``'s current transaction.
+
+    ``ledger=True`` is the ledger's own way to write the tenant ``ledger:platform`` and the types
+    ``admin.*`` (refused otherwise, at once). The outbox records the role that inserted the row, and the
+    drain chains such an event only when that role is the ledger's (the schema owner or the exporter);
+    from any other role it is set aside in compliance.outbox_poison, never chained."""
+    prepared = prepare_event(event, registry or _default_registry(), ledger)
     row = _row(prepared)
     stored = _execute(conn, _INSERT_ONE, (*row, row[0])) == 1
     return EmitResult(prepared.event_id, stored)
 
 
-def emit_batch(conn: Any, events: Iterable[Mapping[str, Any]], *, registry: Registry | None = None) -> BatchResult:
-    """Validate every event first (the first refusal raises, nothing written), then add them in one statement."""
+def emit_batch(
+    conn: Any, events: Iterable[Mapping[str, Any]], *, registry: Registry | None = None, ledger: bool = False
+) -> BatchResult:
+    """Validate every event first (the first refusal raises, nothing written), then add them in one statement.
+    ``ledger`` as for :func:`emit`."""
     reg = registry or _default_registry()
-    prepared = [prepare_event(e, reg) for e in events]
+    prepared = [prepare_event(e, reg, ledger) for e in events]
     return insert_prepared(conn, prepared)
 
 

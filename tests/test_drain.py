@@ -20,8 +20,6 @@ from tasks.drain import (
     _IN_PENDING_RANGES,
     _INDEX_ORDER_ONLY,
     _PENDING_RANGES,
-    _PURGE,
-    _PURGE_BOUND,
     _RESET_CURSORS,
     DrainError,
     _shard_filter,
@@ -77,9 +75,12 @@ def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Sett
 
 
 def test_text_that_copy_must_escape_is_stored_and_hashed_exactly(settings: Settings) -> None:
-    """The drain writes COPY text itself: backslashes, tabs, newlines and CRs in any text column survive."""
+    """The drain writes COPY text itself: backslashes and COPY's \\N survive in the text columns, tabs, newlines
+    and CRs in the payload too (actor_id and source refuse control characters; rows enqueued before that rule
+    keep theirs, see test_server_rules)."""
     awkward = 'a\\b\tc\nd\re "q" \\N é 𝄞'
-    event = sample_event(1, actor_id=awkward, source=awkward)
+    printable = 'a\\b "q" \\N é 𝄞 \\t'
+    event = sample_event(1, actor_id=printable, source=printable)
     event["payload"]["userAgent"] = awkward
     with connect(settings, "compliance_writer") as conn, conn.transaction():
         emit(conn, event)
@@ -88,7 +89,7 @@ def test_text_that_copy_must_escape_is_stored_and_hashed_exactly(settings: Setti
         actor_id, source, payload = conn.execute(
             "SELECT actor_id, source, payload::jsonb->>'userAgent' FROM compliance.events"
         ).fetchone()
-    assert actor_id == source == payload == awkward
+    assert actor_id == source == printable and payload == awkward
     assert verify_chain(settings).ok
 
 
@@ -449,12 +450,19 @@ def test_one_drain_call_empties_the_outbox_when_a_delta_ended_exactly_at_a_full_
 
 
 def test_a_purge_batch_walks_the_index_from_the_oldest_row(settings: Settings) -> None:
+    """The two statements of compliance.purge_drained (read from the function itself), planned as it runs them."""
     emit_many(settings, 20_000, 100)
     with connect(settings, None) as conn, conn.transaction():
         conn.execute("ANALYZE compliance.outbox")
-        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})
-        for sql, params in ((_PURGE, ("99999999", 50_000)), (_PURGE_BOUND, (600,))):
-            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+        conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})  # the function's own SET options
+        source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'purge_drained'").fetchone()[0]
+        bound_sql = source[source.index("SELECT LEAST(") : source.index(" INTO bound;")]
+        delete_sql = source[source.index("DELETE FROM") : source.index(";", source.index("DELETE FROM"))]
+        for sql in (
+            bound_sql.replace("p_retention_seconds", "600"),
+            delete_sql.replace("bound", "'99999999'::xid8").replace("p_limit", "50000"),
+        ):
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql))
             assert "Index Scan using outbox_order" in plan and "Seq Scan on outbox " not in plan, plan
             assert "Sort" not in plan, plan
 

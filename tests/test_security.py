@@ -10,11 +10,11 @@ from tasks.db import connect
 EXPECTED_TABLE_GRANTS = {
     "compliance_writer": set(),  # column-level INSERT on the outbox only (checked below)
     "compliance_drainer": {
+        ("event_types", "SELECT"),  # the registry the drain holds rows to
         ("events", "INSERT"),
         ("events", "SELECT"),
-        ("outbox", "DELETE"),
-        ("outbox", "SELECT"),
-        ("outbox_cursor", "SELECT"),  # and UPDATE of the cursor columns (checked below), never of shard
+        ("outbox", "SELECT"),  # deletes only through compliance.purge_drained
+        ("outbox_cursor", "SELECT"),  # moved only through compliance.advance_cursors
         ("outbox_pending", "SELECT"),
         ("outbox_poison", "INSERT"),
         ("outbox_poison", "SELECT"),
@@ -108,11 +108,6 @@ def test_column_privileges_are_exactly_the_schemas(settings: Settings) -> None:
         assert column_grants(conn, "compliance_writer") == outbox_insert
         drainer_updates = {(t, c) for t, c, p in column_grants(conn, "compliance_drainer") if p == "UPDATE"}
         assert drainer_updates == {
-            ("outbox_cursor", "lo"),
-            ("outbox_cursor", "hi"),
-            ("outbox_cursor", "pos_txid"),
-            ("outbox_cursor", "pos_id"),
-            ("outbox_cursor", "updated_at"),
             ("tenant_heads", "tenant_id"),
             ("tenant_heads", "last_seq"),
             ("tenant_heads", "head_hash"),
@@ -169,6 +164,8 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
         "export_job_status": status_readers,
         "export_jobs_recent": status_readers,
         "ledger_event": ["compliance_admin"],  # only from inside the operator functions
+        "advance_cursors": ["compliance_admin", "compliance_drainer"],
+        "purge_drained": ["compliance_admin", "compliance_drainer"],
     }
 
 
