@@ -195,7 +195,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
         fmt="ndjson",
         filter_text={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"},
     )
-    outcome = run_job(settings, job)
+    outcome = run_job(settings, job, signing_key=KEY)
     with urllib.request.urlopen(outcome.url) as resp:
         exported = resp.read().decode()
     with connect(settings, None, autocommit=True) as conn:
