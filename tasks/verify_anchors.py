@@ -45,6 +45,8 @@ def verify_anchors(
             )
         for cid in [r[0] for r in recorded if r[0] not in in_bucket]:
             raise VerificationFailure("missing_anchor", f"s3://{store.bucket}/{anchor_key(cid)} is gone", anchor=cid)
+        if not recorded:
+            return 0, None
         try:
             trust = deployment_trust(settings, conn)
         except TrustProblem as exc:

@@ -69,7 +69,7 @@ class VerificationFailure(Exception):
             parts.append(f"anchor {self.anchor}")
         if self.tenant_id is not None:
             parts.append(f"tenant {self.tenant_id}" + (f" seq {self.seq}" if self.seq is not None else ""))
-        return f"{', '.join(parts) or 'export'}: {self.code}: {self.detail}"
+        return f"{', '.join(parts) or 'ledger'}: {self.code}: {self.detail}"
 
     def where(self, *, row: int | None = None, tenant_id: str | None = None, seq: int | None = None) -> VerificationFailure:
         """The same failure placed at an export row (the anchor stage does not know which row asked)."""
