@@ -127,35 +127,39 @@ def read_rows(path: Path) -> Iterator[list[Any]]:
         lines = iter(fh)
         n = 0
         try:
-            header = _record(lines)
-            if header is None:
+            first = _record(lines)
+            if first is None:
                 return
-            if tuple(header) != EXPORT_COLUMNS:
+            if tuple(first[0]) != EXPORT_COLUMNS:
                 raise _fail("malformed_file", None, "the CSV header is not the export columns of SPEC §4")
             width = len(EXPORT_COLUMNS)
-            while (values := _record(lines)) is not None:
+            while (record := _record(lines)) is not None:
+                values, quoted = record
                 n += 1
                 if len(values) != width:
                     raise _fail("malformed_row", n, f"{len(values)} fields, expected {width}")
-                for i in range(width):
-                    if values[i].startswith("'"):
-                        values[i] = restore(values[i])
+                if quoted:
+                    for i in range(width):
+                        if values[i].startswith("'"):
+                            values[i] = restore(values[i])
                 yield values
         except (csv.Error, UnicodeDecodeError) as exc:
             raise _fail("malformed_row", n + 1, str(exc)) from None
 
 
-def _record(lines: Iterator[str]) -> list[str] | None:
-    """The next CSV record, exactly as the standard ``csv`` module reads it. A line in the form the export
-    writes is split directly; anything else (a field spanning lines, odd quoting, a blank line) is handed
-    to ``csv``, which reads exactly that record's lines and no more."""
+def _record(lines: Iterator[str]) -> tuple[list[str], bool] | None:
+    """The next CSV record, exactly as the standard ``csv`` module reads it, and whether any of its cells may
+    begin with a neutralising ``'`` (so that most rows skip looking). A line in the form the export writes
+    is split directly; anything else (a field spanning lines, odd quoting, a blank line) is handed to
+    ``csv``, which reads exactly that record's lines and no more."""
     line = next(lines, None)
     if line is None:
         return None
     fields = _split_export_line(line)
     if fields is not None:
-        return fields
-    return next(csv.reader(itertools.chain((line,), lines)), None)
+        return fields, "'" in line
+    got = next(csv.reader(itertools.chain((line,), lines)), None)
+    return None if got is None else (got, True)
 
 
 def _split_export_line(line: str) -> list[str] | None:
