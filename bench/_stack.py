@@ -16,6 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psycopg
 
 from cli.devstack import Postgres, free_port, start_s3_server
+from compliance.settings import Settings
+from tasks.signing import SigningKey
 from tasks.schema import apply_migrations
 
 
@@ -46,3 +48,39 @@ def bench_stack(*, s3: bool = False) -> Iterator[BenchStack]:
         if s3_pid:
             os.killpg(s3_pid, 15)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def provisioned_settings(stack: BenchStack) -> Settings:
+    """Settings for a bench stack, with its anchor bucket ("anchors", GOVERNANCE, one day) and export bucket
+    ("exports") provisioned."""
+    from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
+
+    settings = Settings(
+        database_url=stack.database_url,
+        s3_endpoint_url=stack.s3_endpoint_url,
+        anchor_bucket="anchors",
+        export_bucket="exports",
+        operator_emails=frozenset({"ops@example.com"}),
+        retention_days=1,
+    )
+    s3 = s3_client(settings)
+    provision_anchor_bucket(s3, "anchors", mode="GOVERNANCE", retention_days=1)
+    provision_export_bucket(s3, "exports")
+    return settings
+
+
+def anchored_ledger(stack: BenchStack, events: int, tenants: int) -> tuple[Settings, SigningKey]:
+    """:func:`provisioned_settings`, with ``events`` events over ``tenants`` tenants chained and anchored by a
+    new signing key (returned: exports sign their manifests with it)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from drain import load_outbox
+
+    from tasks.anchoring import anchor_once
+    from tasks.drain import drain_pending
+
+    settings = provisioned_settings(stack)
+    load_outbox(stack.database_url, events, tenants)
+    drain_pending.fn(settings)
+    key = SigningKey(Ed25519PrivateKey.generate())
+    anchor_once(settings, key)
+    return settings, key

@@ -18,7 +18,10 @@ from cli.operators import (
     cmd_export_status,
     cmd_export_url,
 )
+from ledger_verify.cli import add_export_arguments
+
 from cli.operators import add_parsers as add_operator_parsers
+from cli.verify import add_trust_commands, cmd_verify_export
 from compliance.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -411,33 +414,6 @@ def cmd_export_run(args: argparse.Namespace) -> int:
     return EXIT_OK if result.get("status") == "complete" else EXIT_FAILED
 
 
-def cmd_verify_export(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-    from pathlib import Path
-
-    from compliance.verify_export import ExportFailure, ExportVerifier, manifest_from_bytes
-    from tasks.storage import S3AnchorStore, s3_client
-
-    data = Path(args.file)
-    if not data.is_file():
-        fail(f"{data}: no such file")
-    manifest = None
-    manifest_path = Path(args.manifest) if args.manifest else data.with_name("manifest.json")
-    if args.manifest or manifest_path.is_file():
-        try:
-            manifest = manifest_from_bytes(manifest_path.read_bytes())
-        except (OSError, ExportFailure) as exc:
-            fail(f"{manifest_path}: {exc}")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        fail(str(exc))
-    bucket = args.bucket or (manifest or {}).get("anchor_bucket") or settings.anchor_bucket
-    settings = replace(settings, anchor_bucket=bucket)
-    store = S3AnchorStore(s3_client(settings), bucket)
-    report = ExportVerifier(store, manifest, min_retention_days=args.min_retention_days).verify_file(data)
-    print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
-    return EXIT_OK if report.ok else EXIT_FAILED
 
 
 def cmd_watchdog(args: argparse.Namespace) -> int:
@@ -566,13 +542,10 @@ def build_parser() -> argparse.ArgumentParser:
     vc.add_argument("--tenant")
     vc.add_argument("--json", action="store_true")
     vc.set_defaults(func=cmd_verify_chain)
-    ve = verify.add_parser("export", help="check an export file offline against the anchor bucket")
-    ve.add_argument("file")
-    ve.add_argument("--manifest", help="the export's manifest.json (default: manifest.json beside the file)")
-    ve.add_argument("--bucket", help="the anchor bucket (default: the manifest's, else COMPLIANCE_ANCHOR_BUCKET)")
-    ve.add_argument("--min-retention-days", type=int, help="also require this much Object Lock retention")
-    ve.add_argument("--json", action="store_true")
+    ve = verify.add_parser("export", help="check an export against the anchors its trust file pins (as ledger-verify)")
+    add_export_arguments(ve)
     ve.set_defaults(func=cmd_verify_export)
+    add_trust_commands(sub)
 
     bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(
         dest="bucket_command", required=True

@@ -1,4 +1,5 @@
-"""Per-tenant hash chains (SPEC §2).
+"""Per-tenant hash chains (SPEC §2): the drain's side. The hashed bytes are defined once, in
+``ledger_verify.chain`` (the auditor's package), and used here as they are.
 
     >>> body = canonical_body(seq=1, event_id="019a8b2c-0000-7001-8000-000000000001",
     ...     tenant_id="t", occurred_at="2026-11-22T00:00:00.000000Z",
@@ -7,10 +8,6 @@
     >>> event_hash(GENESIS_HASH, body).hex()[:16]
     '0af0916133618ae7'
 
-``canonical_body`` assembles the RFC 8785 bytes of the hashed object from
-parts that are already canonical (the payload and the redacted-field list are
-stored in their RFC 8785 form), so chaining costs a string join and one
-SHA-256, not a JSON serialization.
 """
 
 from __future__ import annotations
@@ -21,8 +18,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from ledger_verify.chain import GENESIS_HASH, canonical_body, event_hash, stored_body
+
 from compliance.events import EVENT_TYPE_RE, Registry, stored_event_problem
-from compliance.jcs import canonical_problem, canonical_value, encode_string
+from compliance.jcs import canonical_problem, canonical_value
 from compliance.timefmt import is_utc_instant
 
 __all__ = [
@@ -36,71 +35,7 @@ __all__ = [
     "stored_body",
     "unchainable",
 ]
-
-GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
-
-
-def canonical_body(
-    *,
-    seq: int,
-    event_id: str,
-    tenant_id: str,
-    occurred_at: str,
-    recorded_at: str,
-    actor_type: str,
-    actor_id: str,
-    source: str,
-    event_type: str,
-    payload_jcs: str,
-    redacted_fields_jcs: str,
-) -> bytes:
-    """The RFC 8785 bytes of the v1 event object. Keys appear in RFC 8785 order.
-
-    ``tenant_id``, ``event_type``, ``actor_type``, ``event_id`` and the timestamps
-    must already be valid (SPEC §1): their character sets never need escaping,
-    so they are written as they are; the free-text ``actor_id`` and ``source``
-    are escaped. (A tampered stored value still changes the hash, so
-    verification does not depend on that precondition.)
-    """
-    return (
-        f'{{"actor":{{"id":{_quote(actor_id)},"type":"{actor_type}"}},"event_id":"{event_id}",'
-        f'"event_type":"{event_type}","occurred_at":"{occurred_at}","payload":{payload_jcs},'
-        f'"recorded_at":"{recorded_at}","redacted_fields":{redacted_fields_jcs},"seq":{seq},'
-        f'"source":{_quote(source)},"tenant_id":"{tenant_id}","v":1}}'
-    ).encode()
-
-
-def stored_body(r: Sequence[Any], seq: int, payload_jcs: str, redacted_fields_jcs: str) -> bytes:
-    """:func:`canonical_body` of a stored or exported event ``r``, whose first columns are ``tenant_id, seq,
-    event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type`` (timestamps in the
-    SPEC §2 text form); ``seq`` and the two JSON texts are given as the caller has checked them."""
-    return canonical_body(
-        seq=seq,
-        event_id=r[2],
-        tenant_id=r[0],
-        occurred_at=r[3],
-        recorded_at=r[4],
-        actor_type=r[5],
-        actor_id=r[6],
-        source=r[7],
-        event_type=r[8],
-        payload_jcs=payload_jcs,
-        redacted_fields_jcs=redacted_fields_jcs,
-    )
-
-
-def _quote(text: str) -> str:
-    """The RFC 8785 string form; printable ASCII without quote or backslash needs no escaping."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return '"' + text + '"'
-    return encode_string(text)
-
-
-def event_hash(prev_hash: bytes, body: bytes) -> bytes:
-    """SHA-256(prev_hash || body), 32 raw bytes."""
-    return _sha256(prev_hash + body).digest()
-
 
 _type_names_seen: set[str] = set()  # event types already found well-formed (a few dozen in practice)
 

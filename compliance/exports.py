@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from ledger_verify.rows import EXPORT_COLUMNS, PathRenderer, compress_seqs, expand_seqs, neutralise
 
 from compliance.events import ACTOR_TYPES, EVENT_TYPE_RE
 from compliance.jcs import loads_strict
@@ -45,24 +46,6 @@ MAX_FILTER_BYTES = 4096
 MAX_WINDOW = timedelta(days=90)
 RATE_LIMIT = 10  # requests per operator per rolling hour
 FORMATS = ("csv", "ndjson")
-EXPORT_COLUMNS = (
-    "tenant_id",
-    "seq",
-    "event_id",
-    "occurred_at",
-    "recorded_at",
-    "actor_type",
-    "actor_id",
-    "source",
-    "event_type",
-    "payload",
-    "redacted_fields",
-    "prev_hash",
-    "event_hash",
-    "cadence_id",
-    "event_index",
-    "event_path",
-)
 _FILTER_KEYS = {"since", "until", "tenant_id", "event_types", "actor_types"}
 _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})")
@@ -193,6 +176,8 @@ _NEEDS_QUOTES = re.compile('[,"\r\n]').search
 
 
 def _csv_field(text: str) -> str:
+    """A free-text cell: neutralised (no spreadsheet formula), then quoted as RFC 4180 needs."""
+    text = neutralise(text)
     if _NEEDS_QUOTES(text):
         return '"' + text.replace('"', '""') + '"'
     return text
@@ -201,46 +186,15 @@ def _csv_field(text: str) -> str:
 CSV_HEADER = ",".join(EXPORT_COLUMNS) + "\r\n"
 
 
-class PathRenderer:
-    """The rendered audit paths of one anchored range: leaf ``i``'s path is the hex of its siblings from the
-    leaves up, joined by ``sep``. ``hex_levels`` holds the tree's levels as hex, leaves first, root excluded.
-    The rendered suffix of each upper node is kept once used, so a path costs one concatenation."""
-
-    def __init__(self, hex_levels: list[list[str]], sep: str) -> None:
-        self.levels = hex_levels
-        self.sep = sep
-        self.suffix: list[dict[int, str]] = [{} for _ in hex_levels]
-
-    def path(self, index: int) -> str:
-        return self._from(0, index)
-
-    def _from(self, level: int, pos: int) -> str:
-        if level == len(self.levels):
-            return ""
-        cache = self.suffix[level]
-        got = cache.get(pos)
-        if got is not None:
-            return got
-        nodes = self.levels[level]
-        rest = self._from(level + 1, pos >> 1)
-        sibling = pos ^ 1
-        if sibling < len(nodes):
-            got = nodes[sibling] + self.sep + rest if rest else nodes[sibling]
-        else:
-            got = rest  # an unpaired last node moves up without a sibling at this level
-        if level:  # leaves are used once; only shared upper nodes are worth keeping
-            cache[pos] = got
-        return got
-
-
 def csv_row(r: Sequence[Any], path: str | None, cadence: str | None, index: int | None) -> str:
     """One CSV line (RFC 4180, CRLF) of a stored event ``r`` (tenant_id, seq, event_id, occurred_at,
     recorded_at, actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash hex, event_hash hex);
-    ``path`` is the audit path already joined by ';'."""
+    ``path`` is the audit path already joined by ';'. Text cells that may begin with a formula lead
+    (tenant_id, actor_id, source) are neutralised; the others cannot by their form (SPEC §1)."""
     return (
         ",".join(
             (
-                r[0],
+                _csv_field(r[0]),
                 str(r[1]),
                 r[2],
                 r[3],
@@ -302,19 +256,3 @@ def ndjson_line(r: Sequence[Any], path: str | None, cadence: str | None, index: 
         + "}\n"
     )
     return line
-
-
-def compress_seqs(seqs: Iterable[int]) -> list[list[int]]:
-    """Ascending seqs as [first, last] runs, for the manifest's list of exported rows."""
-    runs: list[list[int]] = []
-    for s in seqs:
-        if runs and s == runs[-1][1] + 1:
-            runs[-1][1] = s
-        else:
-            runs.append([s, s])
-    return runs
-
-
-def expand_seqs(runs: Iterable[Sequence[int]]) -> Iterable[int]:
-    for a, b in runs:
-        yield from range(a, b + 1)

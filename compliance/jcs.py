@@ -7,7 +7,8 @@ The fast path hands the value to orjson, whose output is byte-identical to
 RFC 8785 when the value holds no float (orjson and ECMAScript format numbers
 differently) and no object key outside the Basic Multilingual Plane (RFC 8785
 sorts keys by UTF-16 code units, orjson by code points). Values that have
-either go through the exact, slower serializer below. Both are pinned against
+either go through the exact, slower serializer of ``ledger_verify.jcs`` (the
+auditor's package, which has no orjson). Both are pinned against
 the reference ``rfc8785`` package by property tests.
 
 Numbers are IEEE doubles in RFC 8785, so integers outside +-(2**53 - 1) and
@@ -23,6 +24,8 @@ import re
 from typing import Any
 
 import orjson
+from ledger_verify.jcs import MAX_SAFE_INTEGER, CanonicalError, encode_string, format_number, loads_strict
+from ledger_verify.jcs import canonical as exact_canonical
 
 __all__ = [
     "MAX_SAFE_INTEGER",
@@ -33,20 +36,11 @@ __all__ = [
     "canonical_value",
     "canonical_str",
     "encode_string",
+    "format_number",
     "loads_strict",
 ]
 
-MAX_SAFE_INTEGER = 2**53 - 1
 _SORT_KEYS = orjson.OPT_SORT_KEYS
-
-
-class CanonicalError(ValueError):
-    """A value has no RFC 8785 form (unsafe integer, NaN, lone surrogate, non-JSON type)."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path
-        self.reason = reason
-        super().__init__(f"{path or '<root>'}: {reason}")
 
 
 def canonical(value: Any) -> bytes:
@@ -56,25 +50,12 @@ def canonical(value: Any) -> bytes:
             return orjson.dumps(value, option=_SORT_KEYS)
         except orjson.JSONEncodeError as exc:  # lone surrogates, non-str keys
             raise CanonicalError("", str(exc)) from None
-    parts: list[str] = []
-    _write(value, parts, "")
-    try:
-        return "".join(parts).encode("utf-8")
-    except UnicodeEncodeError:
-        raise CanonicalError("", "string is not valid Unicode (lone surrogate)") from None
+    return exact_canonical(value)
 
 
 def canonical_str(value: Any) -> str:
     """:func:`canonical` decoded, for building larger canonical documents."""
     return canonical(value).decode("utf-8")
-
-
-def encode_string(text: str) -> str:
-    """The RFC 8785 form of one string, quotes included."""
-    try:
-        return orjson.dumps(text).decode("utf-8")
-    except orjson.JSONEncodeError:
-        raise CanonicalError("", "string is not valid Unicode (lone surrogate)") from None
 
 
 def _orjson_is_exact(value: Any, path: str) -> bool:
@@ -107,71 +88,6 @@ def _orjson_is_exact(value: Any, path: str) -> bool:
             raise CanonicalError(path, f"{value} is not a JSON number")
         return False
     raise CanonicalError(path, f"{kind.__name__} is not a JSON type")
-
-
-def _utf16_key(key: str) -> bytes:
-    return key.encode("utf-16-be", "surrogatepass")
-
-
-def _write(value: Any, out: list[str], path: str) -> None:
-    kind = type(value)
-    if kind is str:
-        out.append(encode_string(value))
-    elif value is None:
-        out.append("null")
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif kind is int:
-        out.append(str(value))
-    elif kind is float:
-        out.append(format_number(value))
-    elif kind is dict:
-        out.append("{")
-        for i, key in enumerate(sorted(value, key=_utf16_key)):
-            if i:
-                out.append(",")
-            out.append(encode_string(key))
-            out.append(":")
-            _write(value[key], out, f"{path}.{key}" if path else key)
-        out.append("}")
-    else:  # list or tuple, already checked by _orjson_is_exact
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _write(item, out, f"{path}[{i}]")
-        out.append("]")
-
-
-def format_number(value: float) -> str:
-    """ECMAScript Number.prototype.toString of a finite double (RFC 8785 §3.2.2.3)."""
-    if value == 0:
-        return "0"
-    if value.is_integer() and abs(value) <= MAX_SAFE_INTEGER:
-        return str(int(value))  # exact: every integer of this size is a double
-    sign = "-" if value < 0 else ""
-    # repr gives the shortest round-tripping digits, as ECMAScript requires.
-    text = repr(abs(value))
-    mantissa, _, exp_text = text.partition("e")
-    exponent = int(exp_text) if exp_text else 0
-    whole, _, frac = mantissa.partition(".")
-    digits = (whole + frac).lstrip("0")
-    # value = 0.digits * 10**n
-    n = len(whole) + exponent if whole != "0" else exponent - (len(frac) - len(frac.lstrip("0")))
-    digits = digits.rstrip("0") or "0"
-    k = len(digits)
-    if k <= n <= 21:
-        body = digits + "0" * (n - k)
-    elif 0 < n <= 21:
-        body = digits[:n] + "." + digits[n:]
-    elif -6 < n <= 0:
-        body = "0." + "0" * (-n) + digits
-    else:
-        e = n - 1
-        body = digits[0] + ("." + digits[1:] if k > 1 else "") + "e" + ("+" if e > 0 else "-") + str(abs(e))
-    return sign + body
 
 
 # orjson writes what RFC 8785 writes except for some numbers (1e21 vs 1e+21, 1.0 vs 1) and the order of
@@ -245,22 +161,3 @@ def canonical_fast(value: Any) -> bytes:
     if _NUMBER_FORMS_DIFFER.search(out.decode("utf-8")) or (not out.isascii() and max(out.decode("utf-8")) > "\uffff"):
         return canonical(value)
     return out
-
-
-def loads_strict(text: str | bytes) -> Any:
-    """json.loads that refuses duplicate object keys and NaN/Infinity (ValueError, or RecursionError when
-    absurdly deep): what a signed or hashed document must never contain."""
-    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

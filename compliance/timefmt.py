@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from ledger_verify.timefmt import parse_utc_text
+
 __all__ = ["is_utc_instant", "parse_utc_text", "utc_text"]
 
 _SECOND_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
@@ -16,14 +18,6 @@ def utc_text(moment: datetime) -> str:
     if moment.utcoffset():
         moment = moment.astimezone(UTC)
     return moment.isoformat(timespec="microseconds")[:26] + "Z"
-
-
-def parse_utc_text(text: str) -> datetime:
-    """The inverse of :func:`utc_text` (also accepts any RFC 3339 text with offset)."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    if moment.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset")
-    return moment.astimezone(UTC)
 
 
 def is_utc_instant(text: str) -> bool:

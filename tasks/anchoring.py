@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -35,7 +35,7 @@ from compliance.anchor import (
     sign_anchor,
     unsigned_anchor,
 )
-from compliance.merkle import merkle_tree_hash
+from ledger_verify.merkle import merkle_tree_hash
 from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text, utc_text
 from tasks.db import connect
@@ -107,6 +107,14 @@ def range_leaves(conn: psycopg.Connection, tenant: str, first_seq: int, last_seq
     return split_hashes(blob or b"")
 
 
+class RangeIncomplete(AnchorError):
+    """A tenant's range is not stored as anchored (missing, incomplete, or another head); names the tenant."""
+
+    def __init__(self, tenant_id: str, message: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(f"tenant {tenant_id}: {message}")
+
+
 def range_hashes(conn: psycopg.Connection, heads: Sequence[TenantHead]) -> dict[str, list[bytes]]:
     """The event hashes of each head's range, in seq order (aggregated by the server: one row per tenant)."""
     rows = conn.execute(
@@ -119,13 +127,13 @@ def range_hashes(conn: psycopg.Connection, heads: Sequence[TenantHead]) -> dict[
     out: dict[str, list[bytes]] = {}
     for h in heads:
         if h.tenant_id not in found:
-            raise AnchorError(f"tenant {h.tenant_id}: no events stored for seq {h.first_seq}..{h.last_seq}")
+            raise RangeIncomplete(h.tenant_id, f"no events stored for seq {h.first_seq}..{h.last_seq}")
         blob, n, lo, hi = found[h.tenant_id]
         if (n, lo, hi) != (h.last_seq - h.first_seq + 1, h.first_seq, h.last_seq):
-            raise AnchorError(f"tenant {h.tenant_id}: seq {h.first_seq}..{h.last_seq} is not complete in the database")
+            raise RangeIncomplete(h.tenant_id, f"seq {h.first_seq}..{h.last_seq} is not complete in the database")
         leaves = split_hashes(blob)
         if leaves[-1] != h.head_hash:
-            raise AnchorError(f"tenant {h.tenant_id}: the event at seq {h.last_seq} is not the recorded head")
+            raise RangeIncomplete(h.tenant_id, f"the event at seq {h.last_seq} is not the recorded head")
         out[h.tenant_id] = leaves
     return out
 
@@ -190,6 +198,21 @@ def _put_once(
     )
 
 
+def publish_public_key(
+    settings: Settings, key: SigningKey, retain_until: datetime | None = None, s3: Any = None
+) -> None:
+    """Put ``keys/<key_id>.pem`` in the anchor bucket, locked, unless it is already there."""
+    _put_once(
+        s3 or s3_client(settings),
+        settings.anchor_bucket,
+        public_key_key(key.key_id),
+        public_key_pem(key.key),
+        mode=settings.lock_mode,
+        retain_until=retain_until or datetime.now(UTC) + timedelta(days=settings.retention_days),
+        content_type="application/x-pem-file",
+    )
+
+
 def write_objects(settings: Settings, run: AnchorRun, plan: AnchorPlan, key: SigningKey) -> tuple[bytes, datetime]:
     """The public key (if new), the proofs file, then the anchor object; returns the anchor bytes."""
     if key.key_id != run.key_id:
@@ -207,15 +230,7 @@ def write_objects(settings: Settings, run: AnchorRun, plan: AnchorPlan, key: Sig
     retain_until = parse_utc_text(run.anchored_at) + timedelta(days=settings.retention_days)
     s3 = s3_client(settings)
     bucket = settings.anchor_bucket
-    _put_once(
-        s3,
-        bucket,
-        public_key_key(key.key_id),
-        public_key_pem(key.key),
-        mode=settings.lock_mode,
-        retain_until=retain_until,
-        content_type="application/x-pem-file",
-    )
+    publish_public_key(settings, key, retain_until, s3)
     _put_once(
         s3,
         bucket,

@@ -15,7 +15,11 @@ from typing import Any
 
 import psycopg
 
-from compliance.anchor import parse_proofs, proofs_key
+from ledger_verify.anchors import parse_proofs, proofs_key
+from ledger_verify.manifest import MANIFEST_KIND
+from ledger_verify.merkle import tree_levels
+
+from compliance.anchor import signed
 from compliance.events import Registry, new_event_id
 from compliance.exports import (
     CSV_HEADER,
@@ -29,14 +33,14 @@ from compliance.exports import (
     ndjson_line,
     parse_filter,
 )
-from compliance.merkle import tree_levels
 from compliance.operators import OperatorRefused, normalise_address
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
-from tasks.anchoring import range_leaves
+from tasks.anchoring import publish_public_key, range_leaves
 from tasks.db import connect, utc_text_sql
 from tasks.operators import LEDGER_TENANT, authenticate
 from tasks.outbox import emit
+from tasks.signing import SigningKey, load_signing_key
 from tasks.storage import MultipartWriter, s3_client
 
 __all__ = [
@@ -299,8 +303,14 @@ def _claim(conn: psycopg.Connection, job_id: str) -> tuple[str, str, dict[str, A
     return None if row is None else (row[0], row[1], row[2])
 
 
-def run_job(settings: Settings, job_id: str, progress: Callable[[int, int], None] | None = None) -> JobOutcome | None:
-    """Run a queued job to `complete` (or `failed`, with a readable job_error, re-raising); None if not queued."""
+def run_job(
+    settings: Settings,
+    job_id: str,
+    progress: Callable[[int, int], None] | None = None,
+    signing_key: SigningKey | None = None,
+) -> JobOutcome | None:
+    """Run a queued job to `complete` (or `failed`, with a readable job_error, re-raising); None if not queued.
+    The manifest is signed with ``signing_key`` (default: the anchor signing key, ``load_signing_key``)."""
     started = time.perf_counter()
     with connect(settings, "compliance_exporter", autocommit=True) as conn:
         claimed = _claim(conn, job_id)
@@ -308,7 +318,7 @@ def run_job(settings: Settings, job_id: str, progress: Callable[[int, int], None
             return None
         operator, fmt, filter_json = claimed
         try:
-            outcome = _produce(conn, settings, job_id, fmt, parse_filter(filter_json), progress, started)
+            outcome = _produce(conn, settings, job_id, fmt, parse_filter(filter_json), progress, started, signing_key)
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"[:2000]
             conn.execute(
@@ -328,6 +338,7 @@ def _produce(
     flt: ExportFilter,
     progress: Callable[[int, int], None] | None,
     started: float,
+    signing_key: SigningKey | None,
 ) -> JobOutcome:
     total = int(
         conn.execute(
@@ -351,8 +362,10 @@ def _produce(
     except BaseException:
         out.abort()
         raise
-    manifest = {
-        "v": 1,
+    signing = signing_key or load_signing_key(settings)
+    manifest: dict[str, Any] = {
+        "v": 2,
+        "kind": MANIFEST_KIND,
         "job_id": job_id,
         "format": fmt,
         "filter": flt.as_json(),
@@ -367,11 +380,14 @@ def _produce(
             for cid, tenants in sorted(cadences.items())
         },
     }
+    # Signed like an anchor (SPEC §4), so that the filter, the row count and the digest are attested; the key
+    # is published beside the anchors' keys, where an auditor's trust file points.
+    publish_public_key(settings, signing)
     s3.put_object(
         Bucket=settings.export_bucket,
         Key=manifest_key,
         ContentType="application/json",
-        Body=json.dumps(manifest, indent=1, ensure_ascii=False).encode(),
+        Body=json.dumps(signed(manifest, signing.key, signing.key_id), indent=1, ensure_ascii=False).encode(),
     )
     conn.execute(
         "UPDATE compliance.export_jobs SET status = 'complete', finished_at = clock_timestamp(), row_count = %s, "

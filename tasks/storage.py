@@ -12,12 +12,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ledger_verify.store import s3_get_bytes as get_bytes
+
 from compliance.posture import BucketFacts
 from compliance.settings import Settings
 
 __all__ = [
     "MultipartWriter",
-    "S3AnchorStore",
     "bucket_exists",
     "bucket_facts",
     "get_bytes",
@@ -46,16 +47,6 @@ def s3_client(settings: Settings) -> Any:
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
     return boto3.client("s3", **kwargs)
-
-
-def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
-    """An object's bytes, or None when there is no such key."""
-    try:
-        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
 
 
 def bucket_exists(s3: Any, bucket: str) -> bool:
@@ -216,21 +207,6 @@ def bucket_facts(s3: Any, bucket: str) -> BucketFacts:
         encryption=(enc[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if enc else None),
         policy_denies_deletes=denies,
     )
-
-
-class S3AnchorStore:
-    """Read-only access to the anchor bucket, as the export verifier needs it (get, and Object Lock as read
-    back with HEAD: moto answers get_object_retention with HTTP 500)."""
-
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3, self.bucket = s3, bucket
-
-    def get(self, key: str) -> bytes | None:
-        return get_bytes(self.s3, self.bucket, key)
-
-    def lock(self, key: str) -> tuple[str | None, Any]:
-        head = self.s3.head_object(Bucket=self.bucket, Key=key)
-        return head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
 
 
 class MultipartWriter:

@@ -1,16 +1,21 @@
-"""`compliance verify chain`: stream every event from the database and recompute its chain."""
+"""`compliance verify chain`: stream every event from the database and recompute its chain (the chain stage of
+the verification core, ``ledger_verify``, then its anchor stage through tasks/verify_anchors.py)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from ledger_verify import ExportReport
+
 from compliance.settings import Settings
-from compliance.verify import ChainVerifier, Failure
+from ledger_verify.chain import ChainVerifier
+from ledger_verify.errors import VerificationFailure
 from tasks.db import connect, utc_text_sql
 
-__all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain"]
+__all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain", "verify_export_file"]
 
 # What the chain check needs of a stored event, in StoredEvent's order: ChainVerifier.check takes such a row
 # as it comes, the timestamps already in the hashed text form (SPEC §2).
@@ -27,7 +32,7 @@ class ChainReport:
     events: int
     tenants: int
     seconds: float
-    failure: Failure | None = None
+    failure: VerificationFailure | None = None
     anchors: int = 0
     checked: list[str] = field(default_factory=lambda: ["hashes", "links", "gaps", "heads"])
 
@@ -39,7 +44,7 @@ class ChainReport:
             "anchors": self.anchors,
             "seconds": round(self.seconds, 3),
             "checked": self.checked,
-            "failure": None if self.failure is None else {**self.failure._asdict(), "message": str(self.failure)},
+            "failure": None if self.failure is None else self.failure.as_dict(),
         }
 
     def summary(self) -> str:
@@ -114,3 +119,17 @@ def verify_chain(
     if check_anchors:
         report.checked += ["anchor signatures", "anchor links", "retention", "proofs", "events roots", "tiling"]
     return report
+
+
+def verify_export_file(
+    settings: Settings, data: Path, manifest: dict[str, Any] | None, *, allow_pending: bool = False
+) -> ExportReport:
+    """Verify an export file as an auditor would, trusting this deployment's trust file (``compliance trust
+    show``) and reading its anchor bucket: the operator's own check of an export before handing it over."""
+    from ledger_verify import ExportVerifier, S3Store
+
+    from tasks.storage import s3_client
+    from tasks.trust import deployment_trust
+
+    store = S3Store(settings.anchor_bucket, s3_client(settings))
+    return ExportVerifier(store, deployment_trust(settings), manifest, allow_pending=allow_pending).verify_file(data)

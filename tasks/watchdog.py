@@ -11,7 +11,7 @@ import psycopg
 
 from compliance.posture import judge_posture
 from compliance.settings import Settings
-from compliance.verify import ChainVerifier
+from ledger_verify.chain import ChainVerifier
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.drain import outbox_pending

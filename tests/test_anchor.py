@@ -182,7 +182,7 @@ def test_verify_catches_a_replaced_anchor_object(anchored) -> None:
     anchor["event_count"] += 1
     _replace_object(settings, anchor_key(cid), json.dumps(anchor).encode())
     f = failure_of(settings)
-    assert (f.anchor, f.what) == (cid, "anchor_replaced")
+    assert (f.anchor, f.code) == (cid, "anchor_replaced")
 
 
 def test_verify_catches_a_flipped_byte_in_a_proofs_line(anchored) -> None:
@@ -194,7 +194,7 @@ def test_verify_catches_a_flipped_byte_in_a_proofs_line(anchored) -> None:
     proofs[at] = ord("0") if proofs[at] != ord("0") else ord("1")
     _replace_object(settings, proofs_key(cid), bytes(proofs))
     f = failure_of(settings)
-    assert (f.anchor, f.what) == (cid, "proofs_sha256")
+    assert (f.anchor, f.code) == (cid, "proofs_sha256")
 
 
 def test_verify_catches_a_wrong_signature(anchored) -> None:
@@ -214,7 +214,7 @@ def test_verify_catches_a_wrong_signature(anchored) -> None:
         "ALTER TABLE compliance.anchors ENABLE TRIGGER anchors_immutable",
     )
     f = failure_of(settings)
-    assert (f.anchor, f.what) == (cid, "bad_signature")
+    assert (f.anchor, f.code) == (cid, "bad_signature")
 
 
 def test_verify_catches_an_edited_event_even_when_the_chain_is_rewritten_to_match(anchored) -> None:
@@ -257,7 +257,7 @@ def test_verify_catches_an_edited_event_even_when_the_chain_is_rewritten_to_matc
         conn.execute("ALTER TABLE compliance.events ENABLE TRIGGER events_immutable")
     f = failure_of(settings)
     assert (f.anchor, f.tenant_id) == (cid, "tenant-002")
-    assert f.what in ("anchor_record", "events_root")
+    assert f.code in ("anchor_record", "events_root")
 
 
 def test_verify_catches_an_edited_and_a_deleted_event(anchored) -> None:
@@ -270,9 +270,9 @@ def test_verify_catches_an_edited_and_a_deleted_event(anchored) -> None:
         "ALTER TABLE compliance.events ENABLE TRIGGER events_immutable",
     )
     f = failure_of(settings)
-    assert (f.tenant_id, f.seq, f.what) == ("tenant-001", 5, "hash_mismatch")
+    assert (f.tenant_id, f.seq, f.code) == ("tenant-001", 5, "hash_mismatch")
     report = verify_chain(settings, tenant="tenant-003")
-    assert report.failure is not None and (report.failure.tenant_id, report.failure.seq, report.failure.what) == (
+    assert report.failure is not None and (report.failure.tenant_id, report.failure.seq, report.failure.code) == (
         "tenant-003",
         2,
         "gap",
@@ -283,7 +283,7 @@ def test_verify_catches_a_shortened_retention(anchored) -> None:
     settings, cid = anchored
     longer = Settings(**{**settings.__dict__, "retention_days": 30})
     report = verify_chain(longer)
-    assert report.failure is not None and report.failure.what == "retention"
+    assert report.failure is not None and report.failure.code == "retention"
 
 
 def test_cli_anchor_then_events_show_reports_anchored(settings: Settings, env_for) -> None:

@@ -338,7 +338,7 @@ def test_verify_chain_names_the_tenant_and_seq_of_tampering(
     _tamper(settings, statement)
     report = verify_chain(settings)
     assert not report.ok and report.failure is not None
-    assert (report.failure.tenant_id, report.failure.seq, report.failure.what) == ("tenant-001", seq, what)
+    assert (report.failure.tenant_id, report.failure.seq, report.failure.code) == ("tenant-001", seq, what)
     cli = run_cli(["verify", "chain"], env_for(settings))
     assert cli.returncode == 1
     assert f"tenant tenant-001 seq {seq}: {what}" in cli.stdout

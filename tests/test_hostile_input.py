@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from compliance.events import EventRefused, Registry, prepare_event
 from compliance.exports import EXPORT_COLUMNS, ExportRefused, parse_filter
-from compliance.verify_export import ExportVerifier
+from ledger_verify import DirectoryStore, ExportVerifier, Trust, VerificationFailure
 from tests.conftest import sample_event
 
 EXAMPLES = int(os.environ.get("COMPLIANCE_FUZZ_EXAMPLES", "1500"))
@@ -141,12 +141,12 @@ def test_hostile_filters_are_refused(text: str) -> None:
         parse_filter(text)
 
 
-class NoBucket:
-    def get(self, key: str) -> bytes | None:
-        return None
+TRUST = Trust("anchors", {"k": "0" * 64}, "GOVERNANCE", None, 1)
 
-    def lock(self, key: str):  # type: ignore[no-untyped-def]
-        return None, None
+
+def no_bucket(tmp: Path) -> DirectoryStore:
+    (tmp / "empty-bucket").mkdir(exist_ok=True)
+    return DirectoryStore(tmp / "empty-bucket")
 
 
 @FUZZ
@@ -154,7 +154,7 @@ class NoBucket:
 def test_malformed_export_files_fail_cleanly(tmp_path_factory, data: bytes) -> None:
     path: Path = tmp_path_factory.mktemp("fuzz") / "events.csv"
     path.write_bytes(data)
-    report = ExportVerifier(NoBucket(), None).verify_file(path)  # a report, never an exception
+    report = ExportVerifier(no_bucket(path.parent), TRUST).verify_file(path)  # a report, never an exception
     assert report.rows == 0  # random bytes never make a row whose hash verifies
     assert report.ok or str(report.failure)
 
@@ -172,9 +172,9 @@ def test_malformed_export_files_fail_cleanly(tmp_path_factory, data: bytes) -> N
 def test_specific_malformed_exports_name_what_is_wrong(tmp_path: Path, body: bytes) -> None:
     path = tmp_path / "events.csv"
     path.write_bytes(body)
-    report = ExportVerifier(NoBucket(), None).verify_file(path)
+    report = ExportVerifier(no_bucket(tmp_path), TRUST).verify_file(path)
     assert not report.ok and report.failure is not None
-    assert report.failure.what in ("malformed_row", "malformed_file")
+    assert report.failure.code in ("malformed_row", "malformed_file")
 
 
 _CSV_TEXT = st.text(alphabet=st.sampled_from(list('ab,"\r\n é;x0')), max_size=12)
@@ -193,7 +193,7 @@ def test_verify_export_reads_csv_exactly_as_the_csv_module(
     import csv
     import io
 
-    from compliance.verify_export import ExportFailure, read_rows
+    from ledger_verify import read_rows
 
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL if quote_all else csv.QUOTE_MINIMAL)
@@ -210,5 +210,5 @@ def test_verify_export_reads_csv_exactly_as_the_csv_module(
     if expected is not None and all(len(r) == width for r in expected):
         assert list(read_rows(path)) == expected
     else:
-        with pytest.raises(ExportFailure):
+        with pytest.raises(VerificationFailure):
             list(read_rows(path))

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from compliance.merkle import (
+from ledger_verify.merkle import (
     EMPTY_ROOT,
     audit_path,
     leaf_hash,

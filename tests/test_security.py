@@ -210,7 +210,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
         fmt="ndjson",
         filter_text={"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"},
     )
-    outcome = run_job(settings, job)
+    outcome = run_job(settings, job, signing_key=KEY)
     exported = (
         s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.data_key)["Body"].read().decode()
     )

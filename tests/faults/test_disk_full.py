@@ -81,7 +81,7 @@ def test_the_s3_servers_disk_full_mid_export_fails_the_job_and_it_completes_once
 
     job = request_job(settings)
     with pytest.raises(Exception, match="(?i)internal|500"):
-        run_job(settings, job)
+        run_job(settings, job, signing_key=KEY)
     status, error, key = job_row(settings, job)
     assert status == "failed" and key is None
     assert error is not None and "(500)" in error and "PutObject" in error  # S3s answer, for the operator
@@ -89,7 +89,7 @@ def test_the_s3_servers_disk_full_mid_export_fails_the_job_and_it_completes_once
 
     resource.prlimit(s3_pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space freed
     again = request_job(settings)
-    outcome = run_job(settings, again)
+    outcome = run_job(settings, again, signing_key=KEY)
     assert outcome is not None and outcome.status == "complete"
     report = verified_export(settings, again, tmp_path)
     assert report.ok and report.rows == EVENTS, report.summary()

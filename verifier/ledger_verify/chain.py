@@ -1,15 +1,19 @@
-"""Verifying hash chains from their stored fields (the database half of SPEC §5 `verify chain`).
+"""The hash chains (the chain stage): the hashed bytes of an event, and checking stored or exported events.
 
     verifier = ChainVerifier()
     for row in rows_in_tenant_then_seq_order:      # StoredEvent tuples
         if not verifier.check(row):
             break
-    verifier.finish_tenant(head=(last_seq, head_hash))
-    print(verifier.failure)                       # None, or the first Failure
+    verifier.finish_tenant(tenant, head=(last_seq, head_hash))
+    print(verifier.failure)                       # None, or the first VerificationFailure
 
-Each check recomputes the event's hash from its fields, checks the link to
-the previous event and that ``seq`` counts 1, 2, 3 … with no gap. Memory is
-constant: only the previous event of the current tenant is kept.
+``canonical_body`` assembles the RFC 8785 bytes of the hashed object from
+parts that are already canonical (the payload and the redacted-field list are
+stored in their RFC 8785 form), so hashing costs a string join and one
+SHA-256, not a JSON serialization. Each check recomputes the event's hash
+from its fields, checks the link to the previous event and that ``seq`` counts
+1, 2, 3 … with no gap. Memory is constant: only the previous event of the
+current tenant is kept.
 """
 
 from __future__ import annotations
@@ -19,9 +23,74 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from compliance.chain import GENESIS_HASH, stored_body
+from ledger_verify.errors import VerificationFailure
+from ledger_verify.jcs import encode_string
 
-__all__ = ["ChainVerifier", "Failure", "StoredEvent"]
+__all__ = ["GENESIS_HASH", "ChainVerifier", "StoredEvent", "canonical_body", "event_hash", "stored_body"]
+
+GENESIS_HASH = bytes(32)
+_sha256 = hashlib.sha256
+
+
+def canonical_body(
+    *,
+    seq: int,
+    event_id: str,
+    tenant_id: str,
+    occurred_at: str,
+    recorded_at: str,
+    actor_type: str,
+    actor_id: str,
+    source: str,
+    event_type: str,
+    payload_jcs: str,
+    redacted_fields_jcs: str,
+) -> bytes:
+    """The RFC 8785 bytes of the v1 event object. Keys appear in RFC 8785 order.
+
+    ``tenant_id``, ``event_type``, ``actor_type``, ``event_id`` and the timestamps
+    must already be valid (SPEC §1): their character sets never need escaping,
+    so they are written as they are; the free-text ``actor_id`` and ``source``
+    are escaped. (A tampered stored value still changes the hash, so
+    verification does not depend on that precondition.)
+    """
+    return (
+        f'{{"actor":{{"id":{_quote(actor_id)},"type":"{actor_type}"}},"event_id":"{event_id}",'
+        f'"event_type":"{event_type}","occurred_at":"{occurred_at}","payload":{payload_jcs},'
+        f'"recorded_at":"{recorded_at}","redacted_fields":{redacted_fields_jcs},"seq":{seq},'
+        f'"source":{_quote(source)},"tenant_id":"{tenant_id}","v":1}}'
+    ).encode()
+
+
+def stored_body(r: Sequence[Any], seq: int, payload_jcs: str, redacted_fields_jcs: str) -> bytes:
+    """:func:`canonical_body` of a stored or exported event ``r``, whose first columns are ``tenant_id, seq,
+    event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type`` (timestamps in the
+    SPEC §2 text form); ``seq`` and the two JSON texts are given as the caller has checked them."""
+    return canonical_body(
+        seq=seq,
+        event_id=r[2],
+        tenant_id=r[0],
+        occurred_at=r[3],
+        recorded_at=r[4],
+        actor_type=r[5],
+        actor_id=r[6],
+        source=r[7],
+        event_type=r[8],
+        payload_jcs=payload_jcs,
+        redacted_fields_jcs=redacted_fields_jcs,
+    )
+
+
+def _quote(text: str) -> str:
+    """The RFC 8785 string form; printable ASCII without quote or backslash needs no escaping."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return encode_string(text)
+
+
+def event_hash(prev_hash: bytes, body: bytes) -> bytes:
+    """SHA-256(prev_hash || body), 32 raw bytes."""
+    return _sha256(prev_hash + body).digest()
 
 
 class StoredEvent(NamedTuple):
@@ -40,27 +109,11 @@ class StoredEvent(NamedTuple):
     event_hash: bytes
 
 
-class Failure(NamedTuple):
-    tenant_id: str | None
-    seq: int | None
-    what: str  # hash_mismatch, broken_link, gap, head_mismatch, bad_signature, retention, ...
-    detail: str
-    anchor: str | None = None  # the cadence id, for failures of an anchor
-
-    def __str__(self) -> str:
-        parts = []
-        if self.anchor:
-            parts.append(f"anchor {self.anchor}")
-        if self.tenant_id is not None:
-            parts.append(f"tenant {self.tenant_id}" + (f" seq {self.seq}" if self.seq is not None else ""))
-        return f"{', '.join(parts) or 'ledger'}: {self.what}: {self.detail}"
-
-
 @dataclass
 class ChainVerifier:
     events: int = 0
     tenants: int = 0
-    failure: Failure | None = None
+    failure: VerificationFailure | None = None
     _tenant: str | None = None
     _seq: int = 0
     _prev: bytes = GENESIS_HASH
@@ -68,7 +121,7 @@ class ChainVerifier:
 
     def _fail(self, tenant: str, seq: int | None, what: str, detail: str) -> bool:
         if self.failure is None:
-            self.failure = Failure(tenant, seq, what, detail)
+            self.failure = VerificationFailure(what, detail, tenant_id=tenant, seq=seq)
         return False
 
     def start_tenant(self, tenant: str) -> None:

@@ -1,0 +1,564 @@
+"""The export stage: an export file, its signed manifest and the anchors it names, against a trust file.
+
+    from ledger_verify import DirectoryStore, ExportVerifier, S3Store, Trust
+    trust = Trust.load(Path("trust.json"))
+    verifier = ExportVerifier(S3Store(trust.anchor_bucket), trust, manifest)
+    report = verifier.verify_file(Path("events.csv"))
+    print(report.summary())
+
+For every row: the event hash recomputed from the row's own fields (CSV
+cells restored from their neutralised form first); the link to the previous
+row of the same tenant when it is the previous seq; its ``event_path`` from
+the event to its tenant's ``events_root`` in the anchor it names (each
+distinct node of the shared paths hashed once), that tenant record's path to
+the anchor's ``merkle_root``, and the anchor itself (see
+:mod:`ledger_verify.anchors`). A row not yet anchored fails (``pending``)
+unless pending rows are allowed. The manifest must be signed by a pinned key
+(a v1 manifest only when unsigned ones are allowed), name the trusted bucket,
+and list exactly the file's rows, their count and the file's SHA-256; its
+tenant records must equal the bucket's ``proofs/`` lines. The first failure
+stops the check and is named.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import itertools
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger_verify.anchors import AnchorChecker
+from ledger_verify.chain import GENESIS_HASH, stored_body
+from ledger_verify.errors import InclusionError, VerificationFailure
+from ledger_verify.jcs import CanonicalError, canonical, loads_strict
+from ledger_verify.manifest import check_manifest
+from ledger_verify.merkle import check_inclusion, tree_levels
+from ledger_verify.rows import EXPORT_COLUMNS, PathRenderer, expand_seqs, restore
+from ledger_verify.store import AnchorStore
+from ledger_verify.trust import Trust
+
+__all__ = ["ExportReport", "ExportVerifier", "read_rows"]
+
+RANGE_AT_ONCE = 65_536  # an anchored range up to this many rows is proven at once; longer ones row by row
+
+
+def _fail(code: str, row: int | None, detail: str, tenant: str | None = None, seq: int | None = None) -> VerificationFailure:
+    return VerificationFailure(code, detail, row=row, tenant_id=tenant, seq=seq)
+
+
+@dataclass
+class ExportReport:
+    file: str
+    rows: int = 0
+    anchored: int = 0
+    pending: int = 0
+    tenants: int = 0
+    cadences: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    manifest: str = "not given: dropped or added rows cannot be detected"  # or "signed by <key_id>", or unsigned
+    storage_checked: bool = True
+    notes: list[str] = field(default_factory=list)
+    failure: VerificationFailure | None = None
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "file": self.file,
+            "rows": self.rows,
+            "anchored_rows": self.anchored,
+            "pending_rows": self.pending,
+            "tenants": self.tenants,
+            "cadences": self.cadences,
+            "keys": self.keys,
+            "manifest": self.manifest,
+            "lock_retention_versions_checked": self.storage_checked,
+            "notes": self.notes,
+            "seconds": round(self.seconds, 3),
+            "failure": None if self.failure is None else self.failure.as_dict(),
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"Export verification of {self.file}: {'PASSED' if self.ok else 'FAILED'}",
+            f"  rows checked:            {self.rows} ({self.tenants} tenants)",
+            f"  anchored and proven:     {self.anchored}, through {len(self.cadences)} anchor(s): "
+            + (", ".join(self.cadences) or "-"),
+            f"  not yet anchored:        {self.pending}",
+            f"  signing keys (pinned):   {', '.join(self.keys) or '-'}",
+            f"  manifest:                {self.manifest}",
+            "  lock mode, retention, versions: "
+            + ("checked" if self.storage_checked else "NOT checked (a local copy of the bucket cannot show them)"),
+        ]
+        lines += [f"  note: {n}" for n in self.notes]
+        if self.failure is not None:
+            lines.append(f"  FIRST FAILURE: {self.failure}")
+        return "\n".join(lines)
+
+
+def read_rows(path: Path) -> Iterator[list[Any]]:
+    """Rows of an export as lists in SPEC §4 column order; CSV cells are strings restored from their
+    neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file``."""
+    with open(path, "rb") as fh:
+        head = fh.read(1)
+    if head == b"{":
+        with open(path, "rb") as fh:
+            for n, line in enumerate(fh, 1):
+                try:
+                    row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
+                except (ValueError, RecursionError) as exc:
+                    raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
+                if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
+                    raise _fail("malformed_row", n, "not an object with the export's fields")
+                try:
+                    yield [row[k] for k in EXPORT_COLUMNS]
+                except KeyError as exc:
+                    raise _fail("malformed_row", n, f"field {exc} is missing") from None
+        return
+    with open(path, newline="", encoding="utf-8", errors="strict") as fh:
+        lines = iter(fh)
+        n = 0
+        try:
+            first = _record(lines)
+            if first is None:
+                return
+            if tuple(first[0]) != EXPORT_COLUMNS:
+                raise _fail("malformed_file", None, "the CSV header is not the export columns of SPEC §4")
+            width = len(EXPORT_COLUMNS)
+            while (record := _record(lines)) is not None:
+                values, quoted = record
+                n += 1
+                if len(values) != width:
+                    raise _fail("malformed_row", n, f"{len(values)} fields, expected {width}")
+                if quoted:
+                    for i in range(width):
+                        if values[i].startswith("'"):
+                            values[i] = restore(values[i])
+                yield values
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _fail("malformed_row", n + 1, str(exc)) from None
+
+
+def _record(lines: Iterator[str]) -> tuple[list[str], bool] | None:
+    """The next CSV record, exactly as the standard ``csv`` module reads it, and whether any of its cells may
+    begin with a neutralising ``'`` (so that most rows skip looking). A line in the form the export writes
+    is split directly; anything else (a field spanning lines, odd quoting, a blank line) is handed to
+    ``csv``, which reads exactly that record's lines and no more."""
+    line = next(lines, None)
+    if line is None:
+        return None
+    fields = _split_export_line(line)
+    if fields is not None:
+        return fields, "'" in line
+    got = next(csv.reader(itertools.chain((line,), lines)), None)
+    return None if got is None else (got, True)
+
+
+def _split_export_line(line: str) -> list[str] | None:
+    """A whole CSV record on one CRLF-terminated line, split as ``csv`` would split it, or None when the
+    line is not in the export's own form: the last five fields (hashes, cadence, index, path) unquoted,
+    and every field either plain (no quote, no CR) or quoted with its inner quotes doubled."""
+    if not line.endswith("\r\n"):
+        return None
+    parts = line[:-2].rsplit(",", 5)
+    if len(parts) != 6:
+        return None
+    for part in parts[1:]:
+        if '"' in part or "\r" in part:
+            return None
+    text = parts[0]
+    out: list[str] = []
+    end = len(text)
+    pos = 0
+    while True:
+        if pos < end and text[pos] == '"':
+            i = pos + 1
+            while True:
+                j = text.find('"', i)
+                if j < 0:
+                    return None  # the quoted field goes on past this line
+                if j + 1 < end and text[j + 1] == '"':
+                    i = j + 2
+                    continue
+                break
+            out.append(text[pos + 1 : j].replace('""', '"'))
+            pos = j + 1
+            if pos == end:
+                break
+            if text[pos] != ",":
+                return None
+            pos += 1
+        else:
+            j = text.find(",", pos)
+            stop = end if j < 0 else j
+            field = text[pos:stop]
+            if '"' in field or "\r" in field:
+                return None
+            out.append(field)
+            if j < 0:
+                break
+            pos = j + 1
+    out.extend(parts[1:])
+    return out
+
+
+def _json_text(value: Any, what: str, row: int) -> str:
+    """The RFC 8785 text of a payload or redacted-field list given as JSON text (CSV) or as JSON (NDJSON)."""
+    try:
+        if isinstance(value, str):
+            value = loads_strict(value)
+        return canonical(value).decode("utf-8")
+    except (ValueError, CanonicalError, RecursionError) as exc:
+        raise _fail("malformed_row", row, f"{what} is not canonicalizable JSON: {exc}") from None
+
+
+class ExportVerifier:
+    """Verifies export files against ``store`` (the trusted bucket or a copy of it) and ``trust``.
+    ``manifest``: the parsed manifest, or None (completeness then cannot be checked, and the report says so);
+    ``allow_pending``: rows not yet anchored pass, counted; ``allow_unsigned_manifest``: a v1 manifest passes."""
+
+    def __init__(
+        self,
+        store: AnchorStore,
+        trust: Trust,
+        manifest: Mapping[str, Any] | None = None,
+        *,
+        allow_pending: bool = False,
+        allow_unsigned_manifest: bool = False,
+        anchors: AnchorChecker | None = None,
+    ) -> None:
+        self.store = store
+        self.trust = trust
+        self.manifest = manifest
+        self.allow_pending = allow_pending
+        self.allow_unsigned_manifest = allow_unsigned_manifest
+        self.anchors = anchors or AnchorChecker(store, trust)
+        self._seen: set[str] = set()
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}
+        self._last: tuple[str, str, dict[str, Any]] = ("", "", {})
+        self._proven_for: Any = None
+        self._proven: dict[tuple[int, int], bytes] = {}
+        # Rows of the anchored range being read, proven together when it ends (see _flush_range).
+        self._range: Any = None
+        self._range_rows: list[tuple[int, str, int, bytes, str, Any, Any]] = []
+
+    # -- anchors --------------------------------------------------------------------------------------------
+
+    def _anchor(self, cid: str, row: int, tenant: str, seq: int, report: ExportReport) -> dict[str, Any]:
+        """The tenant record of ``tenant`` in the checked anchor ``cid`` (one dict per pair, so that rows of
+        one range share it)."""
+        if cid == self._last[0] and tenant == self._last[1]:
+            return self._last[2]
+        key = (cid, tenant)
+        cached = self._records.get(key)
+        if cached is not None:
+            self._last = (cid, tenant, cached)
+            return cached
+        try:
+            verified = self.anchors.check(cid)
+        except VerificationFailure as exc:
+            raise exc.where(row=row, tenant_id=tenant, seq=seq) from None
+        if cid not in self._seen:
+            self._seen.add(cid)
+            report.cadences.append(cid)
+            report.notes.extend(verified.notes)
+            if verified.key_id not in report.keys:
+                report.keys.append(verified.key_id)
+            if self.manifest is not None:
+                cadences = self.manifest.get("cadences")
+                listed = cadences.get(cid) if isinstance(cadences, dict) else None
+                if not isinstance(listed, dict):
+                    raise _fail("manifest", row, f"cadence {cid} is referenced by the file but not in the manifest")
+                lines = listed.get("tenant_records")
+                for line in lines if isinstance(lines, list) else [None]:
+                    if not isinstance(line, dict) or verified.proof_lines.get(str(line.get("tenant_id"))) != line:
+                        raise _fail(
+                            "manifest",
+                            row,
+                            f"a tenant record of cadence {cid} in the manifest differs from the bucket's proofs/ line",
+                        )
+        record = verified.record(tenant)
+        if record is None:
+            raise _fail("bad_proof", row, f"anchor {cid} has no record of this tenant", tenant, seq)
+        self._records[key] = record
+        self._last = (cid, tenant, record)
+        return record
+
+    # -- rows -----------------------------------------------------------------------------------------------
+
+    def verify_file(self, path: Path, *, clock: Callable[[], float] | None = None) -> ExportReport:
+        """Check ``path``; never raises a VerificationFailure, the report holds the first one."""
+        import time
+
+        timer = clock or time.perf_counter
+        started = timer()
+        report = ExportReport(str(path))
+        hashing = None
+        try:
+            expected_rows = None
+            if self.manifest is not None:
+                report.manifest = check_manifest(
+                    self.manifest, self.trust, self.store, allow_unsigned=self.allow_unsigned_manifest
+                )
+                # The file's SHA-256 is computed by a second thread while the rows are checked (hashlib and
+                # file reads release the GIL): one pass over the file's bytes fewer on the critical path.
+                hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-sha256")
+                digest_future = hashing.submit(_file_sha256, path)
+                expected_rows = self._expected_rows()
+            self._verify_rows(read_rows(path), report, expected_rows)
+            if self.manifest is not None:
+                digest = digest_future.result()
+                if report.rows != self.manifest.get("row_count"):
+                    raise _fail(
+                        "row_count", None, f"the file has {report.rows} rows, the manifest says {self.manifest.get('row_count')}"
+                    )
+                if digest != self.manifest.get("data_sha256"):
+                    raise _fail("data_sha256", None, "the file's SHA-256 differs from the manifest's")
+        except VerificationFailure as exc:
+            report.failure = exc
+        finally:
+            if hashing is not None:
+                hashing.shutdown(wait=True, cancel_futures=True)
+            report.storage_checked = self.anchors.storage_checked
+        report.seconds = timer() - started
+        return report
+
+    def _expected_rows(self) -> Iterator[tuple[str, int]]:
+        """The (tenant, seq) pairs the manifest lists, in order; raises ``manifest`` when they are malformed
+        (checked before the first row is read)."""
+        assert self.manifest is not None
+        rows = self.manifest.get("rows")
+        if not isinstance(rows, dict) or not all(
+            isinstance(runs, list)
+            and all(
+                isinstance(run, list) and len(run) == 2 and all(type(s) is int for s in run) and 1 <= run[0] <= run[1]
+                for run in runs
+            )
+            for runs in rows.values()
+        ):
+            raise _fail("manifest", None, "the manifest's rows are not an object of tenant -> [[first, last], ...] runs")
+        return ((tenant, seq) for tenant, runs in rows.items() for seq in expand_seqs(runs))
+
+    def _verify_rows(
+        self, rows: Iterator[list[Any]], report: ExportReport, expected: Iterator[tuple[str, int]] | None
+    ) -> None:
+        self._range, self._range_rows = None, []  # nothing left over from an earlier file
+        prev_tenant: str | None = None
+        prev_seq = 0
+        prev_hash = GENESIS_HASH
+        sha256 = hashlib.sha256
+        for n, r in enumerate(rows, 1):
+            (
+                tenant,
+                seq_value,
+                event_id,
+                occurred_at,
+                recorded_at,
+                actor_type,
+                actor_id,
+                source,
+                event_type,
+                payload,
+                redacted,
+                prev_hex,
+                hash_hex,
+                cid,
+                index_value,
+                path_value,
+            ) = r
+            try:
+                seq = int(seq_value)
+                event_hash = bytes.fromhex(hash_hex)
+                stored_prev = bytes.fromhex(prev_hex)
+            except (ValueError, TypeError) as exc:
+                raise _fail("malformed_row", n, f"seq, prev_hash or event_hash is malformed: {exc}") from None
+            if (
+                type(tenant) is not str
+                or any(
+                    type(v) is not str
+                    for v in (event_id, occurred_at, recorded_at, actor_type, actor_id, source, event_type)
+                )
+                or len(event_hash) != 32
+                or len(stored_prev) != 32
+                or type(seq_value) is bool
+            ):
+                raise _fail("malformed_row", n, "a field has the wrong type or length", str(tenant), seq)
+            if expected is not None:
+                want = next(expected, None)
+                if want != (tenant, seq):
+                    if want is None:
+                        raise _fail("dropped_or_added_row", n, "the manifest lists no more rows", tenant, seq)
+                    raise _fail("dropped_or_added_row", n,
+                        f"expected tenant {want[0]} seq {want[1]} here (per the manifest)",
+                        tenant,
+                        seq,
+                    )
+            if tenant != prev_tenant:
+                if prev_tenant is not None and tenant.encode() < prev_tenant.encode():
+                    raise _fail("order", n, "rows are not ordered by tenant_id, seq", tenant, seq)
+                prev_tenant, prev_seq = tenant, 0
+                report.tenants += 1
+            elif seq <= prev_seq:
+                raise _fail("order", n, f"seq {seq} after seq {prev_seq}", tenant, seq)
+            elif seq == prev_seq + 1 and stored_prev != prev_hash:
+                raise _fail("broken_link", n, "prev_hash is not the previous row's event_hash", tenant, seq)
+            if seq == 1 and stored_prev != GENESIS_HASH:
+                raise _fail("broken_link", n, "seq 1 must follow 32 zero bytes", tenant, seq)
+            if not self._hash_matches(n, r, seq, stored_prev, event_hash, sha256):
+                raise _fail("hash_mismatch", n,
+                    "the event_hash recomputed from the row's fields differs (a field was changed)",
+                    tenant,
+                    seq,
+                )
+            self._check_inclusion(n, tenant, seq, event_hash, cid, index_value, path_value, report)
+            prev_seq, prev_hash = seq, event_hash
+            report.rows += 1
+        self._flush_range(report)
+        if expected is not None:
+            missing = next(expected, None)
+            if missing is not None:
+                raise _fail("dropped_or_added_row", report.rows + 1,
+                    "the manifest lists this row but the file ends",
+                    missing[0],
+                    missing[1],
+                )
+
+    @staticmethod
+    def _hash_matches(n: int, r: list[Any], seq: int, prev: bytes, event_hash: bytes, sha256: Any) -> bool:
+        payload, redacted = r[9], r[10]
+
+        def digest(payload_jcs: str, redacted_jcs: str) -> bytes:
+            return bytes(sha256(prev + stored_body(r, seq, payload_jcs, redacted_jcs)).digest())
+
+        if type(payload) is str and type(redacted) is str and digest(payload, redacted) == event_hash:
+            return True  # the text as written is what was hashed (the export writes the canonical text)
+        return digest(_json_text(payload, "payload", n), _json_text(redacted, "redacted_fields", n)) == event_hash
+
+    def _check_inclusion(
+        self,
+        n: int,
+        tenant: str,
+        seq: int,
+        event_hash: bytes,
+        cid_value: Any,
+        index_value: Any,
+        path_value: Any,
+        report: ExportReport,
+    ) -> None:
+        cid = cid_value or None
+        if cid is None:
+            if path_value not in ("", [], None) or index_value not in ("", None):
+                raise _fail("malformed_row", n, "an event_path or event_index without a cadence_id", tenant, seq)
+            if not self.allow_pending:
+                raise _fail(
+                    "pending",
+                    n,
+                    "this row is not anchored yet, so nothing proves it; ask for the export again after the next "
+                    "anchor, or pass --allow-pending to accept such rows unproven",
+                    tenant,
+                    seq,
+                )
+            report.pending += 1
+            return
+        if type(cid) is not str:
+            raise _fail("malformed_row", n, "cadence_id is not text", tenant, seq)
+        record = self._anchor(cid, n, tenant, seq, report)
+        if not record["first_seq"] <= seq <= record["last_seq"]:
+            raise _fail("bad_proof", n, f"anchor {cid} has no range of this tenant covering this seq", tenant, seq)
+        first, last = record["first_seq"], record["last_seq"]
+        try:
+            index = int(index_value)
+        except (TypeError, ValueError):
+            raise _fail("malformed_row", n, "event_path or event_index is malformed", tenant, seq) from None
+        if index != seq - first or type(index_value) is bool:
+            raise _fail("bad_proof", n, f"event_index {index} does not match seq {seq}", tenant, seq)
+        if seq == last and event_hash.hex() != record["head_hash"]:
+            raise _fail("bad_proof", n, "the last event of the range is not the anchored head", tenant, seq)
+        if record is not self._range:
+            self._flush_range(report)
+            self._range = record
+        if last - first + 1 > RANGE_AT_ONCE:
+            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+        else:
+            self._range_rows.append((n, tenant, seq, event_hash, cid, index_value, path_value))
+
+    def _flush_range(self, report: ExportReport) -> None:
+        """Prove the buffered rows of one anchored range. When they are the whole range (an unfiltered
+        export), the range's tree is rebuilt from their hashes: its root must be the anchored events_root,
+        and each row's event_path must be the audit path of its leaf in that tree, compared as text. Any
+        row whose path reads differently (or a partial range) is proven on its own, path element by path
+        element (RFC 9162), which names the row when it fails."""
+        record, rows = self._range, self._range_rows
+        if not rows:
+            return
+        self._range_rows = []
+        first, last = record["first_seq"], record["last_seq"]
+        whole = len(rows) == last - first + 1  # seqs strictly increase inside [first, last]: all present
+        expected: PathRenderer | None = None
+        if whole:
+            levels = tree_levels([r[3] for r in rows])
+            if levels[-1][0].hex() == record["events_root"]:
+                expected = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], ";")
+        for n, tenant, seq, event_hash, cid, index_value, path_value in rows:
+            if expected is not None:
+                text = path_value if isinstance(path_value, str) else _joined(path_value)
+                if text == expected.path(seq - first):
+                    report.anchored += 1
+                    continue
+            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+
+    def _prove_row(
+        self,
+        n: int,
+        tenant: str,
+        seq: int,
+        event_hash: bytes,
+        cid: str,
+        index_value: Any,
+        path_value: Any,
+        record: dict[str, Any],
+        report: ExportReport,
+    ) -> None:
+        try:
+            if isinstance(path_value, str):
+                path = [bytes.fromhex(p) for p in path_value.split(";")] if path_value else []
+            else:
+                path = [bytes.fromhex(p) for p in path_value or []]
+            index = int(index_value)
+        except (TypeError, ValueError):
+            raise _fail("malformed_row", n, "event_path or event_index is malformed", tenant, seq) from None
+        size = record["last_seq"] - record["first_seq"] + 1
+        if self._proven_for is not record:  # rows come range by range: keep one range's nodes at a time
+            self._proven_for, self._proven = record, {}
+        try:
+            check_inclusion(
+                event_hash, index, size, path, bytes.fromhex(record["events_root"]), proven=self._proven
+            )
+        except InclusionError as exc:
+            raise _fail(
+                "bad_proof", n, f"the event_path does not reach the events_root of cadence {cid}: {exc}", tenant, seq
+            ) from None
+        report.anchored += 1
+
+
+def _joined(path_value: Any) -> str | None:
+    """An NDJSON event_path (a list of hex strings) as the CSV form, or None when it is not such a list."""
+    if type(path_value) is not list or any(type(p) is not str for p in path_value):
+        return None
+    return ";".join(path_value)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
