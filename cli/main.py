@@ -669,6 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_keys_rotate
     )
 
+    from cli.sources import register as register_sources
+
+    register_sources(sub)
+
     health = sub.add_parser("health", help="one screen of the ledger's state; exit 1 when anything is critical")
     health.add_argument("--json", action="store_true")
     health.set_defaults(func=cmd_health)
