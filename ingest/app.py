@@ -221,7 +221,7 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
             return _problem(401, "unauthorized", "Token required", "send 'Authorization: Bearer <source token>'; "
                             "`compliance sources add` makes one", headers={"WWW-Authenticate": 'Bearer realm="ingest"'})
         declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if declared is not None and declared.isdigit() and int(declared) > _DISCARD_LIMIT:
             return _problem(413, "too-large", "Body too large", f"the body is {declared} bytes; the limit is "
                             f"{MAX_BODY_BYTES}: send smaller batches")
         body = await _read_capped(request)
@@ -269,15 +269,21 @@ def _bearer(header: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+# A body over the limit is still read (and dropped) up to this size, so that the client, still sending, reads
+# a clean 413 instead of a reset connection; beyond it the connection is cut.
+_DISCARD_LIMIT = 4 * MAX_BODY_BYTES
+
+
 async def _read_capped(request: Request) -> bytes | None:
-    """The body, or None as soon as it grows past the limit (a missing or false Content-Length)."""
+    """The body, or None when it is over the limit (whatever Content-Length said)."""
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > _DISCARD_LIMIT:
             return None
-        chunks.append(chunk)
-    return b"".join(chunks)
+        if size <= MAX_BODY_BYTES:
+            chunks.append(chunk)
+    return None if size > MAX_BODY_BYTES else b"".join(chunks)
 
 
 def check_database(settings: Settings) -> None:
