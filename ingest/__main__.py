@@ -23,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--access-log", default="-", help="file for the JSON access log lines ('-': stderr)")
     args = parser.parse_args(argv)
 
+    import psycopg
     import uvicorn
 
     from compliance.settings import Settings, SettingsError
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except psycopg.Error as exc:
+        print(f"error: the database cannot be used ({exc}); is it up, and migrated (`compliance migrate`)?",
+              file=sys.stderr)
+        return 1
     handler = logging.StreamHandler(sys.stderr) if args.access_log == "-" else logging.FileHandler(args.access_log)
     handler.setFormatter(logging.Formatter("%(message)s"))
     access = logging.getLogger("compliance.ingest.access")

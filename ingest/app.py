@@ -26,12 +26,12 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -166,27 +166,7 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
         lifespan=lifespan,
     )
 
-    @app.middleware("http")
-    async def log_access(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        request.state.source = None
-        request.state.events = None
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            access_log.info(json.dumps({
-                "request_id": uuid.uuid4().hex[:16],
-                "method": request.method,
-                "path": request.url.path,  # never the query string: a caller may put a token there
-                "status": status,
-                "duration_s": round(time.perf_counter() - started, 6),
-                "events": request.state.events,
-                "source": request.state.source,
-                "client": request.client.host if request.client else None,
-            }))
+    app.add_middleware(AccessLog)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -235,20 +215,13 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
         try:
             outcome = await run_in_threadpool(accept, pool, token, body, request.headers.get("content-type"),
                                               registry)
+        except ValueError as exc:
+            request.state.source = getattr(exc, "source", None)
+            return _refusal(exc)
         except TokenRefused as exc:
             return _problem(401, "unauthorized", "Token refused", f"{exc}; ask for a new token "
                             "(`compliance sources rotate NAME`)",
                             headers={"WWW-Authenticate": 'Bearer realm="ingest", error="invalid_token"'})
-        except TooLarge as exc:
-            return _problem(413, "too-large", "Batch too large", str(exc))
-        except BatchForbidden as exc:
-            return _problem(403, "out-of-scope", "Events outside this token's scope", f"{len(exc.problems)} "
-                            "event(s) name a tenant or event type this source may not write; nothing was stored",
-                            exc.problems)
-        except (BatchRefused, BodyRefused) as exc:
-            return _problem(422, "events-refused", "Events refused", f"{len(exc.problems)} event(s) refused; "
-                            "nothing of this request was stored: correct them and send the whole batch again",
-                            exc.problems)
         except DatabaseUnavailable:
             return _problem(503, "unavailable", "Database unavailable", "the ledger's database cannot be reached; "
                             "nothing of this request was acknowledged: retry later with the same event_ids",
@@ -259,6 +232,58 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
                              "duplicates": outcome.duplicates}, status_code=202)
 
     return app
+
+
+class AccessLog:
+    """One JSON line per request (ASGI middleware): method, path, status, duration, the source's name and
+    its event count; never the query string, a header, a body or a token."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not access_log.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        state = scope.setdefault("state", {})  # request.state in the endpoint writes here
+        status = 500
+
+        async def send_and_note(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            client = scope.get("client")
+            access_log.info(json.dumps({
+                "request_id": uuid.uuid4().hex[:16],
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status,
+                "duration_s": round(time.perf_counter() - started, 6),
+                "events": state.get("events"),
+                "source": state.get("source"),
+                "client": client[0] if client else None,
+            }))
+
+
+def _refusal(exc: ValueError) -> JSONResponse:
+    """The problem document of a refused request (nothing of it was stored)."""
+    if isinstance(exc, TooLarge):
+        return _problem(413, "too-large", "Batch too large", str(exc))
+    if isinstance(exc, BatchForbidden):
+        return _problem(403, "out-of-scope", "Events outside this token's scope", f"{len(exc.problems)} "
+                    "event(s) name a tenant or event type this source may not write; nothing was stored",
+                    exc.problems)
+    if isinstance(exc, (BatchRefused, BodyRefused)):
+        return _problem(422, "events-refused", "Events refused", f"{len(exc.problems)} event(s) refused; "
+                    "nothing of this request was stored: correct them and send the whole batch again",
+                    exc.problems)
+    raise exc
 
 
 def _bearer(header: str | None) -> str | None:

@@ -127,7 +127,11 @@ def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, 
                     raise TokenRefused("this token was revoked" if grant else "unknown token")
                 if events is None:
                     # ids are fixed here, so a second attempt after an unclear commit stores nothing twice
-                    events = prepare_batch(parse_body(body, content_type), registry, grant.scope)
+                    try:
+                        events = prepare_batch(parse_body(body, content_type), registry, grant.scope)
+                    except ValueError as exc:  # a refusal: say whose, for the access log
+                        exc.source = grant.source  # type: ignore[attr-defined]
+                        raise
                 result = insert_prepared(conn, events)
             return Accepted(grant.source, result.event_ids, result.stored, result.duplicates)
         except _DOWN as exc:

@@ -80,8 +80,8 @@ def measure(
         }
         if figures["outbox_oldest_age_seconds"] > MIN_QUIET_SECONDS:
             # events wait unchained, so every source would look quiet: the outbox alert speaks instead
-            figures["silent_sources"] = None
-            details["silent_sources"] = ["not judged while the outbox is behind"]
+            figures["silent_sources"] = 0
+            details["silent_sources"] = ["not judged while the outbox is behind (outbox oldest)"]
         else:
             silent = silent_sources(source_rhythms(conn, now, _lookback_hours()), now)
             figures["silent_sources"] = len(silent)

@@ -297,3 +297,28 @@ def test_fuzzed_bodies_never_5xx_and_never_store_part_of_a_batch(settings: Setti
                 assert after == before and status in (401, 403, 413, 422, 503), (status, answer)
 
         check()
+
+
+def test_make_run_starts_the_service_and_sends_part_of_the_demo_traffic_through_it(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from cli.devstack import free_port
+    from deployments.demo import DemoEmitter, start_ingest
+
+    env = {"COMPLIANCE_DATABASE_URL": settings.database_url or ""}
+    service = start_ingest(settings, env, free_port(), tmp_path / "ingest.log")
+    try:
+        emitter = DemoEmitter(settings, 8, service)
+        emitter.start()
+        while emitter.emitted < 16:
+            assert emitter.is_alive()
+            threading.Event().wait(0.1)
+        emitter.stop()
+        emitter.join(10)
+    finally:
+        service.process.terminate()
+        service.process.wait(10)
+    logged = [json.loads(line) for line in (tmp_path / "ingest.log").read_text().splitlines() if line.startswith("{")]
+    assert any(line["status"] == 202 and line["source"] == "demo" and line["events"] == 2 for line in logged)
+    assert service.token not in (tmp_path / "ingest.log").read_text()
+    assert outbox_count(settings) >= 16

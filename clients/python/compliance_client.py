@@ -11,8 +11,9 @@ What a caller may rely on:
 
 - The endpoint and token are read when a call is made (``COMPLIANCE_INGEST_URL``, the base URL, and
   ``COMPLIANCE_INGEST_TOKEN``), never at import: a warm container that is handed a new token uses it.
-- Every event gets its ``event_id`` (UUID v7) and, if missing, ``occurred_at`` here, before the first
-  attempt, so a retry is recognised by the ledger and stored once.
+- Every event gets its ``event_id`` (UUID v7) and, if missing, ``occurred_at`` (now) here, before the first
+  attempt, so a retry is recognised by the ledger and stored once; a ``datetime`` (with its time zone)
+  is sent as RFC 3339.
 - ``429`` and ``503`` answers and network failures are retried with exponential backoff, waiting at
   least what ``Retry-After`` asks.
 - Nothing is dropped silently: a refusal (401, 403, 413, 422) raises :class:`IngestRefused` with the
@@ -200,8 +201,14 @@ class IngestClient:
 def _complete(event: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(event)
     out.setdefault("event_id", uuid7())
-    if "occurred_at" not in out:
-        out["occurred_at"] = datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    when = out.get("occurred_at", None)
+    if when is None:
+        when = datetime.now(timezone.utc)
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError("occurred_at: a datetime without a time zone is ambiguous; give it one")
+        when = when.isoformat(timespec="microseconds")
+    out["occurred_at"] = when
     return out
 
 
