@@ -44,7 +44,7 @@ from _stack import bench_stack
 
 REPO = Path(__file__).resolve().parent.parent
 
-BARE_APP = '''
+BARE_APP = """
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from compliance.jcs import loads_strict
@@ -61,7 +61,7 @@ async def events(request: Request) -> JSONResponse:
 @app.get("/healthz")
 async def healthz() -> dict:
     return {"status": "ok"}
-'''
+"""
 
 
 def event(i: int) -> dict:
@@ -206,8 +206,17 @@ def main() -> None:
             "PYTHONPATH": f"{REPO}{os.pathsep}{tmp}",
         }
         bare_port, ingest_port = free_port(), free_port()
-        bare_cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port), "--no-access-log",
-                    "--log-level", "warning"]
+        bare_cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare_app:app",
+            "--port",
+            str(bare_port),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
         with process(bare_cmd, env, bare_port, Path(tmp) / "bare.log"):
             drive(bare_port, token, bare_bodies[:20], args.concurrency)  # warm-up
             bare_s, _ = drive(bare_port, token, bare_bodies, args.concurrency)

@@ -20,6 +20,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from compliance.events import EVENT_TYPE_RE, EventRefused, PreparedEvent, Registry, prepare_event
@@ -54,12 +55,16 @@ _SOURCE_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 PROBLEM_BASE = "urn:compliance-ledger:problem:"
 
 
-class EventProblem(NamedTuple):
+@dataclass(frozen=True)
+class EventProblem:
     """One refused event of a batch: its position (0-based), the field and what to change."""
 
     index: int
     field: str
     reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
 
 
 class BodyRefused(ValueError):
@@ -213,7 +218,7 @@ def problem(
 ) -> dict[str, Any]:
     """An RFC 9457 problem document; ``errors`` lists the refused events by index, field and reason."""
     doc: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
-    listed = [e._asdict() for e in errors]
+    listed = [e.as_dict() for e in errors]
     if listed:
         doc["errors"] = listed
     doc.update(extra)

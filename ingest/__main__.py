@@ -39,8 +39,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except psycopg.Error as exc:
-        print(f"error: the database cannot be used ({exc}); is it up, and migrated (`compliance migrate`)?",
-              file=sys.stderr)
+        print(
+            f"error: the database cannot be used ({exc}); is it up, and migrated (`compliance migrate`)?",
+            file=sys.stderr,
+        )
         return 1
     handler = logging.StreamHandler(sys.stderr) if args.access_log == "-" else logging.FileHandler(args.access_log)
     handler.setFormatter(logging.Formatter("%(message)s"))

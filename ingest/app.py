@@ -49,8 +49,8 @@ from compliance.ingest import (
     problem,
 )
 from compliance.settings import Settings, SettingsError
-from tasks.ingest import DatabaseUnavailable, DepthMonitor, TokenRefused, WriterPool, accept
 from tasks.db import connect
+from tasks.ingest import DatabaseUnavailable, DepthMonitor, TokenRefused, WriterPool, accept
 
 __all__ = ["IngestConfig", "create_app"]
 
@@ -94,37 +94,80 @@ _EVENT_SCHEMA: dict[str, Any] = {
     "required": ["tenant_id", "occurred_at", "actor_type", "actor_id", "source", "event_type"],
     "additionalProperties": False,
     "properties": {
-        "event_id": {"type": "string", "format": "uuid", "description": "UUID v7; assigned when absent. "
-                     "Send one so that a retry is recognised and stored once."},
+        "event_id": {
+            "type": "string",
+            "format": "uuid",
+            "description": "UUID v7; assigned when absent. Send one so that a retry is recognised and stored once.",
+        },
         "tenant_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
         "occurred_at": {"type": "string", "format": "date-time", "description": "RFC 3339 with offset"},
         "actor_type": {"type": "string", "enum": sorted(ACTOR_TYPES)},
         "actor_id": {"type": "string", "minLength": 1, "maxLength": 256},
         "source": {"type": "string", "minLength": 1, "maxLength": 128},
         "event_type": {"type": "string", "description": "a registered type, e.g. auth.signin.success"},
-        "payload": {"type": "object", "description": f"at most {MAX_PAYLOAD_BYTES} bytes serialized; keys "
-                    "outside the type's allow-list are dropped, credential-shaped strings scrubbed"},
+        "payload": {
+            "type": "object",
+            "description": f"at most {MAX_PAYLOAD_BYTES} bytes serialized; keys "
+            "outside the type's allow-list are dropped, credential-shaped strings scrubbed",
+        },
     },
 }
-_PROBLEM = {"content": {"application/problem+json": {"schema": {"type": "object", "properties": {
-    "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-    "detail": {"type": "string"}, "errors": {"type": "array", "items": {"type": "object", "properties": {
-        "index": {"type": "integer"}, "field": {"type": "string"}, "reason": {"type": "string"}}}}}}}}}
+_PROBLEM = {
+    "content": {
+        "application/problem+json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string"},
+                    "title": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "detail": {"type": "string"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "field": {"type": "string"},
+                                "reason": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            }
+        }
+    }
+}
 _OPENAPI_POST: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": f"One event, a JSON array of events, or NDJSON (one event a line); at most "
         f"{MAX_BATCH_EVENTS} events and {MAX_BODY_BYTES} bytes.",
         "content": {
-            "application/json": {"schema": {"oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA,
-                                                                       "maxItems": MAX_BATCH_EVENTS}]}},
+            "application/json": {
+                "schema": {
+                    "oneOf": [_EVENT_SCHEMA, {"type": "array", "items": _EVENT_SCHEMA, "maxItems": MAX_BATCH_EVENTS}]
+                }
+            },
             "application/x-ndjson": {"schema": {"type": "string"}},
         },
     },
     "responses": {
-        "202": {"description": "stored (committed)", "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"event_ids": {"type": "array", "items": {"type": "string"}},
-                                             "stored": {"type": "integer"}, "duplicates": {"type": "integer"}}}}}},
+        "202": {
+            "description": "stored (committed)",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "event_ids": {"type": "array", "items": {"type": "string"}},
+                            "stored": {"type": "integer"},
+                            "duplicates": {"type": "integer"},
+                        },
+                    }
+                }
+            },
+        },
         "401": {"description": "missing, unknown or revoked token", **_PROBLEM},
         "403": {"description": "an event outside the token's tenants or event types", **_PROBLEM},
         "413": {"description": "over the body size or event count limit", **_PROBLEM},
@@ -135,10 +178,20 @@ _OPENAPI_POST: dict[str, Any] = {
 }
 
 
-def _problem(status: int, kind: str, title: str, detail: str, errors: list[EventProblem] | None = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(problem(status, kind, title, detail, errors or ()), status_code=status,
-                        media_type="application/problem+json", headers=headers)
+def _problem(
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    errors: list[EventProblem] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        problem(status, kind, title, detail, errors or ()),
+        status_code=status,
+        media_type="application/problem+json",
+        headers=headers,
+    )
 
 
 def create_app(settings: Settings, config: IngestConfig | None = None, registry: Registry | None = None) -> FastAPI:
@@ -170,8 +223,13 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_problem(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, "http", str(exc.detail), f"{request.method} {request.url.path}: "
-                        f"{exc.detail}; see /docs", headers=getattr(exc, "headers", None))
+        return _problem(
+            exc.status_code,
+            "http",
+            str(exc.detail),
+            f"{request.method} {request.url.path}: {exc.detail}; see /docs",
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def request_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -190,46 +248,73 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
                 return False
 
         ok = await run_in_threadpool(probe)
-        body = {"status": "ok" if ok else "unavailable", "database": "ok" if ok else "unreachable",
-                "outbox_deep": monitor.deep}
+        body = {
+            "status": "ok" if ok else "unavailable",
+            "database": "ok" if ok else "unreachable",
+            "outbox_deep": monitor.deep,
+        }
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @app.post("/v1/events", status_code=202, summary="emit one event or a batch", openapi_extra=_OPENAPI_POST)
     async def post_events(request: Request) -> JSONResponse:
         token = _bearer(request.headers.get("authorization"))
         if token is None:
-            return _problem(401, "unauthorized", "Token required", "send 'Authorization: Bearer <source token>'; "
-                            "`compliance sources add` makes one", headers={"WWW-Authenticate": 'Bearer realm="ingest"'})
+            return _problem(
+                401,
+                "unauthorized",
+                "Token required",
+                "send 'Authorization: Bearer <source token>'; `compliance sources add` makes one",
+                headers={"WWW-Authenticate": 'Bearer realm="ingest"'},
+            )
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > _DISCARD_LIMIT:
-            return _problem(413, "too-large", "Body too large", f"the body is {declared} bytes; the limit is "
-                            f"{MAX_BODY_BYTES}: send smaller batches")
+            return _problem(
+                413,
+                "too-large",
+                "Body too large",
+                f"the body is {declared} bytes; the limit is {MAX_BODY_BYTES}: send smaller batches",
+            )
         body = await _read_capped(request)
         if body is None:
-            return _problem(413, "too-large", "Body too large", f"the body is over {MAX_BODY_BYTES} bytes: "
-                            "send smaller batches")
+            return _problem(
+                413, "too-large", "Body too large", f"the body is over {MAX_BODY_BYTES} bytes: send smaller batches"
+            )
         if monitor.deep:
-            return _problem(429, "backpressure", "Outbox too deep", f"more than {config.max_outbox_depth} events "
-                            "wait to be chained; retry later, nothing was stored",
-                            headers={"Retry-After": str(config.retry_after_429)})
+            return _problem(
+                429,
+                "backpressure",
+                "Outbox too deep",
+                f"more than {config.max_outbox_depth} events wait to be chained; retry later, nothing was stored",
+                headers={"Retry-After": str(config.retry_after_429)},
+            )
         try:
-            outcome = await run_in_threadpool(accept, pool, token, body, request.headers.get("content-type"),
-                                              registry)
+            outcome = await run_in_threadpool(accept, pool, token, body, request.headers.get("content-type"), registry)
         except ValueError as exc:
             request.state.source = getattr(exc, "source", None)
             return _refusal(exc)
         except TokenRefused as exc:
-            return _problem(401, "unauthorized", "Token refused", f"{exc}; ask for a new token "
-                            "(`compliance sources rotate NAME`)",
-                            headers={"WWW-Authenticate": 'Bearer realm="ingest", error="invalid_token"'})
+            return _problem(
+                401,
+                "unauthorized",
+                "Token refused",
+                f"{exc}; ask for a new token (`compliance sources rotate NAME`)",
+                headers={"WWW-Authenticate": 'Bearer realm="ingest", error="invalid_token"'},
+            )
         except DatabaseUnavailable:
-            return _problem(503, "unavailable", "Database unavailable", "the ledger's database cannot be reached; "
-                            "nothing of this request was acknowledged: retry later with the same event_ids",
-                            headers={"Retry-After": str(config.retry_after_503)})
+            return _problem(
+                503,
+                "unavailable",
+                "Database unavailable",
+                "the ledger's database cannot be reached; "
+                "nothing of this request was acknowledged: retry later with the same event_ids",
+                headers={"Retry-After": str(config.retry_after_503)},
+            )
         request.state.source = outcome.source
         request.state.events = len(outcome.event_ids)
-        return JSONResponse({"event_ids": outcome.event_ids, "stored": outcome.stored,
-                             "duplicates": outcome.duplicates}, status_code=202)
+        return JSONResponse(
+            {"event_ids": outcome.event_ids, "stored": outcome.stored, "duplicates": outcome.duplicates},
+            status_code=202,
+        )
 
     return app
 
@@ -259,16 +344,20 @@ class AccessLog:
             await self.app(scope, receive, send_and_note)
         finally:
             client = scope.get("client")
-            access_log.info(json.dumps({
-                "request_id": uuid.uuid4().hex[:16],
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status,
-                "duration_s": round(time.perf_counter() - started, 6),
-                "events": state.get("events"),
-                "source": state.get("source"),
-                "client": client[0] if client else None,
-            }))
+            access_log.info(
+                json.dumps(
+                    {
+                        "request_id": uuid.uuid4().hex[:16],
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_s": round(time.perf_counter() - started, 6),
+                        "events": state.get("events"),
+                        "source": state.get("source"),
+                        "client": client[0] if client else None,
+                    }
+                )
+            )
 
 
 def _refusal(exc: ValueError) -> JSONResponse:
@@ -276,13 +365,22 @@ def _refusal(exc: ValueError) -> JSONResponse:
     if isinstance(exc, TooLarge):
         return _problem(413, "too-large", "Batch too large", str(exc))
     if isinstance(exc, BatchForbidden):
-        return _problem(403, "out-of-scope", "Events outside this token's scope", f"{len(exc.problems)} "
-                    "event(s) name a tenant or event type this source may not write; nothing was stored",
-                    exc.problems)
+        return _problem(
+            403,
+            "out-of-scope",
+            "Events outside this token's scope",
+            f"{len(exc.problems)} event(s) name a tenant or event type this source may not write; nothing was stored",
+            exc.problems,
+        )
     if isinstance(exc, (BatchRefused, BodyRefused)):
-        return _problem(422, "events-refused", "Events refused", f"{len(exc.problems)} event(s) refused; "
-                    "nothing of this request was stored: correct them and send the whole batch again",
-                    exc.problems)
+        return _problem(
+            422,
+            "events-refused",
+            "Events refused",
+            f"{len(exc.problems)} event(s) refused; "
+            "nothing of this request was stored: correct them and send the whole batch again",
+            exc.problems,
+        )
     raise exc
 
 

@@ -110,7 +110,9 @@ def find_source(conn: psycopg.Connection, token: str) -> Grant | None:
     if row is None:
         return None
     name, tenants, event_types, revoked = row
-    scope = Scope(None if tenants is None else frozenset(tenants), None if event_types is None else frozenset(event_types))
+    scope = Scope(
+        None if tenants is None else frozenset(tenants), None if event_types is None else frozenset(event_types)
+    )
     return Grant(name, scope, bool(revoked))
 
 

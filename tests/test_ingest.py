@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from compliance.ingest import MAX_BATCH_EVENTS, Scope
 from compliance.settings import Settings
@@ -58,9 +60,10 @@ def test_a_batch_is_stored_chained_redacted_and_verifies(settings: Settings) -> 
     assert body["event_ids"] == [e["event_id"] for e in events] and body["stored"] == 100
     drain_pending.fn(settings)
     assert scalar(settings, "SELECT count(*) FROM compliance.events WHERE tenant_id <> 'ledger:platform'") == 100
-    assert scalar(
-        settings, "SELECT redacted_fields FROM compliance.events WHERE event_id = %s", (events[0]["event_id"],)
-    ) == '["password"]'
+    assert (
+        scalar(settings, "SELECT redacted_fields FROM compliance.events WHERE event_id = %s", (events[0]["event_id"],))
+        == '["password"]'
+    )
     report = verify_chain(settings)
     assert report.ok, report
 
@@ -179,9 +182,10 @@ def test_a_deep_outbox_answers_429_and_the_client_backs_off_then_delivers(settin
     assert client.retries >= 1 and waits[0] >= 1.0  # Retry-After honoured
     assert result.event_ids == [e["event_id"] for e in events] and not result.spooled
     assert result.stored == 250
-    assert scalar(
-        settings, "SELECT count(*) FROM compliance.outbox WHERE event_id = ANY(%s::uuid[])", (result.event_ids,)
-    ) == 250
+    assert (
+        scalar(settings, "SELECT count(*) FROM compliance.outbox WHERE event_id = ANY(%s::uuid[])", (result.event_ids,))
+        == 250
+    )
 
 
 def test_the_client_reads_its_endpoint_at_call_time_and_spools_what_it_cannot_send(
@@ -262,9 +266,7 @@ def _event_strategy() -> st.SearchStrategy[Any]:
     fields = st.sampled_from(
         ["event_id", "tenant_id", "occurred_at", "actor_type", "actor_id", "source", "event_type", "payload", "x"]
     )
-    mutated = st.tuples(base, st.lists(st.tuples(fields, json_value), max_size=2)).map(
-        lambda t: {**t[0], **dict(t[1])}
-    )
+    mutated = st.tuples(base, st.lists(st.tuples(fields, json_value), max_size=2)).map(lambda t: {**t[0], **dict(t[1])})
     return st.one_of(mutated, json_value)
 
 

@@ -43,9 +43,7 @@ def test_a_short_quiet_spell_is_not_silent_even_for_a_fast_source() -> None:
 
 
 def _events(source: str, tenant: str, times: list[datetime]) -> list[dict]:
-    return [
-        sample_event(i, tenant=tenant, source=source, occurred_at=utc_text(t)) for i, t in enumerate(times)
-    ]
+    return [sample_event(i, tenant=tenant, source=source, occurred_at=utc_text(t)) for i, t in enumerate(times)]
 
 
 def test_the_watchdog_names_the_source_that_stopped_and_not_the_rare_one(settings: Settings) -> None:

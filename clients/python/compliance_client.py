@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 __all__ = ["IngestClient", "IngestError", "IngestRefused", "IngestUnavailable", "SendResult", "uuid7"]
@@ -203,7 +203,7 @@ def _complete(event: Mapping[str, Any]) -> dict[str, Any]:
     out.setdefault("event_id", uuid7())
     when = out.get("occurred_at", None)
     if when is None:
-        when = datetime.now(timezone.utc)
+        when = datetime.now(UTC)
     if isinstance(when, datetime):
         if when.tzinfo is None:
             raise ValueError("occurred_at: a datetime without a time zone is ambiguous; give it one")
@@ -221,7 +221,7 @@ def _retry_after(value: str | None) -> float | None:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _rewrite(fh: Any, events: list[dict[str, Any]]) -> None:
