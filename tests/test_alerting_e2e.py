@@ -101,3 +101,25 @@ def test_watchdog_figures_go_to_cloudwatch(s3_endpoint: str, monkeypatch) -> Non
     cw = boto3.client("cloudwatch", endpoint_url=s3_endpoint, region_name="us-east-1")
     names = {m["MetricName"] for m in cw.list_metrics(Namespace="ComplianceTest")["Metrics"]}
     assert names == {"anchor_lag_seconds", "outbox_depth", "chain_tail_ok"}
+
+
+def test_silent_sources_alert_names_the_quiet_source(prefect_server: str, monkeypatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from compliance.watchdog import judge
+    from deployments.alerts import ALERTS, apply_alerts
+    from tasks.watchdog import publish
+
+    receiver = Receiver()
+    monkeypatch.setenv("COMPLIANCE_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("COMPLIANCE_ALERT_BLOCK", f"alerts-{uuid.uuid4().hex[:8]}")
+    silent = next(a for a in ALERTS if a.name == "silent sources")
+    figures = {"silent_sources": 1}
+    quiet = "acme/billing-worker: quiet 42 min (usually every 1 min)"
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        assert {w for _, w in apply_alerts((silent,))} <= {"created", "updated"}
+        time.sleep(3)  # let the triggers service load the new automation
+        publish(figures, {"silent_sources": judge(figures)["silent_sources"]}, {"silent_sources": [quiet]})
+        got = receiver.wait_for("billing-worker", 90)
+    assert got is not None, f"no notification; received {receiver.bodies}"
+    assert "[warning]" in got["subject"] and quiet in got["body"]
