@@ -1,6 +1,6 @@
 """The ingest service's throughput and latency, beside a bare FastAPI/uvicorn endpoint on the same machine.
 
-    python bench/ingest.py [--events 100000] [--singles 5000] [--concurrency 4] [--latency-seconds 10]
+    python bench/ingest.py [--events 100000] [--singles 5000] [--concurrency 8] [--latency-seconds 10]
 
 Starts its own PostgreSQL cluster (as the tests do), the ingest service (`python -m ingest`) and a bare
 endpoint (FastAPI on uvicorn, in its own process too) that reads each body, parses it with the same JSON
@@ -187,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000, help="events sent in batches of 100 (each run)")
     parser.add_argument("--singles", type=int, default=5_000, help="events sent one per request")
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     args = parser.parse_args()
 

@@ -3,10 +3,10 @@
     pool = WriterPool(settings, size=8)
     outcome = accept(pool, token, body, content_type, registry)   # raises the typed refusals below
 
-:func:`accept` reads the token's source and stores the batch in one
-transaction as the writer role, through the outbox's own batch insert
-(``tasks.outbox.insert_prepared``): a batch is stored whole or not at all, and
-an ``event_id`` already stored is not stored again. The caller is answered
+:func:`accept` reads the token's source, then stores the batch as the writer
+role with the outbox's own batch insert (``tasks.outbox.insert_prepared``),
+one statement in its own transaction: a batch is stored whole or not at all,
+and an ``event_id`` already stored is not stored again. The caller is answered
 only after the commit, so what it was told is stored survives a crash.
 """
 
@@ -83,7 +83,8 @@ class WriterPool:
                 conn = self._idle.get_nowait()
             except queue.Empty:
                 try:
-                    conn = connect(self.settings, "compliance_writer")
+                    # autocommit: the batch is one INSERT, its own transaction, committed as it returns
+                    conn = connect(self.settings, "compliance_writer", autocommit=True)
                 except _DOWN as exc:
                     raise DatabaseUnavailable(f"cannot connect: {exc}") from exc
             try:
@@ -123,7 +124,7 @@ def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, 
     events = None
     for attempt in (1, 2):
         try:
-            with pool.connection() as conn, conn.transaction():
+            with pool.connection() as conn:
                 grant = find_source(conn, token)
                 if grant is None or grant.revoked:
                     raise TokenRefused("this token was revoked" if grant else "unknown token")
