@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -242,9 +243,8 @@ def create_app(settings: Settings, config: IngestConfig | None = None, registry:
             try:
                 with pool.connection() as conn:
                     conn.execute("SELECT 1")
-                    conn.rollback()
                 return True
-            except Exception:
+            except (DatabaseUnavailable, psycopg.Error):
                 return False
 
         ok = await run_in_threadpool(probe)

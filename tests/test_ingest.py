@@ -7,7 +7,6 @@ import json
 import logging
 import sys
 import threading
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from tasks.outbox import emit_batch
 from tasks.sources import add_source, revoke_source, rotate_source
 from tasks.verify import verify_chain
 from tests.conftest import run_cli, sample_event
-from tests.helpers.ingest import post, running_service
+from tests.helpers.ingest import get, post, running_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "clients" / "python"))
 from compliance_client import IngestClient, IngestRefused, uuid7  # noqa: E402
@@ -217,13 +216,11 @@ def test_health_openapi_and_access_logs_without_payloads_or_tokens(
     caplog.set_level(logging.INFO, logger="compliance.ingest.access")
     event = sample_event(1, payload={"userId": "secret-user-77", "method": "sso"})
     with running_service(settings) as base:
-        with urllib.request.urlopen(base + "/healthz") as r:
-            health = json.loads(r.read())
-        with urllib.request.urlopen(base + "/openapi.json") as r:
-            openapi = json.loads(r.read())
+        health_status, health = get(base + "/healthz")
+        openapi = get(base + "/openapi.json")[1]
         assert post(events_url(base) + f"?token={token}", [event], token)[0] == 202
         assert post(events_url(base), [event], "clg_wrong")[0] == 401
-    assert health["status"] == "ok" and health["database"] == "ok"
+    assert health_status == 200 and health["status"] == "ok" and health["database"] == "ok"
     assert set(openapi["paths"]["/v1/events"]["post"]["responses"]) >= {"202", "401", "403", "413", "422", "429", "503"}
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "compliance.ingest.access"]
     posts = [line for line in lines if line["path"] == "/v1/events"]

@@ -14,7 +14,7 @@ from tasks.db import connect
 from tasks.sources import add_source
 from tests.conftest import sample_event
 from tests.faults.conftest import RestartablePostgres
-from tests.helpers.ingest import post, running_service
+from tests.helpers.ingest import get, post, running_service
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "clients" / "python"))
 from compliance_client import IngestClient, uuid7  # noqa: E402
@@ -53,6 +53,7 @@ def test_database_stopped_mid_stream_loses_nothing_acknowledged(fault_pg: Restar
             time.sleep(0.01)
         fault_pg.stop("fast")  # open transactions are rolled back, connections cut mid-batch
         during = post(base + "/v1/events", [sample_event(0, event_id=uuid7())], token)
+        health = get(base + "/healthz")
         while client.retries == 0:
             assert sender.is_alive() and time.monotonic() < deadline, failures
             time.sleep(0.01)
@@ -62,6 +63,7 @@ def test_database_stopped_mid_stream_loses_nothing_acknowledged(fault_pg: Restar
 
     assert not failures, failures
     assert during[0] == 503 and during[1]["retry-after"]
+    assert health == (503, {"status": "unavailable", "database": "unreachable", "outbox_deep": False})
     assert stopped_at < BATCHES * PER_BATCH  # the outage really fell inside the stream
     assert acknowledged == sent
     with connect(settings, None, autocommit=True) as conn:

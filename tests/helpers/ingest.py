@@ -51,3 +51,12 @@ def post(url: str, body: Any, token: str | None, content_type: str = "applicatio
     except urllib.error.HTTPError as exc:
         text = exc.read()
         return exc.code, dict(exc.headers), json.loads(text) if text else None
+
+
+def get(url: str) -> tuple[int, Any]:
+    """(status, parsed JSON body) of one GET."""
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
