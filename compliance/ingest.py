@@ -49,9 +49,9 @@ __all__ = [
 MAX_BATCH_EVENTS = 1000
 # 1,000 events of typical size fit many times over; one event may carry a 64 KiB payload plus its fields.
 MAX_BODY_BYTES = 8 * 1024 * 1024
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-seq"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 TOKEN_PREFIX = "clg_"
-_SOURCE_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a tenant id's alphabet (SPEC §1), also a source's
 PROBLEM_BASE = "urn:compliance-ledger:problem:"
 
 
@@ -184,7 +184,7 @@ class Scope(NamedTuple):
 
 
 def check_source_name(name: str) -> str:
-    if not _SOURCE_NAME_RE.fullmatch(name):
+    if not _NAME_RE.fullmatch(name):
         raise SourceNameError(f"source name {name!r}: use 1 to 128 characters of A-Z a-z 0-9 . _ : -")
     return name
 
@@ -194,7 +194,7 @@ def check_scope_lists(tenants: Iterable[str] | None, event_types: Iterable[str] 
     tenant_set = None if tenants is None else frozenset(tenants)
     type_set = None if event_types is None else frozenset(event_types)
     for t in tenant_set or ():
-        if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", t):
+        if not _NAME_RE.fullmatch(t):
             raise SourceNameError(f"--tenant {t!r}: a tenant id is 1 to 128 characters of A-Z a-z 0-9 . _ : -")
     for e in type_set or ():
         if not EVENT_TYPE_RE.fullmatch(e):
