@@ -562,6 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     add_operator_parsers(sub)
+    from cli.sources import register as register_sources
+
+    register_sources(sub)
 
     health = sub.add_parser("health", help="one screen of the ledger's state; exit 1 when anything is critical")
     health.add_argument("--json", action="store_true")

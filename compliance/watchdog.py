@@ -26,6 +26,7 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("outbox_oldest_age_seconds", 300, "warning", "an event has waited in the outbox over 5 min"),
     Threshold("poison_rows", 0, "warning", "an event could not be chained and was set aside"),
     Threshold("stuck_exports", 0, "warning", "an export ran over 15 min and was marked failed"),
+    Threshold("silent_sources", 0, "warning", "a source that emitted steadily has gone quiet"),
     Threshold("chain_tail_ok", True, "critical", "a recently written chain no longer verifies"),
     Threshold("posture_ok", True, "critical", "the anchor bucket is weaker than configured"),
 )

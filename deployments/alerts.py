@@ -30,6 +30,7 @@ class AlertSpec:
     within_seconds: int = 0
     match_related: dict[str, Any] | None = None
     match: dict[str, Any] | None = None
+    detail: str = ""  # a line of the notification naming what the event's payload reports
 
     @property
     def full_name(self) -> str:
@@ -98,6 +99,14 @@ ALERTS: tuple[AlertSpec, ...] = (
         match=WATCHDOG,
     ),
     AlertSpec(
+        "silent sources",
+        "A source that emitted steadily has gone quiet for several of its usual intervals.",
+        _breached("silent_sources"),
+        "warning",
+        match=WATCHDOG,
+        detail="Silent: {{ event.payload.detail | join('; ') }}\n",
+    ),
+    AlertSpec(
         "chain tail broken",
         "CRITICAL: a recently written chain no longer verifies.",
         _breached("chain_tail_ok"),
@@ -145,7 +154,8 @@ def _automation(spec: AlertSpec, block_id: Any) -> Any:
     )
     body = (
         f"[{spec.severity.upper()}] {spec.description}\n"
-        "Event: {{ event.event }} on {{ event.resource.id }} at {{ event.occurred }}\n"
+        + spec.detail
+        + "Event: {{ event.event }} on {{ event.resource.id }} at {{ event.occurred }}\n"
         "Playbook: docs/oncall.md, section '" + spec.name + "'."
     )
     return Automation(

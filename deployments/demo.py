@@ -1,14 +1,32 @@
-"""Demo traffic for the local stack: a few tenants, a steady trickle of realistic events (stoppable)."""
+"""Demo traffic for the local stack: a few tenants, a steady trickle of realistic events (stoppable).
+
+A quarter of the events go through the HTTP ingest service (started beside the stack by `make run`, with the
+standard-library client of clients/python/), the rest through the transactional outbox.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
 
+from compliance.ingest import Scope
 from compliance.settings import Settings
 from tasks.db import connect
 from tasks.outbox import emit_batch
+from tasks.sources import SourceError, add_source, rotate_source
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_SOURCE = "demo"
 
 TENANTS = ("acme-corp", "globex", "initech", "umbrella", "Zeta.io")
 USERS = [f"u-{i}" for i in range(40)]
@@ -82,12 +100,59 @@ def demo_event(rng: random.Random) -> dict:
     }
 
 
-class DemoEmitter(threading.Thread):
-    """Emits ``rate`` events a second, one transaction a second, until stopped."""
+class IngestService(NamedTuple):
+    url: str  # the base URL: POST {url}/v1/events
+    token: str  # the demo source's token (every tenant, every type)
+    process: subprocess.Popen[bytes]
 
-    def __init__(self, settings: Settings, rate: int = 20) -> None:
+
+def start_ingest(settings: Settings, env: dict[str, str], port: int, log: Path) -> IngestService:
+    """The ingest service in its own process on ``port``, and a fresh token of the demo source."""
+    try:
+        token = add_source(settings, DEMO_SOURCE, Scope(None, None), by="make run")
+    except SourceError:
+        token = rotate_source(settings, DEMO_SOURCE, by="make run")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "ingest", "--port", str(port)],
+            env={**os.environ, **env},
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=2):
+                return IngestService(url, token, process)
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"the ingest service did not start on port {port}; see {log}")
+
+
+def ingest_client(service: IngestService) -> Any:
+    """The standard-library client (clients/python/compliance_client.py) pointed at ``service``."""
+    path = REPO / "clients" / "python" / "compliance_client.py"
+    spec = importlib.util.spec_from_file_location("compliance_client", path)
+    assert spec is not None and spec.loader is not None, f"{path} is missing"
+    module: ModuleType = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.IngestClient(service.url, service.token)
+
+
+class DemoEmitter(threading.Thread):
+    """Emits ``rate`` events a second until stopped: a quarter over HTTP when ``ingest`` is given, the rest
+    in one outbox transaction a second."""
+
+    def __init__(self, settings: Settings, rate: int = 20, ingest: IngestService | None = None) -> None:
         super().__init__(name="demo-emitter", daemon=True)
         self.settings, self.rate = settings, rate
+        self.client = ingest_client(ingest) if ingest else None
         self.stopped = threading.Event()
         self.emitted = 0
 
@@ -96,8 +161,13 @@ class DemoEmitter(threading.Thread):
         conn = connect(self.settings, "compliance_writer")
         try:
             while not self.stopped.wait(1.0):
+                events = [demo_event(rng) for _ in range(self.rate)]
+                if self.client is not None:
+                    over_http = len(events) // 4
+                    self.emitted += self.client.emit_batch(events[:over_http]).stored
+                    events = events[over_http:]
                 with conn.transaction():
-                    self.emitted += emit_batch(conn, [demo_event(rng) for _ in range(self.rate)]).stored
+                    self.emitted += emit_batch(conn, events).stored
         finally:
             conn.close()
 

@@ -59,11 +59,16 @@ def main() -> int:
         flush=True,
     )
 
+    from cli.devstack import dev_dir, free_port
+    from deployments.demo import start_ingest
+
+    ingest = start_ingest(settings, env, free_port(8787), dev_dir() / "ingest.log")
+    print(f"export COMPLIANCE_INGEST_URL={ingest.url}\nexport COMPLIANCE_INGEST_TOKEN={ingest.token}", flush=True)
     emitter = None
     if args.demo_rate > 0:
         from deployments.demo import DemoEmitter
 
-        emitter = DemoEmitter(settings, args.demo_rate)
+        emitter = DemoEmitter(settings, args.demo_rate, ingest)
         emitter.start()
     threading.Thread(target=_kick_off, args=(settings, operator), daemon=True, name="kick-off").start()
     print(
@@ -83,6 +88,7 @@ def main() -> int:
     finally:
         if emitter is not None:
             emitter.stop()
+        ingest.process.terminate()
         print("\nstopped serving; the local stack keeps running (make down stops it)", file=sys.stderr)
     return 0
 

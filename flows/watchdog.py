@@ -4,7 +4,9 @@ Runbook paragraph: publishes a heartbeat; measures the anchor lag (age of the
 oldest chained event not yet anchored; 0 when everything is anchored), the
 outbox depth and its oldest event's age, the poisoned rows, export jobs
 stalled over 15 minutes (which it marks failed), the tails of the chains that
-moved since its last run (re-verified) and the anchor bucket's posture. Each
+moved since its last run (re-verified), the anchor bucket's posture, and the
+silent sources: steady (tenant, source) pairs quiet for several of their usual
+intervals (compliance/silence.py says how a rhythm is learnt). Each
 figure goes out as a Prefect event that the alert automations match, into
 compliance.watchdog_runs for `compliance health`, and to CloudWatch when
 configured. A markdown artifact shows the figures against their thresholds.
@@ -48,7 +50,7 @@ def watchdog() -> dict[str, Any]:
     settings = Settings.from_env()
     figures, details = measure_task(settings)
     judgements = judge(figures)
-    events = publish(figures, judgements)
+    events = publish(figures, judgements, details)
     record_run(settings, figures, judgements)
     cloudwatch = send_to_cloudwatch(figures)
     bad = {k: j.state for k, j in judgements.items() if j.state not in ("ok", "unknown")}

@@ -46,6 +46,7 @@ __all__ = [
     "drain_pending",
     "has_pending",
     "outbox_pending",
+    "pending_at_least",
     "purge_drained",
     "purge_outbox",
     "server_rules",
@@ -515,3 +516,9 @@ def _transient(state: Any) -> bool:
     except Exception:
         return False
     return False
+
+
+def pending_at_least(conn: psycopg.Connection, n: int) -> bool:
+    """Whether at least ``n`` outbox rows wait to be drained (reads no further than the n-th)."""
+    select = "SELECT count(*) FROM (SELECT 1 FROM compliance.outbox_pending WHERE {where} LIMIT " + str(int(n)) + ") p"
+    return int(_read_pending(conn, select)[0]) >= n

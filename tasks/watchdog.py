@@ -12,13 +12,22 @@ import psycopg
 from compliance.posture import judge_posture
 from compliance.settings import Settings
 from ledger_verify.chain import ChainVerifier
+from compliance.silence import MIN_QUIET_SECONDS, SourceRhythm, silent_sources
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.drain import outbox_pending
 from tasks.storage import bucket_facts, s3_client
 from tasks.verify import STORED_EVENT_COLUMNS
 
-__all__ = ["STALLED_MINUTES", "TAIL_EVENTS", "measure", "publish", "record_run", "send_to_cloudwatch"]
+__all__ = [
+    "STALLED_MINUTES",
+    "TAIL_EVENTS",
+    "measure",
+    "publish",
+    "record_run",
+    "send_to_cloudwatch",
+    "source_rhythms",
+]
 
 TAIL_EVENTS = 100
 STALLED_MINUTES = 15
@@ -69,6 +78,14 @@ def measure(
             "stuck_exports": len(stalled),
             "chain_tail_ok": tail_ok,
         }
+        if figures["outbox_oldest_age_seconds"] > MIN_QUIET_SECONDS:
+            # events wait unchained, so every source would look quiet: the outbox alert speaks instead
+            figures["silent_sources"] = 0
+            details["silent_sources"] = ["not judged while the outbox is behind (outbox oldest)"]
+        else:
+            silent = silent_sources(source_rhythms(conn, now, _lookback_hours()), now)
+            figures["silent_sources"] = len(silent)
+            details["silent_sources"] = [s.describe() for s in silent]
     if posture and settings.s3_endpoint_url is not None or posture and os.environ.get("AWS_ACCESS_KEY_ID"):
         try:
             findings = judge_posture(
@@ -84,6 +101,40 @@ def measure(
             figures["posture_ok"] = False
             details["posture"] = [{"check": "reachable", "ok": False, "detail": f"{type(exc).__name__}: {exc}"}]
     return figures, details
+
+
+def _lookback_hours() -> float:
+    raw = os.environ.get("COMPLIANCE_SILENCE_LOOKBACK_HOURS") or "48"
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"COMPLIANCE_SILENCE_LOOKBACK_HOURS={raw!r} is not a number of hours") from None
+
+
+# Per (tenant, source): the minutes with an event in the window, the gaps between them, the latest event.
+# The window is on occurred_at, which the BRIN index serves; events dated in the future are left out.
+_RHYTHMS = """
+WITH minutes AS (
+    SELECT tenant_id, source, date_bin('1 minute', occurred_at, TIMESTAMPTZ '2000-01-01Z') AS minute,
+           max(occurred_at) AS last
+    FROM compliance.events
+    WHERE occurred_at >= %(now)s::timestamptz - make_interval(secs => %(seconds)s) AND occurred_at <= %(now)s
+    GROUP BY 1, 2, 3
+), gaps AS (
+    SELECT tenant_id, source, last,
+           extract(epoch FROM minute - lag(minute) OVER (PARTITION BY tenant_id, source ORDER BY minute)) AS gap
+    FROM minutes
+)
+SELECT tenant_id, source, count(*)::int, coalesce(percentile_cont(0.5) WITHIN GROUP (ORDER BY gap), 0)::float8,
+       coalesce(max(gap), 0)::float8, max(last)
+FROM gaps GROUP BY 1, 2
+"""
+
+
+def source_rhythms(conn: psycopg.Connection, now: datetime, lookback_hours: float) -> list[SourceRhythm]:
+    """Every (tenant, source) that emitted within ``lookback_hours`` before ``now``, with its rhythm."""
+    rows = conn.execute(_RHYTHMS, {"now": now, "seconds": lookback_hours * 3600}).fetchall()
+    return [SourceRhythm(*r) for r in rows]
 
 
 def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool, str]:
@@ -131,8 +182,11 @@ def record_run(settings: Settings, figures: dict[str, Any], judgements: dict[str
         )
 
 
-def publish(figures: dict[str, Any], judgements: dict[str, Judgement]) -> list[str]:
-    """A heartbeat and one Prefect event per figure (resource compliance.watchdog); returns the event names."""
+def publish(
+    figures: dict[str, Any], judgements: dict[str, Judgement], details: dict[str, Any] | None = None
+) -> list[str]:
+    """A heartbeat and one Prefect event per figure (resource compliance.watchdog); returns the event names.
+    A figure's ``details`` entry (e.g. the silent sources' names) goes into its event's payload."""
     from prefect.events import emit_event
 
     resource = {"prefect.resource.id": "compliance.watchdog", "prefect.resource.name": "compliance watchdog"}
@@ -150,6 +204,7 @@ def publish(figures: dict[str, Any], judgements: dict[str, Judgement]) -> list[s
                 "state": j.state,
                 "severity": j.severity,
                 "meaning": j.meaning,
+                **({"detail": details[figure]} if details and details.get(figure) else {}),
             },
         )
         names.append(name)

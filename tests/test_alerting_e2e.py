@@ -3,6 +3,7 @@ local webhook receiver; a stopped heartbeat fires the proactive trigger. And Clo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -101,3 +102,26 @@ def test_watchdog_figures_go_to_cloudwatch(s3_endpoint: str, monkeypatch) -> Non
     cw = boto3.client("cloudwatch", endpoint_url=s3_endpoint, region_name="us-east-1")
     names = {m["MetricName"] for m in cw.list_metrics(Namespace="ComplianceTest")["Metrics"]}
     assert names == {"anchor_lag_seconds", "outbox_depth", "chain_tail_ok"}
+
+
+def test_silent_sources_alert_names_the_quiet_source(prefect_server: str, monkeypatch) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from compliance.watchdog import judge
+    from deployments.alerts import ALERTS, apply_alerts
+    from tasks.watchdog import publish
+
+    receiver = Receiver()
+    monkeypatch.setenv("COMPLIANCE_ALERT_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("COMPLIANCE_ALERT_BLOCK", f"alerts-{uuid.uuid4().hex[:8]}")
+    spec = next(a for a in ALERTS if a.name == "silent sources")
+    silent = dataclasses.replace(spec, name=f"{spec.name} ({uuid.uuid4().hex[:8]})")  # not one applied earlier
+    figures = {"silent_sources": 1}
+    quiet = "acme/billing-worker: quiet 42 min (usually every 1 min)"
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        assert {w for _, w in apply_alerts((silent,))} == {"created"}
+        time.sleep(3)  # let the triggers service load the new automation
+        publish(figures, {"silent_sources": judge(figures)["silent_sources"]}, {"silent_sources": [quiet]})
+        got = receiver.wait_for("billing-worker", 90)
+    assert got is not None, f"no notification; received {receiver.bodies}"
+    assert "[warning]" in got["subject"] and quiet in got["body"]

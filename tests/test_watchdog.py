@@ -170,7 +170,7 @@ def test_alerts_apply_twice_creates_each_automation_once(prefect_harness) -> Non
     first = apply_alerts()
     second = apply_alerts()
     assert {w for _, w in first} == {"created"} and {w for _, w in second} == {"updated"}
-    assert len(first) == len(ALERTS) == 12
+    assert len(first) == len(ALERTS) == 13
     for spec in ALERTS:
         assert Automation.read(name=spec.full_name).name == spec.full_name
 

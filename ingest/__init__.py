@@ -1,0 +1,1 @@
+"""The HTTP ingest service (FastAPI): emit events from runtimes without a database login. See ingest.app."""

@@ -1,0 +1,178 @@
+"""The ingest service's I/O: its writer connections, the token look-up, storing a batch, the outbox's depth.
+
+    pool = WriterPool(settings, size=8)
+    outcome = accept(pool, token, body, content_type, registry)   # raises the typed refusals below
+
+:func:`accept` reads the token's source, then stores the batch as the writer
+role with the outbox's own batch insert (``tasks.outbox.insert_prepared``),
+one statement in its own transaction: a batch is stored whole or not at all,
+and an ``event_id`` already stored is not stored again. The caller is answered
+only after the commit, so what it was told is stored survives a crash.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
+
+import psycopg
+from psycopg.pq import TransactionStatus
+
+from compliance.events import Registry
+from compliance.ingest import Scope, parse_body, prepare_batch, token_digest
+from compliance.settings import Settings
+from tasks.db import connect
+from tasks.drain import pending_at_least
+from tasks.outbox import insert_prepared
+
+__all__ = [
+    "Accepted",
+    "DatabaseUnavailable",
+    "DepthMonitor",
+    "Grant",
+    "TokenRefused",
+    "WriterPool",
+    "accept",
+    "find_source",
+]
+
+
+class Grant(NamedTuple):
+    source: str
+    scope: Scope
+    revoked: bool
+
+
+class Accepted(NamedTuple):
+    source: str
+    event_ids: list[str]
+    stored: int
+    duplicates: int
+
+
+class TokenRefused(PermissionError):
+    """The bearer token is unknown or revoked (HTTP 401)."""
+
+
+class DatabaseUnavailable(ConnectionError):
+    """PostgreSQL could not be reached, or went away during the transaction; nothing was acknowledged."""
+
+
+# A connection lost mid-request, or one that could not be opened: the database is down (or restarting).
+_DOWN = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+class WriterPool:
+    """Up to ``size`` connections as the writer role, opened when first needed and dropped when broken."""
+
+    def __init__(self, settings: Settings, size: int = 8, wait_seconds: float = 10.0) -> None:
+        self.settings = settings
+        self.wait_seconds = wait_seconds
+        self._idle: queue.LifoQueue[psycopg.Connection] = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection]:
+        if not self._slots.acquire(timeout=self.wait_seconds):
+            raise DatabaseUnavailable(f"no database connection free within {self.wait_seconds:.0f} s")
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                try:
+                    # autocommit: the batch is one INSERT, its own transaction, committed as it returns
+                    conn = connect(self.settings, "compliance_writer", autocommit=True)
+                except _DOWN as exc:
+                    raise DatabaseUnavailable(f"cannot connect: {exc}") from exc
+            try:
+                yield conn
+            finally:
+                healthy = not conn.closed and not conn.broken
+                if healthy and conn.info.transaction_status == TransactionStatus.IDLE:
+                    self._idle.put(conn)
+                else:
+                    conn.close()
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def find_source(conn: psycopg.Connection, token: str) -> Grant | None:
+    row = conn.execute("SELECT * FROM compliance.ingest_source(%s)", (token_digest(token),)).fetchone()
+    if row is None:
+        return None
+    name, tenants, event_types, revoked = row
+    scope = Scope(
+        None if tenants is None else frozenset(tenants), None if event_types is None else frozenset(event_types)
+    )
+    return Grant(name, scope, bool(revoked))
+
+
+def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, registry: Registry) -> Accepted:
+    """Authenticate, parse, validate and store one request's events; every refusal raises its typed error
+    (TokenRefused, compliance.ingest's TooLarge, BodyRefused, BatchForbidden, BatchRefused) with nothing
+    stored, and DatabaseUnavailable when the outcome cannot be promised."""
+    events = None
+    for attempt in (1, 2):
+        try:
+            with pool.connection() as conn:
+                grant = find_source(conn, token)
+                if grant is None or grant.revoked:
+                    raise TokenRefused("this token was revoked" if grant else "unknown token")
+                if events is None:
+                    # ids are fixed here, so a second attempt after an unclear commit stores nothing twice
+                    try:
+                        events = prepare_batch(parse_body(body, content_type), registry, grant.scope)
+                    except ValueError as exc:  # a refusal: say whose, for the access log
+                        exc.source = grant.source  # type: ignore[attr-defined]
+                        raise
+                result = insert_prepared(conn, events)
+            return Accepted(grant.source, result.event_ids, result.stored, result.duplicates)
+        except _DOWN as exc:
+            # An idle connection may have outlived a database restart: one more try on a fresh one.
+            if attempt == 2:
+                raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
+    raise AssertionError("unreachable")
+
+
+class DepthMonitor(threading.Thread):
+    """Reads every ``interval`` seconds whether the outbox holds ``limit`` or more undrained events, so that
+    a request costs no count; ``deep`` is the last answer (False while the database cannot be read)."""
+
+    def __init__(self, settings: Settings, limit: int, interval: float) -> None:
+        super().__init__(name="ingest-outbox-depth", daemon=True)
+        self.settings, self.limit, self.interval = settings, limit, interval
+        self.deep = False
+        self._halt = threading.Event()  # not _stop: threading.Thread has a method of that name
+        self._conn: psycopg.Connection | None = None
+
+    def check(self) -> bool:
+        """Read the depth now (the service does it once before it answers its first request)."""
+        try:
+            if self._conn is None or self._conn.closed or self._conn.broken:
+                self._conn = connect(self.settings, "compliance_reader", autocommit=True)
+            self.deep = pending_at_least(self._conn, self.limit)
+        except psycopg.Error:
+            self.deep = False  # writes answer 503 on their own while the database is down
+            if self._conn is not None:
+                self._conn.close()
+            self._conn = None
+        return self.deep
+
+    def run(self) -> None:
+        while not self._halt.wait(self.interval):
+            self.check()
+        if self._conn is not None:
+            self._conn.close()
+
+    def stop(self) -> None:
+        self._halt.set()
