@@ -1,8 +1,10 @@
 """The local stack (SPEC §6): PostgreSQL 15, the moto S3 server, the Prefect server.
 
 Everything lives under one project-local directory (``COMPLIANCE_DEV_DIR``,
-default ``.dev/`` at the repository root): the database cluster, logs, the
-Prefect home and ``stack.json`` (ports and process ids). ``up`` reuses what is
+default ``.dev/`` at the repository root): the database cluster, the S3
+server's snapshot of its buckets and objects (``s3/state.pickle``, see
+cli/s3server.py), logs, the Prefect home and ``stack.json`` (ports and
+process ids). ``up`` reuses what is
 already running, ``down`` stops it and keeps the data, ``down --purge``
 deletes it. PostgreSQL refuses to run as root, so as root the cluster belongs
 to the ``postgres`` user.
@@ -72,6 +74,11 @@ def port_open(port: int) -> bool:
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
+    try:  # a child of this process that has exited is a zombie until reaped, and a zombie is not running
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -233,7 +240,7 @@ class Postgres:
         _run_pg([pg_bin("pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"])
 
 
-def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -245,12 +252,12 @@ def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> int
             env=env or os.environ.copy(),
             cwd=str(log.parent),
         )
-    return proc.pid
+    return proc
 
 
-def _wait_http(url: str, seconds: float, what: str, log: Path) -> None:
+def _wait_http(url: str, seconds: float, what: str, log: Path, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status < 500:
@@ -258,14 +265,21 @@ def _wait_http(url: str, seconds: float, what: str, log: Path) -> None:
         except Exception:
             time.sleep(0.2)
     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+    if proc.poll() is not None:
+        raise StackError(f"{what} exited (status {proc.returncode}) before answering at {url}; its log ends:\n{tail}")
     raise StackError(f"{what} did not answer at {url} within {seconds:.0f} s; its log ends:\n{tail}")
 
 
-def start_s3_server(port: int, log: Path) -> int:
-    exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    pid = _spawn([exe, "-H", "127.0.0.1", "-p", str(port)], log)
-    _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "the S3 server (moto)", log)
-    return pid
+def start_s3_server(port: int, log: Path, state: Path | None = None) -> int:
+    """moto's S3 server on ``port``; with ``state``, one that keeps its objects in that file (cli/s3server.py)."""
+    if state is None:
+        exe = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
+        args = [exe, "-H", "127.0.0.1", "-p", str(port)]
+    else:
+        args = [sys.executable, "-m", "cli.s3server", "--port", str(port), "--state", str(state)]
+    proc = _spawn(args, log)
+    _wait_http(f"http://127.0.0.1:{port}/moto-api/", 30, "the S3 server (moto)", log, proc)
+    return proc.pid
 
 
 def start_prefect_server(port: int, home: Path, log: Path) -> int:
@@ -277,9 +291,9 @@ def start_prefect_server(port: int, home: Path, log: Path) -> int:
         "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api",
     }
     env.pop("PREFECT_API_URL", None)
-    pid = _spawn([exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)], log, env)
-    _wait_http(f"http://127.0.0.1:{port}/api/health", 90, "the Prefect server", log)
-    return pid
+    proc = _spawn([exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)], log, env)
+    _wait_http(f"http://127.0.0.1:{port}/api/health", 90, "the Prefect server", log, proc)
+    return proc.pid
 
 
 class Stack:
@@ -332,9 +346,14 @@ class Stack:
         port = self._port("s3")
         info = self.state.setdefault("s3", {"port": port})
         if not (pid_alive(info.get("pid")) and port_open(port)):
-            info["pid"] = start_s3_server(port, self.root / "s3.log")
+            info["pid"] = start_s3_server(port, self.root / "s3.log", self.s3_state_file)
             self.save()
         return f"http://127.0.0.1:{port}"
+
+    @property
+    def s3_state_file(self) -> Path:
+        """Where the local S3 server keeps its buckets and objects between runs."""
+        return self.root / "s3" / "state.pickle"
 
     def up_prefect(self) -> str:
         port = self._port("prefect")
@@ -351,18 +370,18 @@ class Stack:
         return None
 
     def down(self, purge: bool = False) -> None:
-        for name in ("prefect", "s3"):
+        # The S3 server writes its final snapshot on SIGTERM: it gets as long as a large bucket needs.
+        for name, grace in (("prefect", 5.0), ("s3", 300.0)):
             pid = self.state.get(name, {}).get("pid")
             if pid_alive(pid):
                 try:
                     os.killpg(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
-                for _ in range(50):
-                    if not pid_alive(pid):
-                        break
+                deadline = time.monotonic() + grace
+                while pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
-                else:
+                if pid_alive(pid):
                     os.killpg(pid, signal.SIGKILL)
             self.state.get(name, {}).pop("pid", None)
         if "postgres" in self.state:

@@ -11,7 +11,7 @@
 
 drain-outbox: one run lives ~5 minutes and polls the outbox every 0.5 s, so an
 event waits about a poll plus a batch before it is chained, while the UI sees
-12 drain runs an hour (ENVIRONMENT.md: a flow run costs ~1.1 s; a task ~10 ms).
+12 drain runs an hour (a flow run has a fixed cost, a task a small one: docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -4,31 +4,72 @@ demo traffic flowing, and within two minutes completed drain, anchor, watchdog a
     python -m deployments.serve            # the demo profile (short schedules)
     python -m deployments.serve --production-schedules
 
-Ctrl-C stops the served deployments and the demo traffic; the local stack
-(PostgreSQL, S3, Prefect server) keeps running so its data stay: `make down`
-(`compliance dev down`) stops it.
+Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the demo traffic stops, every flow run still executing is
+cancelled (shown Cancelled in the UI, not Crashed), the schedules are paused, and the local stack
+(PostgreSQL, S3, Prefect server) keeps running so its data stay: `make down` (`compliance dev down`) stops it.
+
+Two processes: this one (the stack, the demo traffic, the first runs, the stop) and a runner it starts in a
+session of its own (``--runner``), which serves the deployments and executes their flow runs. A terminal's
+Ctrl-C reaches every process of the foreground group; kept out of that group, the runner and its flow runs
+are stopped by this process in order (cancel, then exit) instead of being interrupted mid-run. Under a
+process manager, send the signal to this process only (systemd: ``KillMode=mixed``).
+
+Something else that should live and stop with `make run` goes in ``SERVICES``: each entry is started after
+the stack is up and stopped, newest first, before the runner.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC
+from typing import Any
+
+# A service beside the runner: started with the settings once the stack is up; returns its stop function.
+Service = Callable[[Any], Callable[[], None]]
+SERVICES: list[tuple[str, Service]] = []
+
+RUNNER_STOP_SECONDS = 120  # the runner cancels each run (intent, SIGTERM, state) before it exits
+# Runs no runner executes any more once a `make run` has stopped, or was killed without stopping.
+ORPHANED_STATES = ("RUNNING", "PENDING", "CANCELLING")
+# Runs still waiting to start when it stops (started by hand or waiting for a concurrency slot; the schedules'
+# own runs are deleted when they are paused): left Scheduled, the next `make run` would try them every poll.
+WAITING_STATES = ("SCHEDULED",)
+
+
+class AlreadyServing(RuntimeError):
+    """Another `make run` serves this stack's deployments; a second runner would share their runs."""
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--production-schedules", action="store_true")
     parser.add_argument("--demo-rate", type=int, default=20, help="demo events a second (0: none)")
+    parser.add_argument("--runner", action="store_true", help=argparse.SUPPRESS)  # the process started below
     args = parser.parse_args()
+    if args.runner:
+        from deployments.definitions import specs
 
-    from cli.devstack import Stack, dev_env
+        deployments = [spec.to_deployment() for spec in specs(demo=not args.production_schedules)]
+        return asyncio.run(serve_deployments(deployments))
+
+    from cli.devstack import Stack, dev_env, pid_alive
     from cli.main import _migrate_quietly, _provision_buckets
 
     stack = Stack()
+    serving = stack.state.get("serve", {}).get("pid")
+    if pid_alive(serving):
+        raise AlreadyServing(
+            f"`make run` is already serving this stack (process {serving}); stop it (Ctrl-C there, or "
+            f"`kill {serving}`) before starting another"
+        )
     print("starting the local stack (PostgreSQL, S3 with Object Lock, Prefect server) ...", flush=True)
     env = dev_env(stack.up_postgres(), stack.up_s3(), stack.up_prefect())
     os.environ.update(env)
@@ -58,39 +99,142 @@ def main() -> int:
         f"    {code_command(secret)}\n(a code works once; a new one comes every 30 s)",
         flush=True,
     )
-
-    from cli.devstack import dev_dir, free_port
-    from deployments.demo import start_ingest
-
-    ingest = start_ingest(settings, env, free_port(8787), dev_dir() / "ingest.log")
-    print(f"export COMPLIANCE_INGEST_URL={ingest.url}\nexport COMPLIANCE_INGEST_TOKEN={ingest.token}", flush=True)
-    emitter = None
-    if args.demo_rate > 0:
-        from deployments.demo import DemoEmitter
-
-        emitter = DemoEmitter(settings, args.demo_rate, ingest)
-        emitter.start()
-    threading.Thread(target=_kick_off, args=(settings, operator), daemon=True, name="kick-off").start()
-    print(
-        f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
-        + (f"; demo traffic {args.demo_rate} events/s" if emitter else "")
-        + ". Ctrl-C to stop.\n",
-        flush=True,
+    left = settle_left_over_runs(
+        ORPHANED_STATES, "Crashed", "the `make run` that executed it was killed without cancelling it"
     )
-    print('In another shell: eval "$(compliance dev up)" to use the same stack.\n', flush=True)
+    if left:
+        print(f"{left} flow run(s) left running by an earlier `make run` that was killed: marked Crashed")
 
-    from prefect import serve
-
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda *_: stop.set())
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "deployments.serve", "--runner"]
+        + (["--production-schedules"] if args.production_schedules else []),
+        start_new_session=True,
+    )
+    stack.state["serve"] = {"pid": os.getpid(), "runner_pid": runner.pid}
+    stack.save()
+    stoppers: list[tuple[str, Callable[[], None]]] = []
     try:
-        serve(*[s.to_deployment() for s in specs(demo=not args.production_schedules)], print_starting_message=False)
-    except KeyboardInterrupt:
-        pass
+        for name, start in SERVICES:
+            stoppers.append((name, start(settings)))
+        from cli.devstack import dev_dir, free_port
+        from deployments.demo import start_ingest
+
+        ingest = start_ingest(settings, env, free_port(8787), dev_dir() / "ingest.log")
+        stoppers.append(("the ingest service", ingest.process.terminate))
+        print(f"export COMPLIANCE_INGEST_URL={ingest.url}\nexport COMPLIANCE_INGEST_TOKEN={ingest.token}", flush=True)
+        if args.demo_rate > 0:
+            from deployments.demo import DemoEmitter
+
+            emitter = DemoEmitter(settings, args.demo_rate, ingest)
+            emitter.start()
+            stoppers.append(("demo traffic", emitter.stop))
+        threading.Thread(target=_kick_off, args=(settings, operator), daemon=True, name="kick-off").start()
+        print(
+            f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
+            + (f"; demo traffic {args.demo_rate} events/s" if args.demo_rate > 0 else "")
+            + ". Ctrl-C to stop.\n",
+            flush=True,
+        )
+        print('In another shell: eval "$(compliance dev up)" to use the same stack.\n', flush=True)
+        while not stop.wait(1):
+            if runner.poll() is not None:
+                print(f"the runner exited (status {runner.returncode}); stopping", file=sys.stderr, flush=True)
+                break
     finally:
-        if emitter is not None:
-            emitter.stop()
-        ingest.process.terminate()
-        print("\nstopped serving; the local stack keeps running (make down stops it)", file=sys.stderr)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)  # one stop at a time: a second Ctrl-C must not cut this one short
+        print("\nstopping ...", file=sys.stderr, flush=True)
+        for name, stop_service in reversed(stoppers):
+            stop_service()
+            print(f"stopped {name}", file=sys.stderr, flush=True)
+        _stop_runner(runner)
+        stack.state.pop("serve", None)
+        stack.save()
+        left = settle_left_over_runs(ORPHANED_STATES + WAITING_STATES, "Cancelled", "cancelled when `make run` stopped")
+        print(
+            "stopped serving: running flow runs cancelled"
+            + (f" ({left} more, left waiting or running after the runner exited)" if left else "")
+            + ", schedules paused.\n"
+            + f"Still running, with their data: PostgreSQL on 127.0.0.1:{stack.state['postgres']['port']}, "
+            f"the S3 server on 127.0.0.1:{stack.state['s3']['port']}, the Prefect server and UI at {ui}.\n"
+            "`make down` stops them (data kept); `make run` serves again.",
+            file=sys.stderr,
+            flush=True,
+        )
     return 0
+
+
+def _stop_runner(runner: subprocess.Popen[bytes]) -> None:
+    if runner.poll() is None:
+        runner.send_signal(signal.SIGTERM)
+        try:
+            runner.wait(RUNNER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            print("the runner did not stop in time: killed", file=sys.stderr, flush=True)
+            os.killpg(runner.pid, signal.SIGKILL)
+            runner.wait()
+    print("stopped the runner", file=sys.stderr, flush=True)
+
+
+async def serve_deployments(deployments: list[Any]) -> int:
+    """The runner process: serve the deployments until SIGTERM or SIGINT, then cancel the runs it is executing
+    (Cancelled, through the runner's own cancellation: intent, then SIGTERM), pause the schedules and exit."""
+    from prefect.runner import Runner
+
+    runner = Runner(pause_on_shutdown=True)
+    for deployment in deployments:
+        await runner.aadd_deployment(deployment)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    serving = asyncio.create_task(runner.start())
+    while not runner.started and not serving.done():
+        await asyncio.sleep(0.05)
+    # Runner.start() installs a SIGTERM handler that exits the process at once; ours replaces it, after it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    stop_wait = asyncio.create_task(stopping.wait())
+    await asyncio.wait({serving, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+    if not serving.done():
+        await runner.astop()
+        await serving
+    stop_wait.cancel()
+    return 0
+
+
+def settle_left_over_runs(states: tuple[str, ...], state_name: str, message: str) -> int:
+    """Move the runs of the served deployments that are in one of ``states`` to ``state_name`` (Cancelled or
+    Crashed): no runner will execute them. Returns how many."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Cancelled, Crashed
+
+    from deployments.definitions import specs
+
+    new_state = {"Cancelled": Cancelled, "Crashed": Crashed}[state_name]
+    settled = 0
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in states]))
+            ),
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[s.name for s in specs()])),
+        )
+        for run in runs:
+            # force: the run's process is gone, so no orchestration rule may keep it Running; the slot it holds
+            # in its deployment's concurrency limit is released all the same.
+            client.set_flow_run_state(run.id, new_state(message=message), force=True)
+            settled += 1
+    return settled
 
 
 def _kick_off(settings: object, operator: str) -> None:
@@ -103,7 +247,7 @@ def _kick_off(settings: object, operator: str) -> None:
         except Exception as exc:  # the deployment may not be registered yet: retry below
             raise RuntimeError(f"could not start {name}: {exc}") from exc
 
-    for _ in range(30):  # wait until serve() has registered the deployments
+    for _ in range(30):  # wait until the runner has registered the deployments
         try:
             run("migration-drift/migration-drift")
             break
@@ -139,4 +283,8 @@ def _kick_off(settings: object, operator: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except AlreadyServing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -28,7 +28,7 @@ from tasks.drain import DrainResult, drain_pending, has_pending, purge_outbox
 
 ARTIFACT_ROWS = 200
 PURGE_EVERY_SECONDS = 5.0
-PURGE_MAX_BATCHES = 4  # per purge: 200,000 rows at the default batch size, about half a second
+PURGE_MAX_BATCHES = 4  # per purge: 200,000 rows at the default batch size, a short pause between polls
 
 
 @flow(name="drain-outbox", log_prints=False)

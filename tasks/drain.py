@@ -106,7 +106,7 @@ _SERVER_RULES = (
 
 # What is pending, read through compliance.outbox_pending with the view's two index ranges given as values:
 # planned with a subquery's unknown result, the view's ranges were estimated at a third of the table and
-# scanned all of it (55 ms for 300,000 drained rows kept for the retention; a second at 20,000 events/s).
+# scanned all of it, every drained row kept for the retention (docs/benchmarks.md has the difference).
 _PENDING_RANGES = (
     "SELECT min(pg_snapshot_xmax(lo))::text, "
     "ARRAY(SELECT DISTINCT pg_snapshot_xip(lo)::text FROM compliance.outbox_cursor) FROM compliance.outbox_cursor"

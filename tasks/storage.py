@@ -216,7 +216,7 @@ class MultipartWriter:
 
     Each part carries its CRC32, which S3 checks on arrival, and the object gets a composite CRC32 (the
     CRC of the parts' CRCs): S3 then has no whole-object checksum to compute when the upload completes,
-    which it would otherwise do over the entire object (about 7 s a gigabyte on the local S3 server)."""
+    which it would otherwise do over the entire object."""
 
     def __init__(
         self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20, in_flight: int = 2

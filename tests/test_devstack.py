@@ -1,16 +1,33 @@
-"""Where `compliance dev up` keeps its PostgreSQL cluster."""
+"""The local stack: where `compliance dev up` keeps its PostgreSQL cluster, and the S3 server's objects kept
+across `dev down` / `dev up` and a restart."""
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import shutil
+import signal
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cli.devstack import Stack
+from cli.devstack import Stack, pid_alive
+from compliance.anchor import load_private_key
+from compliance.settings import Settings
+from tasks.anchoring import anchor_once
+from tasks.db import connect
+from tasks.drain import drain_pending
+from tasks.outbox import emit_batch
+from tasks.signing import SigningKey
+from tasks.storage import s3_client
+from tests.conftest import TEST_SIGNING_KEY, run_cli, sample_event
 
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the postgres user only matters when run as root")
 
@@ -33,3 +50,104 @@ def test_a_project_in_a_private_directory_keeps_its_cluster_under_the_postgres_h
         assert Stack(private / "p" / ".dev").pg_data_dir == chosen  # remembered in the stack's state
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- the local S3 server keeps its objects
+
+STACK_SETTINGS = ("COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL")
+
+
+@pytest.fixture
+def dev_stack(workdir: Path) -> Iterator[dict[str, str]]:
+    """The environment of a shell that runs `compliance ...` with no configuration, against a local stack of its
+    own (its own directory, ports and processes); the stack is purged at the end."""
+    env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS}
+    env.update(
+        COMPLIANCE_DEV_DIR=str(workdir / f"dev-{uuid.uuid4().hex[:8]}"),
+        COMPLIANCE_SIGNING_KEY=TEST_SIGNING_KEY,
+        COMPLIANCE_RETENTION_DAYS="1",
+    )
+    yield env
+    run_cli(["dev", "down", "--purge"], env)
+
+
+def dev_up(env: dict[str, str]) -> dict[str, str]:
+    """`compliance dev up --no-prefect`; the settings it prints."""
+    out = run_cli(["dev", "up", "--no-prefect"], env, timeout=180)
+    assert out.returncode == 0, out.stderr
+    return dict(line.removeprefix("export ").split("=", 1) for line in out.stdout.splitlines())
+
+
+def anchor_some_events(printed: dict[str, str]) -> Settings:
+    settings = replace(
+        Settings.from_env(),
+        database_url=printed["COMPLIANCE_DATABASE_URL"],
+        s3_endpoint_url=printed["COMPLIANCE_S3_ENDPOINT_URL"],
+        anchor_bucket=printed["COMPLIANCE_ANCHOR_BUCKET"],
+        export_bucket=printed["COMPLIANCE_EXPORT_BUCKET"],
+        retention_days=1,
+    )
+    key = SigningKey(load_private_key(TEST_SIGNING_KEY))
+    for start in (0, 20):  # two anchors, so that the bucket holds several objects
+        with connect(settings, "compliance_writer") as conn, conn.transaction():
+            emit_batch(conn, [sample_event(i, tenant=f"t{i % 3}") for i in range(start, start + 20)])
+        drain_pending.fn(settings)
+        assert anchor_once(settings, key)
+    return settings
+
+
+def bucket_objects(settings: Settings) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Every object version of the anchor bucket: its bytes' ETag, last-modified time, lock mode and retain-until."""
+    s3 = s3_client(settings)
+    found = {}
+    for version in s3.list_object_versions(Bucket=settings.anchor_bucket).get("Versions", []):
+        head = s3.head_object(Bucket=settings.anchor_bucket, Key=version["Key"], VersionId=version["VersionId"])
+        found[(version["Key"], version["VersionId"])] = (
+            head["ETag"],
+            head["LastModified"],
+            head["ObjectLockMode"],
+            head["ObjectLockRetainUntilDate"],
+        )
+    return found
+
+
+def test_anchors_survive_dev_down_and_up_and_verify_chain_passes(dev_stack: dict[str, str]) -> None:
+    settings = anchor_some_events(dev_up(dev_stack))
+    before = bucket_objects(settings)
+    assert len(before) >= 4 and {lock[2] for lock in before.values()} == {"GOVERNANCE"}
+
+    down = run_cli(["dev", "down"], dev_stack)
+    assert down.returncode == 0, down.stderr
+    printed = dev_up(dev_stack)
+    assert printed["COMPLIANCE_S3_ENDPOINT_URL"] == settings.s3_endpoint_url
+
+    assert bucket_objects(settings) == before  # same version ids, bytes, times, lock modes and retain-until dates
+    verify = run_cli(["verify", "chain", "--json"], {**dev_stack, **printed})  # as after `eval "$(dev up)"`
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert json.loads(verify.stdout)["anchors"] == 2
+
+
+def test_anchors_survive_a_machine_restart(dev_stack: dict[str, str]) -> None:
+    settings = anchor_some_events(dev_up(dev_stack))
+    before = bucket_objects(settings)
+    state = json.loads((Path(dev_stack["COMPLIANCE_DEV_DIR"]) / "stack.json").read_text())
+    # A shutdown: every process is told to stop (SIGTERM), PostgreSQL is stopped as by a power cut.
+    os.killpg(state["s3"]["pid"], signal.SIGTERM)
+    Stack(Path(dev_stack["COMPLIANCE_DEV_DIR"])).postgres.stop("immediate")
+    while pid_alive(state["s3"]["pid"]):
+        time.sleep(0.1)
+
+    printed = dev_up(dev_stack)  # the stack's state names processes that are gone: everything starts again
+    assert bucket_objects(settings) == before
+    verify = run_cli(["verify", "chain"], {**dev_stack, **printed})
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+def test_dev_down_purge_wipes_the_buckets(dev_stack: dict[str, str]) -> None:
+    settings = anchor_some_events(dev_up(dev_stack))
+    assert bucket_objects(settings)
+    purge = run_cli(["dev", "down", "--purge"], dev_stack)
+    assert purge.returncode == 0, purge.stderr
+    assert not Path(dev_stack["COMPLIANCE_DEV_DIR"]).exists()
+    printed = dev_up(dev_stack)
+    assert bucket_objects(replace(settings, s3_endpoint_url=printed["COMPLIANCE_S3_ENDPOINT_URL"])) == {}

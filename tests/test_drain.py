@@ -133,8 +133,8 @@ def test_a_claim_walks_the_outbox_order_index_from_its_position(settings: Settin
 
 
 def test_a_full_batch_is_claimed_without_a_temporary_file(settings: Settings) -> None:
-    # A claim that held its rows in the server (DELETE ... RETURNING did) spilled 20,000 of them (about
-    # 6 MB) to a temporary file and back with the default 4 MB work_mem, every batch.
+    # A claim whose rows the server holds until it ends (DELETE ... RETURNING) spills a 20,000-row batch
+    # to a temporary file and back with the default work_mem, every batch.
     emit_many(settings, 20_000, 100)
 
     def temp_files() -> int:
