@@ -370,19 +370,21 @@ class Stack:
         return None
 
     def down(self, purge: bool = False) -> None:
-        # The S3 server writes its final snapshot on SIGTERM: it gets as long as a large bucket needs.
-        for name, grace in (("prefect", 5.0), ("s3", 300.0)):
+        # A `make run` still serving stops first, so that it cancels its runs while the stack is there; the S3
+        # server writes its final snapshot on SIGTERM: each gets as long as that takes.
+        for name, grace in (("serve", 150.0), ("prefect", 5.0), ("s3", 300.0)):
             pid = self.state.get(name, {}).get("pid")
+            kill = os.kill if name == "serve" else os.killpg  # `make run` shares its terminal's group: it alone
             if pid_alive(pid):
                 try:
-                    os.killpg(pid, signal.SIGTERM)
+                    kill(pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
                 deadline = time.monotonic() + grace
                 while pid_alive(pid) and time.monotonic() < deadline:
                     time.sleep(0.1)
                 if pid_alive(pid):
-                    os.killpg(pid, signal.SIGKILL)
+                    kill(pid, signal.SIGKILL)
             self.state.get(name, {}).pop("pid", None)
         if "postgres" in self.state:
             self.postgres.stop()

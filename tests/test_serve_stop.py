@@ -163,3 +163,25 @@ def test_ctrl_c_then_sigterm_leave_no_run_crashed_and_a_second_run_is_not_blocke
     assert "CRASHED" not in states.values(), states
     [drain] = [r for r in runs(stack_env) if r.id == another_drain]
     assert drain.state_type.value == "CANCELLED"
+
+
+def test_dev_down_stops_a_serving_make_run_first_and_its_runs_end_cancelled(
+    stack_env: dict[str, str], workdir: Path
+) -> None:
+    serving = start(stack_env, workdir / f"serve-{uuid.uuid4().hex[:8]}.log")
+    long_drain = start_run(stack_env, "drain-outbox/drain-outbox", run_seconds=600)
+    wait_state(stack_env, long_drain, {"RUNNING"})
+    prefect_api = api(stack_env)
+
+    down = run_cli(["dev", "down"], stack_env, timeout=600)
+    assert down.returncode == 0, down.stderr
+    assert serving.wait() == 0, serving.text()[-3000:]
+    assert "stopped serving: running flow runs cancelled" in serving.text()
+
+    up = run_cli(["dev", "up"], stack_env, timeout=300)  # the same Prefect database, to read what it recorded
+    assert up.returncode == 0, up.stderr
+    assert api(stack_env) == prefect_api
+    states = {r.name: r.state_type.value for r in runs(stack_env)}
+    assert "CRASHED" not in states.values() and "RUNNING" not in states.values(), states
+    [drain] = [r for r in runs(stack_env) if r.id == long_drain]
+    assert drain.state_type.value == "CANCELLED"
