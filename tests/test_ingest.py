@@ -321,3 +321,23 @@ def test_make_run_starts_the_service_and_sends_part_of_the_demo_traffic_through_
     assert any(line["status"] == 202 and line["source"] == "demo" and line["events"] == 2 for line in logged)
     assert service.token not in (tmp_path / "ingest.log").read_text()
     assert outbox_count(settings) >= 16
+
+
+def test_every_refusal_of_a_body_is_named_by_its_index_without_a_database() -> None:
+    from compliance.events import Registry
+    from compliance.ingest import BatchForbidden, BatchRefused, BodyRefused, TooLarge, parse_body, prepare_batch
+
+    with pytest.raises(BodyRefused) as lines:
+        parse_body(b'{"tenant_id": "a"}\n{not json}\n\n[1,\n', "application/x-ndjson; charset=utf-8")
+    assert [(p.index, p.field) for p in lines.value.problems] == [(1, "body"), (2, "body")]
+    with pytest.raises(TooLarge):
+        parse_body(b"\n".join([b"{}"] * (MAX_BATCH_EVENTS + 1)), "application/x-ndjson")
+    with pytest.raises(BodyRefused, match="duplicate key"):
+        parse_body(b'{"tenant_id": "a", "tenant_id": "b"}', None)
+    events = [sample_event(0), sample_event(1, actor_type="robot"), 7, sample_event(3, tenant="other")]
+    with pytest.raises(BatchRefused) as refused:
+        prepare_batch(events, Registry.default(), ALL)
+    assert [(p.index, p.field) for p in refused.value.problems] == [(1, "actor_type"), (2, "event")]
+    with pytest.raises(BatchForbidden) as forbidden:  # out of scope is answered first (403)
+        prepare_batch(events, Registry.default(), Scope(frozenset({"acme"}), None))
+    assert [(p.index, p.field) for p in forbidden.value.problems] == [(3, "tenant_id")]
