@@ -8,7 +8,7 @@ from typing import Any
 
 from compliance.settings import Settings
 from compliance.watchdog import judge
-from tasks.db import connect, owner_connection
+from tasks.db import connect
 from tasks.drain import outbox_pending
 from tasks.schema import drift_report
 
@@ -26,8 +26,11 @@ def collect(settings: Settings) -> dict[str, Any]:
             "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()"
         ).fetchone()
         depth, oldest = outbox_pending(conn)
-    with owner_connection(settings) as conn:
         drift = [r._asdict() for r in drift_report(conn) if r.status != "APPLIED"]
+        poison_reasons = conn.execute(
+            "SELECT error, count(*), max(poisoned_at) FROM compliance.outbox_poison GROUP BY error "
+            "ORDER BY max(poisoned_at) DESC LIMIT 5"
+        ).fetchall()
     now = live[2]
     figures = dict(row[1]) if row else {}
     # The outbox figures are read live (cheap); the rest come from the watchdog's last run.
@@ -45,14 +48,45 @@ def collect(settings: Settings) -> dict[str, Any]:
         critical.append("schema drift")
     if watchdog_age is not None and watchdog_age > STALE_SECONDS:
         critical.append("no watchdog run in the last 10 minutes")
+    api_auth = prefect_api_auth(settings)
+    if api_auth["state"] == "open":
+        critical.append(api_auth["detail"])
     return {
         "at": now.isoformat(),
         "watchdog_last_run_age_seconds": watchdog_age,
         "figures": [{**j._asdict()} for j in judgements.values()],
         "stuck_exports_now": live[1],
         "drift": drift,
+        "poison_reasons": [{"reason": r[0], "rows": r[1], "last_at": r[2].isoformat()} for r in poison_reasons],
+        "prefect_api_auth": api_auth,
         "last_runs": _last_runs(),
         "critical": critical,
+    }
+
+
+def prefect_api_auth(settings: Settings) -> dict[str, str]:
+    """Whether the Prefect API lets in a caller without credentials (``state`` open, closed, unknown or not
+    checked). Outside dev an open API is critical: anyone who reaches it can start deployments, read every
+    run's parameters and results, and read Secret blocks."""
+    url = os.environ.get("PREFECT_API_URL")
+    if settings.stage == "dev":
+        return {"state": "not checked", "detail": "the dev stack's Prefect API runs without authentication"}
+    if not url:
+        return {"state": "unknown", "detail": "PREFECT_API_URL is not set"}
+    from tasks.prefect_api import probe_without_credentials
+
+    status = probe_without_credentials(url)
+    if status is None:
+        return {"state": "unknown", "detail": f"the Prefect API at {url} did not answer"}
+    if status in (401, 403):
+        return {"state": "closed", "detail": f"the Prefect API refuses a caller without credentials (HTTP {status})"}
+    if not 200 <= status < 300:
+        return {"state": "unknown", "detail": f"the Prefect API at {url} answered HTTP {status} to the probe"}
+    return {
+        "state": "open",
+        "detail": f"the Prefect API at {url} answers without authentication (HTTP {status}); set "
+        "PREFECT_SERVER_API_AUTH_STRING on the server and PREFECT_API_AUTH_STRING on every client, or use "
+        "Prefect Cloud (docs/operator-runbook.md)",
     }
 
 
@@ -134,6 +168,12 @@ def render(report: dict[str, Any]) -> None:
                 name, run.get("state") or "-", run.get("start") or "-", f"[bold red]{late}[/]" if late else "0"
             )
         console.print(runs)
+    from rich.markup import escape
+
+    for p in report["poison_reasons"]:
+        console.print(f"[yellow]quarantined[/] {p['rows']} row(s), last at {p['last_at']}: {escape(p['reason'])}")
+    auth = report["prefect_api_auth"]
+    console.print(f"Prefect API authentication: {auth['state']} ({escape(auth['detail'])})")
     drift = report["drift"]
     console.print(
         "schema: all declared objects APPLIED"

@@ -348,12 +348,13 @@ def cmd_bucket_provision(args: argparse.Namespace) -> int:
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     from compliance.anchor import public_key_key, public_key_pem
-    from tasks.signing import rotate_signing_key
+    from tasks.signing import rotate_signing_key, rotation_refusal
     from tasks.storage import s3_client
 
     settings = resolve_settings(s3=True)
-    if os.environ.get("COMPLIANCE_SIGNING_KEY"):
-        fail("COMPLIANCE_SIGNING_KEY is set and would override the rotated key; unset it first")
+    refusal = rotation_refusal(settings)
+    if refusal:
+        fail(refusal)
     if not os.environ.get("PREFECT_API_URL"):
         from cli.devstack import Stack
 

@@ -141,6 +141,7 @@ def queue_export(
                 | ({"prefectUser": prefect_user} if prefect_user else {}),
             },
             registry=registry,
+            ledger=True,  # a cross-tenant request is audited in the ledger's own chain
         )
     return job_id
 

@@ -102,6 +102,7 @@ def _changed(
                 "by": by or _login(),
             },
         },
+        ledger=True,
     )
 
 

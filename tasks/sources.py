@@ -75,6 +75,7 @@ def _record_change(conn: psycopg.Connection, name: str, change: str, scope: Scop
             "occurred_at": utc_text(datetime.now(UTC)),
             "payload": payload,
         },
+        ledger=True,
     )
 
 
