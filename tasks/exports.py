@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-
 from ledger_verify.anchors import parse_proofs, proofs_key
 from ledger_verify.manifest import MANIFEST_KIND
+from ledger_verify.merkle import tree_levels
 
 from compliance.anchor import signed
 from compliance.events import Registry, new_event_id
@@ -32,7 +32,6 @@ from compliance.exports import (
     ndjson_line,
     parse_filter,
 )
-from ledger_verify.merkle import tree_levels
 from compliance.settings import Settings
 from compliance.timefmt import utc_text
 from tasks.anchoring import publish_public_key, range_leaves

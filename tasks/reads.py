@@ -129,6 +129,7 @@ def show_event(settings: Settings, event_id: str, *, tenant: str | None) -> dict
 def _audit_path(settings: Settings, tenant: str, seq: int) -> dict[str, Any]:
     """The event's index in its anchored range and its audit path to that range's events_root."""
     from ledger_verify.merkle import audit_path
+
     from tasks.anchoring import range_leaves
 
     with connect(settings, "compliance_reader", autocommit=True) as conn:

@@ -26,14 +26,24 @@ MANIFEST_JOB = "019a8b2c-0000-7001-8000-00000000e001"
 
 def examples() -> dict[str, str]:
     found = re.findall(r"<!-- example: ([a-z-]+) -->\n\s*```[a-z]*\n(.*?)\n\s*```", DOC, flags=re.S)
-    return {name: "\n".join(line.strip() if name not in ("csv",) else line for line in body.splitlines()) for name, body in found}
+    return {
+        name: "\n".join(line.strip() if name not in ("csv",) else line for line in body.splitlines())
+        for name, body in found
+    }
 
 
 def vector_body(e: dict) -> bytes:
     return canonical_body(
-        seq=e["seq"], event_id=e["event_id"], tenant_id=e["tenant_id"], occurred_at=e["occurred_at"],
-        recorded_at=e["recorded_at"], actor_type=e["actor_type"], actor_id=e["actor_id"], source=e["source"],
-        event_type=e["event_type"], payload_jcs=canonical(e["payload"]).decode(),
+        seq=e["seq"],
+        event_id=e["event_id"],
+        tenant_id=e["tenant_id"],
+        occurred_at=e["occurred_at"],
+        recorded_at=e["recorded_at"],
+        actor_type=e["actor_type"],
+        actor_id=e["actor_id"],
+        source=e["source"],
+        event_type=e["event_type"],
+        payload_jcs=canonical(e["payload"]).decode(),
         redacted_fields_jcs=canonical(e["redacted_fields"]).decode(),
     )
 
@@ -45,9 +55,19 @@ def vector_csv() -> bytes:
         if e["tenant_id"] != "acme-corp":
             continue
         r = (
-            e["tenant_id"], e["seq"], e["event_id"], e["occurred_at"], e["recorded_at"], e["actor_type"],
-            e["actor_id"], e["source"], e["event_type"], canonical(e["payload"]).decode(),
-            canonical(e["redacted_fields"]).decode(), e["prev_hash"], e["event_hash"],
+            e["tenant_id"],
+            e["seq"],
+            e["event_id"],
+            e["occurred_at"],
+            e["recorded_at"],
+            e["actor_type"],
+            e["actor_id"],
+            e["source"],
+            e["event_type"],
+            canonical(e["payload"]).decode(),
+            canonical(e["redacted_fields"]).decode(),
+            e["prev_hash"],
+            e["event_hash"],
         )
         rows.append(csv_row(r, ";".join(e["event_path"]), anchor["cadence_id"], e["event_index"]))
     return (CSV_HEADER + "".join(rows)).encode()
@@ -61,7 +81,11 @@ def vector_manifest() -> dict:
         "kind": "export-manifest",
         "job_id": MANIFEST_JOB,
         "format": "csv",
-        "filter": {"since": "2026-11-22T00:00:00.000000Z", "until": "2026-11-23T00:00:00.000000Z", "tenant_id": "acme-corp"},
+        "filter": {
+            "since": "2026-11-22T00:00:00.000000Z",
+            "until": "2026-11-23T00:00:00.000000Z",
+            "tenant_id": "acme-corp",
+        },
         "row_count": 5,
         "data_key": f"exports/{MANIFEST_JOB}/events.csv",
         "data_sha256": hashlib.sha256(vector_csv()).hexdigest(),
