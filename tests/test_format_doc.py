@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ledger_verify import DirectoryStore, Trust
 from ledger_verify.anchors import check_signature
-from ledger_verify.chain import GENESIS_HASH, canonical_body
+from ledger_verify.chain import GENESIS_HASH, stored_body
 from ledger_verify.jcs import canonical
 from ledger_verify.rows import neutralise, restore
 from ledger_verify.trust import key_fingerprint
@@ -32,20 +32,28 @@ def examples() -> dict[str, str]:
     }
 
 
-def vector_body(e: dict) -> bytes:
-    return canonical_body(
-        seq=e["seq"],
-        event_id=e["event_id"],
-        tenant_id=e["tenant_id"],
-        occurred_at=e["occurred_at"],
-        recorded_at=e["recorded_at"],
-        actor_type=e["actor_type"],
-        actor_id=e["actor_id"],
-        source=e["source"],
-        event_type=e["event_type"],
-        payload_jcs=canonical(e["payload"]).decode(),
-        redacted_fields_jcs=canonical(e["redacted_fields"]).decode(),
+def vector_row(e: dict) -> tuple:
+    """A vector event as a stored row: the columns of an export up to event_hash."""
+    return (
+        e["tenant_id"],
+        e["seq"],
+        e["event_id"],
+        e["occurred_at"],
+        e["recorded_at"],
+        e["actor_type"],
+        e["actor_id"],
+        e["source"],
+        e["event_type"],
+        canonical(e["payload"]).decode(),
+        canonical(e["redacted_fields"]).decode(),
+        e["prev_hash"],
+        e["event_hash"],
     )
+
+
+def vector_body(e: dict) -> bytes:
+    r = vector_row(e)
+    return stored_body(r, e["seq"], r[9], r[10])
 
 
 def vector_csv() -> bytes:
@@ -54,21 +62,7 @@ def vector_csv() -> bytes:
     for e in V["events"]:
         if e["tenant_id"] != "acme-corp":
             continue
-        r = (
-            e["tenant_id"],
-            e["seq"],
-            e["event_id"],
-            e["occurred_at"],
-            e["recorded_at"],
-            e["actor_type"],
-            e["actor_id"],
-            e["source"],
-            e["event_type"],
-            canonical(e["payload"]).decode(),
-            canonical(e["redacted_fields"]).decode(),
-            e["prev_hash"],
-            e["event_hash"],
-        )
+        r = vector_row(e)
         rows.append(csv_row(r, ";".join(e["event_path"]), anchor["cadence_id"], e["event_index"]))
     return (CSV_HEADER + "".join(rows)).encode()
 
