@@ -17,8 +17,8 @@ import psycopg
 
 from cli.devstack import Postgres, free_port, start_s3_server
 from compliance.settings import Settings
-from tasks.signing import SigningKey
 from tasks.schema import apply_migrations
+from tasks.signing import SigningKey
 
 
 class BenchStack(NamedTuple):

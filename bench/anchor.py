@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stack import bench_stack
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from drain import load_outbox
-
 from ledger_verify.merkle import tree_root_and_paths
+
 from compliance.settings import Settings
 from tasks.anchoring import anchor_once, pending_heads, range_hashes
 from tasks.db import connect

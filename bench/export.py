@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from _stack import anchored_ledger, bench_stack
 from drain import PeakRSS
+from ledger_verify import ExportVerifier, S3Store
 
 from compliance.exports import parse_filter
-from ledger_verify import ExportVerifier, S3Store
 from tasks.db import connect
 from tasks.exports import queue_export, run_job, write_export
 from tasks.storage import s3_client

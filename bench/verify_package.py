@@ -32,7 +32,9 @@ WINDOW = {"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
 def install_package(home: Path) -> float:
     """Copy verifier/'s sources (no build artefacts) and pip-install them into a new virtualenv; seconds."""
     source = home / "verifier"
-    shutil.copytree(REPO / "verifier", source, ignore=shutil.ignore_patterns("*.so", "build", "*.egg-info", "__pycache__"))
+    shutil.copytree(
+        REPO / "verifier", source, ignore=shutil.ignore_patterns("*.so", "build", "*.egg-info", "__pycache__")
+    )
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "venv", str(home / "env")], check=True)
     subprocess.run(
@@ -71,9 +73,18 @@ def main() -> None:
         )
         started = time.perf_counter()
         done = subprocess.run(
-            [str(stack.workdir / "package" / "env" / "bin" / "ledger-verify"), "export", "events.csv", "--trust",
-             "trust.json", "--json"],
-            cwd=folder, env=env, capture_output=True, text=True,
+            [
+                str(stack.workdir / "package" / "env" / "bin" / "ledger-verify"),
+                "export",
+                "events.csv",
+                "--trust",
+                "trust.json",
+                "--json",
+            ],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
         )
         package_wall = time.perf_counter() - started
         package = json.loads(done.stdout)

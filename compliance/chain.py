@@ -13,11 +13,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
-
 from ledger_verify.chain import GENESIS_HASH, canonical_body, event_hash, stored_body
 
 from compliance.events import EVENT_TYPE_RE, Registry, stored_event_problem

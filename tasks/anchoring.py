@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from ledger_verify.merkle import merkle_tree_hash
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -35,7 +36,6 @@ from compliance.anchor import (
     sign_anchor,
     unsigned_anchor,
 )
-from ledger_verify.merkle import merkle_tree_hash
 from compliance.settings import Settings
 from compliance.timefmt import parse_utc_text, utc_text
 from tasks.db import connect

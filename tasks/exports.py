@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
-
 from ledger_verify.anchors import parse_proofs, proofs_key
 from ledger_verify.manifest import MANIFEST_KIND
 from ledger_verify.merkle import tree_levels

@@ -114,6 +114,7 @@ def _audit_path(settings: Settings, detail: dict[str, Any]) -> list[str] | str:
     """The event's audit path to its range's events_root (the anchor's proof, step one). It needs the event
     hashes of the whole range, which only the reader role reads; without it, say where the path is checked."""
     from ledger_verify.merkle import audit_path
+
     from tasks.anchoring import range_leaves
 
     try:

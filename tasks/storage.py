@@ -11,7 +11,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-
 from ledger_verify.store import s3_get_bytes as get_bytes
 
 from compliance.posture import BucketFacts

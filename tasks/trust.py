@@ -60,6 +60,8 @@ def deployment_trust(
         raw = signing.key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         keys.setdefault(signing.key_id, hashlib.sha256(raw).hexdigest())
     if not keys:
-        raise TrustProblem("no anchor has been signed yet and no signing key is configured: run `compliance anchor` first")
+        raise TrustProblem(
+            "no anchor has been signed yet and no signing key is configured: run `compliance anchor` first"
+        )
     governance_until = row[0] if row is not None and settings.lock_mode == "COMPLIANCE" else None
     return Trust(settings.anchor_bucket, keys, settings.lock_mode, governance_until, settings.retention_days)

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ledger_verify import ExportReport
-
-from compliance.settings import Settings
 from ledger_verify.chain import ChainVerifier
 from ledger_verify.errors import VerificationFailure
+
+from compliance.settings import Settings
 from tasks.db import connect, utc_text_sql
 
 __all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain", "verify_export_file"]

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+from ledger_verify.chain import ChainVerifier
 
 from compliance.posture import judge_posture
 from compliance.settings import Settings
-from ledger_verify.chain import ChainVerifier
 from compliance.silence import MIN_QUIET_SECONDS, SourceRhythm, silent_sources
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect

@@ -114,12 +114,17 @@ def auditor_env(settings: Settings, home: Path) -> dict[str, str]:
     return env
 
 
-def ledger_verify(
-    settings: Settings, home: Path, folder: Path, *extra: str
-) -> tuple[int, dict[str, Any]]:
+def ledger_verify(settings: Settings, home: Path, folder: Path, *extra: str) -> tuple[int, dict[str, Any]]:
     done = subprocess.run(
-        [str(home / "ledger-verify-env" / "bin" / "ledger-verify"), "export", "events.csv", "--trust", "trust.json",
-         "--json", *extra],
+        [
+            str(home / "ledger-verify-env" / "bin" / "ledger-verify"),
+            "export",
+            "events.csv",
+            "--trust",
+            "trust.json",
+            "--json",
+            *extra,
+        ],
         cwd=folder,
         env=auditor_env(settings, home),
         capture_output=True,
@@ -242,9 +247,7 @@ def test_a_new_key_published_under_a_new_key_id_is_untrusted(
     assert code_of(settings, auditor_home, folder) == "untrusted_key"
 
 
-def test_a_second_version_of_an_anchor_object_is_refused(
-    auditor_home: Path, export_dir: tuple[Settings, Path]
-) -> None:
+def test_a_second_version_of_an_anchor_object_is_refused(auditor_home: Path, export_dir: tuple[Settings, Path]) -> None:
     settings, folder = export_dir
     s3 = s3_client(settings)
     (cid,) = manifest_of(folder)["cadences"]
@@ -319,6 +322,8 @@ def test_a_forged_manifest_signature_is_refused(auditor_home: Path, export_dir: 
 def test_an_anchor_signature_cannot_pass_for_a_manifest(auditor_home: Path, export_dir: tuple[Settings, Path]) -> None:
     settings, folder = export_dir
     (cid,) = manifest_of(folder)["cadences"]
-    anchor = json.loads(s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=anchor_key(cid))["Body"].read())
+    anchor = json.loads(
+        s3_client(settings).get_object(Bucket=settings.anchor_bucket, Key=anchor_key(cid))["Body"].read()
+    )
     (folder / "manifest.json").write_text(json.dumps(anchor))  # a genuinely signed object, but not a manifest
     assert code_of(settings, auditor_home, folder) == "manifest"

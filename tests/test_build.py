@@ -22,7 +22,9 @@ def hot_path_modules() -> list[str]:
 
 
 def test_setup_lists_the_hot_path() -> None:
-    assert {"compliance.jcs", "compliance.events", "compliance.chain", "ledger_verify.export"} <= set(hot_path_modules())
+    assert {"compliance.jcs", "compliance.events", "compliance.chain", "ledger_verify.export"} <= set(
+        hot_path_modules()
+    )
 
 
 @pytest.mark.skipif(os.environ.get("COMPLIANCE_NO_COMPILE") == "1", reason="plain Python asked for")

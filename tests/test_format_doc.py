@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ledger_verify import DirectoryStore, Trust
 from ledger_verify.anchors import check_signature
-from ledger_verify.chain import GENESIS_HASH, canonical_body
+from ledger_verify.chain import GENESIS_HASH, stored_body
 from ledger_verify.jcs import canonical
 from ledger_verify.rows import neutralise, restore
 from ledger_verify.trust import key_fingerprint
@@ -26,16 +26,34 @@ MANIFEST_JOB = "019a8b2c-0000-7001-8000-00000000e001"
 
 def examples() -> dict[str, str]:
     found = re.findall(r"<!-- example: ([a-z-]+) -->\n\s*```[a-z]*\n(.*?)\n\s*```", DOC, flags=re.S)
-    return {name: "\n".join(line.strip() if name not in ("csv",) else line for line in body.splitlines()) for name, body in found}
+    return {
+        name: "\n".join(line.strip() if name not in ("csv",) else line for line in body.splitlines())
+        for name, body in found
+    }
+
+
+def vector_row(e: dict) -> tuple:
+    """A vector event as a stored row: the columns of an export up to event_hash."""
+    return (
+        e["tenant_id"],
+        e["seq"],
+        e["event_id"],
+        e["occurred_at"],
+        e["recorded_at"],
+        e["actor_type"],
+        e["actor_id"],
+        e["source"],
+        e["event_type"],
+        canonical(e["payload"]).decode(),
+        canonical(e["redacted_fields"]).decode(),
+        e["prev_hash"],
+        e["event_hash"],
+    )
 
 
 def vector_body(e: dict) -> bytes:
-    return canonical_body(
-        seq=e["seq"], event_id=e["event_id"], tenant_id=e["tenant_id"], occurred_at=e["occurred_at"],
-        recorded_at=e["recorded_at"], actor_type=e["actor_type"], actor_id=e["actor_id"], source=e["source"],
-        event_type=e["event_type"], payload_jcs=canonical(e["payload"]).decode(),
-        redacted_fields_jcs=canonical(e["redacted_fields"]).decode(),
-    )
+    r = vector_row(e)
+    return stored_body(r, e["seq"], r[9], r[10])
 
 
 def vector_csv() -> bytes:
@@ -44,11 +62,7 @@ def vector_csv() -> bytes:
     for e in V["events"]:
         if e["tenant_id"] != "acme-corp":
             continue
-        r = (
-            e["tenant_id"], e["seq"], e["event_id"], e["occurred_at"], e["recorded_at"], e["actor_type"],
-            e["actor_id"], e["source"], e["event_type"], canonical(e["payload"]).decode(),
-            canonical(e["redacted_fields"]).decode(), e["prev_hash"], e["event_hash"],
-        )
+        r = vector_row(e)
         rows.append(csv_row(r, ";".join(e["event_path"]), anchor["cadence_id"], e["event_index"]))
     return (CSV_HEADER + "".join(rows)).encode()
 
@@ -61,7 +75,11 @@ def vector_manifest() -> dict:
         "kind": "export-manifest",
         "job_id": MANIFEST_JOB,
         "format": "csv",
-        "filter": {"since": "2026-11-22T00:00:00.000000Z", "until": "2026-11-23T00:00:00.000000Z", "tenant_id": "acme-corp"},
+        "filter": {
+            "since": "2026-11-22T00:00:00.000000Z",
+            "until": "2026-11-23T00:00:00.000000Z",
+            "tenant_id": "acme-corp",
+        },
         "row_count": 5,
         "data_key": f"exports/{MANIFEST_JOB}/events.csv",
         "data_sha256": hashlib.sha256(vector_csv()).hexdigest(),

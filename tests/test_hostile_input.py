@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ledger_verify import DirectoryStore, ExportVerifier, Trust, VerificationFailure
 
 from compliance.events import EventRefused, Registry, prepare_event
 from compliance.exports import EXPORT_COLUMNS, ExportRefused, parse_filter
-from ledger_verify import DirectoryStore, ExportVerifier, Trust, VerificationFailure
 from tests.conftest import sample_event
 
 EXAMPLES = int(os.environ.get("COMPLIANCE_FUZZ_EXAMPLES", "1500"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-
 from ledger_verify.merkle import (
     EMPTY_ROOT,
     audit_path,

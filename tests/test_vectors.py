@@ -7,10 +7,10 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from ledger_verify.merkle import EMPTY_ROOT, merkle_tree_hash, tree_root_and_paths, verify_inclusion
 
 from compliance.chain import canonical_body, event_hash
 from compliance.jcs import canonical, canonical_str
-from ledger_verify.merkle import EMPTY_ROOT, merkle_tree_hash, tree_root_and_paths, verify_inclusion
 
 VECTORS = Path(__file__).resolve().parent / "vectors" / "spec-v1.json"
 V = json.loads(VECTORS.read_text("utf-8"))

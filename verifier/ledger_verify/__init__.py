@@ -17,6 +17,7 @@ describes every byte it checks.
 
 from pathlib import Path as _Path
 
+
 def refuse_stale_compiled(package_dir: _Path) -> None:
     """Refuse to import a package whose mypyc-compiled modules are older than their sources: they would
     silently run old code. Reinstall (`make install`), or delete the .so files to run plain Python."""

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger_verify.errors import InclusionError, VerificationFailure
+from ledger_verify.errors import VerificationFailure
 from ledger_verify.jcs import canonical
 from ledger_verify.merkle import check_inclusion
 from ledger_verify.store import AnchorStore
@@ -135,7 +135,9 @@ def _proven_record(line: Mapping[str, Any], index: int, size: int, merkle_root: 
     """The tenant record of one proofs line, after checking its audit path reaches ``merkle_root``."""
     tenant = line.get("tenant_id")
     if set(line) != {*_RECORD_KEYS, "leaf_index", "audit_path"} or line.get("leaf_index") != index:
-        raise VerificationFailure("bad_proof", f"proofs line {index + 1} ({tenant!r}) has the wrong fields or leaf_index")
+        raise VerificationFailure(
+            "bad_proof", f"proofs line {index + 1} ({tenant!r}) has the wrong fields or leaf_index"
+        )
     record = {k: line[k] for k in _RECORD_KEYS}
     if (
         type(tenant) is not str
@@ -224,11 +226,14 @@ class AnchorChecker:
         names = [utf8_order(r["tenant_id"]) for r in records]
         if names != sorted(names) or len(set(names)) != len(names):
             raise VerificationFailure("bad_proof", "tenant records are not in ascending UTF-8 order of tenant_id")
-        if len(records) != anchor["tenant_count"] or sum(
-            r["last_seq"] - r["first_seq"] + 1 for r in records
-        ) != anchor["event_count"]:
+        if (
+            len(records) != anchor["tenant_count"]
+            or sum(r["last_seq"] - r["first_seq"] + 1 for r in records) != anchor["event_count"]
+        ):
             raise VerificationFailure("anchor_fields", "tenant_count or event_count does not match the proofs")
-        heads = [TenantHead(r["tenant_id"], r["first_seq"], r["last_seq"], bytes.fromhex(r["head_hash"])) for r in records]
+        heads = [
+            TenantHead(r["tenant_id"], r["first_seq"], r["last_seq"], bytes.fromhex(r["head_hash"])) for r in records
+        ]
         if cadence_id(heads) != cid:
             raise VerificationFailure("anchor_fields", "the cadence id does not derive from the anchored heads")
         notes = []
@@ -236,7 +241,9 @@ class AnchorChecker:
             note = self._check_storage(key, anchor["anchored_at"])
             if note:
                 notes.append(note)
-        return VerifiedAnchor(cid, body, anchor, key_id, root, records, {line["tenant_id"]: line for line in lines}, notes)
+        return VerifiedAnchor(
+            cid, body, anchor, key_id, root, records, {line["tenant_id"]: line for line in lines}, notes
+        )
 
     def _check_storage(self, key: str, anchored_at: str) -> str | None:
         versions = self.store.versions(key)

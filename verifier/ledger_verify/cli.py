@@ -35,9 +35,7 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
         "--anchors", metavar="DIR", help="verify against a local copy of the bucket (aws s3 sync) with no network"
     )
     p.add_argument("--allow-pending", action="store_true", help="accept rows not yet anchored (counted, not proven)")
-    p.add_argument(
-        "--allow-unsigned-manifest", action="store_true", help="accept a v1 (unsigned) manifest, saying so"
-    )
+    p.add_argument("--allow-unsigned-manifest", action="store_true", help="accept a v1 (unsigned) manifest, saying so")
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 
@@ -101,7 +99,9 @@ def _show_trust(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ledger-verify", description="Verify a compliance-ledger export, trusting only the trust file.")
+    p = argparse.ArgumentParser(
+        prog="ledger-verify", description="Verify a compliance-ledger export, trusting only the trust file."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="check an export against the anchors its trust file pins")
     add_export_arguments(ex)

@@ -71,7 +71,9 @@ class VerificationFailure(Exception):
             parts.append(f"tenant {self.tenant_id}" + (f" seq {self.seq}" if self.seq is not None else ""))
         return f"{', '.join(parts) or 'ledger'}: {self.code}: {self.detail}"
 
-    def where(self, *, row: int | None = None, tenant_id: str | None = None, seq: int | None = None) -> VerificationFailure:
+    def where(
+        self, *, row: int | None = None, tenant_id: str | None = None, seq: int | None = None
+    ) -> VerificationFailure:
         """The same failure placed at an export row (the anchor stage does not know which row asked)."""
         return VerificationFailure(
             self.code,

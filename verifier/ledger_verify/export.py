@@ -46,7 +46,9 @@ __all__ = ["ExportReport", "ExportVerifier", "read_rows"]
 RANGE_AT_ONCE = 65_536  # an anchored range up to this many rows is proven at once; longer ones row by row
 
 
-def _fail(code: str, row: int | None, detail: str, tenant: str | None = None, seq: int | None = None) -> VerificationFailure:
+def _fail(
+    code: str, row: int | None, detail: str, tenant: str | None = None, seq: int | None = None
+) -> VerificationFailure:
     return VerificationFailure(code, detail, row=row, tenant_id=tenant, seq=seq)
 
 
@@ -318,7 +320,9 @@ class ExportVerifier:
                 digest = digest_future.result()
                 if report.rows != self.manifest.get("row_count"):
                     raise _fail(
-                        "row_count", None, f"the file has {report.rows} rows, the manifest says {self.manifest.get('row_count')}"
+                        "row_count",
+                        None,
+                        f"the file has {report.rows} rows, the manifest says {self.manifest.get('row_count')}",
                     )
                 if digest != self.manifest.get("data_sha256"):
                     raise _fail("data_sha256", None, "the file's SHA-256 differs from the manifest's")
@@ -344,7 +348,9 @@ class ExportVerifier:
             )
             for runs in rows.values()
         ):
-            raise _fail("manifest", None, "the manifest's rows are not an object of tenant -> [[first, last], ...] runs")
+            raise _fail(
+                "manifest", None, "the manifest's rows are not an object of tenant -> [[first, last], ...] runs"
+            )
         return ((tenant, seq) for tenant, runs in rows.items() for seq in expand_seqs(runs))
 
     def _verify_rows(
@@ -396,7 +402,9 @@ class ExportVerifier:
                 if want != (tenant, seq):
                     if want is None:
                         raise _fail("dropped_or_added_row", n, "the manifest lists no more rows", tenant, seq)
-                    raise _fail("dropped_or_added_row", n,
+                    raise _fail(
+                        "dropped_or_added_row",
+                        n,
                         f"expected tenant {want[0]} seq {want[1]} here (per the manifest)",
                         tenant,
                         seq,
@@ -413,7 +421,9 @@ class ExportVerifier:
             if seq == 1 and stored_prev != GENESIS_HASH:
                 raise _fail("broken_link", n, "seq 1 must follow 32 zero bytes", tenant, seq)
             if not self._hash_matches(n, r, seq, stored_prev, event_hash, sha256):
-                raise _fail("hash_mismatch", n,
+                raise _fail(
+                    "hash_mismatch",
+                    n,
                     "the event_hash recomputed from the row's fields differs (a field was changed)",
                     tenant,
                     seq,
@@ -425,7 +435,9 @@ class ExportVerifier:
         if expected is not None:
             missing = next(expected, None)
             if missing is not None:
-                raise _fail("dropped_or_added_row", report.rows + 1,
+                raise _fail(
+                    "dropped_or_added_row",
+                    report.rows + 1,
                     "the manifest lists this row but the file ends",
                     missing[0],
                     missing[1],
@@ -539,9 +551,7 @@ class ExportVerifier:
         if self._proven_for is not record:  # rows come range by range: keep one range's nodes at a time
             self._proven_for, self._proven = record, {}
         try:
-            check_inclusion(
-                event_hash, index, size, path, bytes.fromhex(record["events_root"]), proven=self._proven
-            )
+            check_inclusion(event_hash, index, size, path, bytes.fromhex(record["events_root"]), proven=self._proven)
         except InclusionError as exc:
             raise _fail(
                 "bad_proof", n, f"the event_path does not reach the events_root of cadence {cid}: {exc}", tenant, seq

@@ -41,7 +41,8 @@ def check_manifest(manifest: Mapping[str, Any], trust: Trust, store: AnchorStore
     bucket = manifest.get("anchor_bucket")
     if bucket is not None and bucket != trust.anchor_bucket:
         raise VerificationFailure(
-            "manifest", f"the manifest names the anchor bucket {str(bucket)[:100]!r}; the trust file names {trust.anchor_bucket!r}"
+            "manifest",
+            f"the manifest names the anchor bucket {str(bucket)[:100]!r}; the trust file names {trust.anchor_bucket!r}",
         )
     version = manifest.get("v")
     if version == 1 and "signature" not in manifest:

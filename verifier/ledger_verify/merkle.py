@@ -112,7 +112,9 @@ def inclusion_path_length(index: int, size: int) -> int:
     return n
 
 
-def _climb(leaf: bytes, index: int, size: int, path: Sequence[bytes], proven: dict[tuple[int, int], bytes] | None) -> tuple[bytes, list[tuple[tuple[int, int], bytes]]]:
+def _climb(
+    leaf: bytes, index: int, size: int, path: Sequence[bytes], proven: dict[tuple[int, int], bytes] | None
+) -> tuple[bytes, list[tuple[tuple[int, int], bytes]]]:
     """RFC 9162 §2.1.3.2: the root ``path`` leads to from the leaf hash ``leaf`` at ``index``, and the nodes
     passed on the way as ((level, position), hash). With ``proven`` (nodes already proven to reach the same
     root), a step whose sibling and own node equal proven ones takes their proven parent instead of hashing

@@ -1,9 +1,9 @@
 """The export row format (SPEC §4): the columns, the CSV cell rule, audit paths as text, seq runs.
 
-    >>> neutralise('=HYPERLINK("http://x")')
-    '\\'=HYPERLINK("http://x")'
-    >>> restore(neutralise("+14155550123"))
-    '+14155550123'
+>>> neutralise('=HYPERLINK("http://x")')
+'\\'=HYPERLINK("http://x")'
+>>> restore(neutralise("+14155550123"))
+'+14155550123'
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ class DirectoryStore:
 
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
-            raise FileNotFoundError(f"{root} is not a directory (expected a copy of the bucket: anchors/, proofs/, keys/)")
+            raise FileNotFoundError(
+                f"{root} is not a directory (expected a copy of the bucket: anchors/, proofs/, keys/)"
+            )
         self.root = root
 
     def get(self, key: str) -> bytes | None:

@@ -111,7 +111,9 @@ class Trust:
         """The pinned key ``key_id``, read from the store and checked against its fingerprint. ``what``
         names the signed object in the failure."""
         if type(key_id) is not str or key_id not in self.keys:
-            raise VerificationFailure("untrusted_key", f"{what} is signed by key {str(key_id)[:80]!r}, which the trust file does not list")
+            raise VerificationFailure(
+                "untrusted_key", f"{what} is signed by key {str(key_id)[:80]!r}, which the trust file does not list"
+            )
         pem = store.get(f"keys/{key_id}.pem")
         if pem is None:
             raise VerificationFailure("missing_anchor", f"the public key keys/{key_id}.pem is not in the bucket")
@@ -141,7 +143,8 @@ class Trust:
             allowed.add("GOVERNANCE")
         if mode not in allowed:
             raise VerificationFailure(
-                "lock_mode", f"{key} is locked in {mode} mode; the trust file allows {' or '.join(sorted(allowed))} for an anchor of {anchored_at}"
+                "lock_mode",
+                f"{key} is locked in {mode} mode; the trust file allows {' or '.join(sorted(allowed))} for an anchor of {anchored_at}",
             )
         needed = parse_utc_text(anchored_at) + timedelta(days=self.min_retention_days) - timedelta(seconds=1)
         if until < needed:
