@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _stack import anchored_ledger, bench_stack
 from ledger_verify import ExportVerifier, S3Store, load_manifest
 
-from tasks.exports import request_export, run_job
+from tasks.exports import queue_export, run_job
 from tasks.storage import s3_client
 from tasks.trust import deployment_trust
 
@@ -53,7 +53,7 @@ def main() -> None:
     with bench_stack(s3=True) as stack:
         settings, key = anchored_ledger(stack, args.events, args.tenants)
         s3 = s3_client(settings)
-        job = request_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
+        job = queue_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
         outcome = run_job(settings, job, signing_key=key)
         assert outcome is not None and outcome.rows == args.events
         folder = stack.workdir / "auditor"

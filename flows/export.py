@@ -16,6 +16,7 @@ artifact, result or log ever holds one.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
@@ -23,6 +24,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 
 from compliance.settings import Settings
+from compliance.timefmt import parse_utc_text, utc_text
 from flows.forms import (
     ActorType,
     EventType,
@@ -36,6 +38,8 @@ from flows.forms import (
     window_text,
 )
 from tasks.exports import JobOutcome, request_export, run_job
+
+DEFAULT_WINDOW = timedelta(days=7)  # the form's window when since is left empty, as `events list` reads
 
 
 @task(name="run-export-job", cache_policy=NO_CACHE, retries=0)
@@ -58,8 +62,10 @@ def run_export_task(settings: Settings, job_id: str, artifact_id: Any) -> JobOut
     "the job; fetch the file with `compliance export url JOB_ID --operator EMAIL --code CODE`.",
 )
 def export_runner(
-    since: str = window_field("Since", "Start of the window, inclusive (UTC). The window is at most 90 days."),
-    until: str = window_field("Until", "End of the window, exclusive (UTC); after since."),
+    since: str = window_field(
+        "Since", "Start of the window, inclusive (UTC); at most 90 days before until. Empty: 7 days before until."
+    ),
+    until: str = window_field("Until", "End of the window, exclusive (UTC); after since. Empty: now."),
     tenant_id: str = form_field(
         "",
         "Tenant",
@@ -83,9 +89,9 @@ def export_runner(
     logger = get_run_logger()
     settings = Settings.from_env()
     if not job_id:
-        flt: dict[str, Any] = {"since": window_text(since, "since"), "until": window_text(until, "until")}
-        if flt["since"] is None or flt["until"] is None:
-            raise ValueError("since and until are required: pick the start and the end of the window")
+        end = window_text(until, "until") or utc_text(datetime.now(UTC))
+        start = window_text(since, "since") or utc_text(parse_utc_text(end) - DEFAULT_WINDOW)
+        flt: dict[str, Any] = {"since": start, "until": end}
         if tenant_id.strip():
             flt["tenant_id"] = tenant_id.strip()
         if event_types:

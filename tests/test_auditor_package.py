@@ -28,7 +28,7 @@ from compliance.settings import Settings
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import request_export, run_job
+from tasks.exports import queue_export, run_job
 from tasks.outbox import emit_batch
 from tasks.signing import SigningKey
 from tasks.storage import s3_client
@@ -90,7 +90,7 @@ def export_dir(settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
         emit_batch(conn, events)
     drain_pending.fn(settings)
     anchor_once(settings, KEY)
-    job = request_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
+    job = queue_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
     outcome = run_job(settings, job, signing_key=KEY)
     assert outcome is not None
     with urllib.request.urlopen(outcome.url) as resp:

@@ -70,15 +70,12 @@ class Form:
 
 
 # The one place that names the forms' fields. Labels are matched whole, ignoring case, `_` and "(Optional)".
-# A field left out keeps the form's default; since/until are typed as RFC 3339 text (a date-time picker that
-# takes no typing would need a step of its own in fill_form).
+# A field left out keeps the form's default (the date-time pickers' empty value means the last 7 days).
 FORMS = {
     "export-runner": Form(
         deployment="export-runner/export-runner",
         artifact="export-result",
-        texts={
-            "Since": "{since}",
-            "Until": "{until}",
+        texts={  # since and until stay empty: the last 7 days, as the form says
             "Tenant": "{tenant}",
             "Operator e-mail": "{operator}",
             "One-time code": "{code}",
