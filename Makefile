@@ -40,6 +40,8 @@ bench: install
 	$(BIN)/python bench/drain.py
 	$(BIN)/python bench/anchor.py
 	$(BIN)/python bench/export.py
+	$(BIN)/python bench/verify_package.py
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/load.py
 
 down:
