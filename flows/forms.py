@@ -1,5 +1,5 @@
 """The fields the console forms share (`export-runner`, `events-query`): plain inputs with defaults, dropdowns
-for the closed sets, date-time pickers for the window, and the operator's address and one-time code.
+for the closed sets, RFC 3339 text for the window (empty: the default), and the operator's address and one-time code.
 
 Every operator form checks the code when the run starts, before anything is read (SPEC §8).
 """
@@ -55,8 +55,9 @@ def code_field() -> Any:
 
 
 def window_field(title: str, description: str) -> Any:
-    # A string in date-time format: the console shows a date-time picker, and empty means "not set".
-    return form_field("", title, description, format="date-time")
+    # Plain text, not the console's date-time picker: the picker's form refuses to submit while it is empty,
+    # and empty is how an operator asks for the default window.
+    return form_field("", title, f"{description} RFC 3339, e.g. 2026-11-01T00:00:00Z.", examples=["2026-11-01T00:00:00Z"])
 
 
 def event_types_field() -> Any:

@@ -50,7 +50,9 @@ def test_the_operator_forms_are_plain_fields_with_descriptions_dropdowns_and_pic
             assert prop.get("description"), (name, key)
             assert "anyOf" not in prop and prop.get("type") != "null", (name, key)  # no Optional toggles
             assert "default" in prop, (name, key)  # every field can be left as it is
-        assert props["since"]["format"] == "date-time" and props["until"]["format"] == "date-time"
+        for edge in ("since", "until"):  # text an empty form can submit: empty is the default window
+            assert props[edge]["type"] == "string" and props[edge]["default"] == "", (name, edge)
+            assert "format" not in props[edge] and "RFC 3339" in props[edge]["description"], (name, edge)
         items = props["event_types"]["items"]
         items = schema["definitions"][items["$ref"].split("/")[-1]] if "$ref" in items else items
         assert "auth.signin.success" in items["enum"]
