@@ -82,7 +82,8 @@ def test_table_privileges_are_exactly_the_schemas(settings: Settings) -> None:
             r[0]
             for r in conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'compliance'")
         }
-        owner_only = {"operator_secrets", "operator_failures"}  # read only through the operator functions
+        # read only through the operator functions / the ingest service's token lookup
+        owner_only = {"operator_secrets", "operator_failures", "ingest_sources"}
         assert {t for t, _ in grants(conn, "compliance_reader")} == tables - owner_only
         for role in (*EXPECTED_TABLE_GRANTS, "compliance_reader", "compliance_watchdog", "compliance_operator"):
             assert not {t for t, _ in grants(conn, role)} & owner_only, role
@@ -157,6 +158,7 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
     assert rows == {
         "event_chained": ["compliance_admin", "compliance_exporter", "compliance_writer"],
         "emit_event": ["compliance_admin", "compliance_writer"],
+        "ingest_source": ["compliance_admin", "compliance_writer"],
         "operator_authenticate": operator_functions,
         "operator_events": operator_functions,
         "operator_event": operator_functions,
