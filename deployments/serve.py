@@ -131,7 +131,7 @@ def main() -> int:
             emitter = DemoEmitter(settings, args.demo_rate, ingest)
             emitter.start()
             stoppers.append(("demo traffic", emitter.stop))
-        threading.Thread(target=_kick_off, args=(settings, operator), daemon=True, name="kick-off").start()
+        threading.Thread(target=_kick_off, args=(settings, operator, stop), daemon=True, name="kick-off").start()
         print(
             f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
             + (f"; demo traffic {args.demo_rate} events/s" if args.demo_rate > 0 else "")
@@ -144,6 +144,7 @@ def main() -> int:
                 print(f"the runner exited (status {runner.returncode}); stopping", file=sys.stderr, flush=True)
                 break
     finally:
+        stop.set()  # the kick-off starts nothing more, whatever ended the loop
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)  # one stop at a time: a second Ctrl-C must not cut this one short
         print("\nstopping ...", file=sys.stderr, flush=True)
@@ -237,28 +238,46 @@ def settle_left_over_runs(states: tuple[str, ...], state_name: str, message: str
     return settled
 
 
-def _kick_off(settings: object, operator: str) -> None:
-    """Start the first runs now instead of waiting for the schedules, then request a demo export."""
+def _kick_off(settings: object, operator: str, stop: threading.Event) -> None:
+    """Start the first runs now instead of waiting for the schedules, then request a demo export. Once ``stop``
+    is set it starts nothing more: a run started while `make run` stops would be left Scheduled."""
     from prefect.deployments import run_deployment
 
     def run(name: str, **params: object) -> None:
+        if stop.is_set():
+            raise _Stopping
         try:
             run_deployment(name, parameters=params, timeout=0)
         except Exception as exc:  # the deployment may not be registered yet: retry below
             raise RuntimeError(f"could not start {name}: {exc}") from exc
 
-    for _ in range(30):  # wait until the runner has registered the deployments
-        try:
-            run("migration-drift/migration-drift")
-            break
-        except RuntimeError:
-            time.sleep(2)
-    time.sleep(8)  # let demo traffic accumulate
-    run("drain-outbox/drain-outbox", run_seconds=20)
-    time.sleep(30)
-    run("anchor/anchor")
-    run("watchdog/watchdog")
-    time.sleep(20)
+    def wait(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _Stopping
+
+    try:
+        for _ in range(30):  # wait until the runner has registered the deployments
+            try:
+                run("migration-drift/migration-drift")
+                break
+            except RuntimeError:
+                wait(2)
+        wait(8)  # let demo traffic accumulate
+        run("drain-outbox/drain-outbox", run_seconds=20)
+        wait(30)
+        run("anchor/anchor")
+        run("watchdog/watchdog")
+        wait(20)
+        _demo_export(settings, operator, run)
+    except _Stopping:
+        return
+
+
+class _Stopping(Exception):
+    """`make run` is stopping: the kick-off starts nothing more."""
+
+
+def _demo_export(settings: object, operator: str, run: Callable[..., None]) -> None:
     from datetime import datetime, timedelta
 
     from tasks.exports import queue_export

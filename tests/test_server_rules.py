@@ -219,6 +219,7 @@ def test_rows_enqueued_before_the_rules_chain_as_they_are(settings: Settings, tm
             shutil.copy(f, older / f.name)
     with psycopg.connect(settings.database_url, autocommit=True) as admin:
         admin.execute("DROP SCHEMA compliance CASCADE")
+        admin.execute("DROP SCHEMA compliance_crypto CASCADE")  # 0008's pgcrypto schema, made again below
         apply_migrations(admin, older)
         admin.execute(OUTBOX_INSERT, (hostile_id(0), "acme", "\x1b[31mold\tx\ny\r", "web", "auth.signout", "{}"))
         apply_migrations(admin)
