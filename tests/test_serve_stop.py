@@ -32,7 +32,9 @@ class Serving:
         self.log = log
         self.out = open(log, "ab")
         self.proc = subprocess.Popen(
-            ["script", "-qfec", f"{sys.executable} -m deployments.serve --demo-rate 5", "/dev/null"],
+            # `exec`: the shell `script` starts becomes the serving process. A shell that stayed as its parent (dash,
+            # /bin/sh where $SHELL is unset) would itself die of the Ctrl-C, and `script` report that (130).
+            ["script", "-qfec", f"exec {sys.executable} -m deployments.serve --demo-rate 5", "/dev/null"],
             stdin=subprocess.PIPE,
             stdout=self.out,
             stderr=subprocess.STDOUT,
