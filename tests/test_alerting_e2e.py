@@ -72,15 +72,20 @@ def test_failing_flow_and_stopped_heartbeat_notify_the_webhook(prefect_server: s
     )
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         assert {w for _, w in apply_alerts((failed_drain, short_heartbeat))} == {"created"}
-        time.sleep(3)  # let the triggers service load the new automations
 
         @flow(name="drain-outbox")
         def broken_drain() -> None:
             raise RuntimeError("the database is on fire")
 
-        with pytest.raises(RuntimeError):
-            broken_drain()
-        got = receiver.wait_for("drain-outbox run failed", 90)
+        # The triggers service loads new automations on its own schedule (later on a loaded machine): fail
+        # again until it has, as the next scheduled runs would.
+        got = None
+        for _ in range(12):
+            with pytest.raises(RuntimeError):
+                broken_drain()
+            got = receiver.wait_for("drain-outbox run failed", 10)
+            if got is not None:
+                break
         assert got is not None, f"no notification; received {receiver.bodies}"
         assert "[critical]" in got["subject"]
 
@@ -120,8 +125,13 @@ def test_silent_sources_alert_names_the_quiet_source(prefect_server: str, monkey
     quiet = "acme/billing-worker: quiet 42 min (usually every 1 min)"
     with temporary_settings({PREFECT_API_URL: prefect_server}):
         assert {w for _, w in apply_alerts((silent,))} == {"created"}
-        time.sleep(3)  # let the triggers service load the new automation
-        publish(figures, {"silent_sources": judge(figures)["silent_sources"]}, {"silent_sources": [quiet]})
-        got = receiver.wait_for("billing-worker", 90)
+        # The triggers service loads a new automation on its own schedule (later on a loaded machine): publish
+        # again until it has, as the watchdog would on its next runs.
+        got = None
+        for _ in range(12):
+            publish(figures, {"silent_sources": judge(figures)["silent_sources"]}, {"silent_sources": [quiet]})
+            got = receiver.wait_for("billing-worker", 10)
+            if got is not None:
+                break
     assert got is not None, f"no notification; received {receiver.bodies}"
     assert "[warning]" in got["subject"] and quiet in got["body"]
