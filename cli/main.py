@@ -32,10 +32,15 @@ def fail(message: str, code: int = EXIT_REFUSED) -> NoReturn:
     raise SystemExit(code)
 
 
-def resolve_settings(*, s3: bool = False) -> Settings:
-    """Settings from the environment; unset database or S3 endpoint means the local stack (started if needed)."""
+def resolve_settings(*, s3: bool = False, prefect: bool = False) -> Settings:
+    """Settings from the environment. In dev an unset database or S3 endpoint means the local stack (started if
+    needed); in staging and prod nothing local is started and a missing database URL (``prefect``: the Prefect
+    API) refuses, by name, before anything runs."""
     try:
         settings = Settings.from_env()
+        if settings.stage != "dev":
+            require_deployed(settings, prefect=prefect)
+            return settings
     except SettingsError as exc:
         fail(str(exc))
     updates: dict[str, Any] = {}
@@ -47,11 +52,7 @@ def resolve_settings(*, s3: bool = False) -> Settings:
         _migrate_quietly(updates["database_url"])
         if stack.prefect_url_if_running() and not os.environ.get("PREFECT_API_URL"):
             os.environ["PREFECT_API_URL"] = stack.prefect_url_if_running()  # type: ignore[assignment]
-    if (
-        s3
-        and settings.s3_endpoint_url is None
-        and not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
-    ):
+    if s3 and settings.s3_endpoint_url is None:
         from cli.devstack import Stack
 
         updates["s3_endpoint_url"] = Stack().up_s3()
@@ -69,6 +70,47 @@ def resolve_settings(*, s3: bool = False) -> Settings:
         if "s3_endpoint_url" in updates:
             _provision_buckets(settings)
     return settings
+
+
+def require_deployed(settings: Settings, *, prefect: bool) -> None:
+    """Outside dev: a database URL (the owner's, or the roles' own) and, for commands that run flows, the
+    Prefect API must be configured; nothing local stands in for them."""
+    if not settings.database_url and not settings.role_urls:
+        raise SettingsError(
+            f"COMPLIANCE_DATABASE_URL is not set: in {settings.stage} no local PostgreSQL is started; set it to the "
+            "owner's PostgreSQL URL, or set each role's own COMPLIANCE_<ROLE>_DATABASE_URL"
+        )
+    if prefect and not os.environ.get("PREFECT_API_URL"):
+        raise SettingsError(
+            f"PREFECT_API_URL is not set: in {settings.stage} no local Prefect server is started; set it to the "
+            "Prefect API the deployments run on (and PREFECT_API_KEY or PREFECT_API_AUTH_STRING as it requires)"
+        )
+
+
+def ensure_prefect_api() -> None:
+    """PREFECT_API_URL as configured; unset, the local stack's Prefect server in dev (started if needed), and a
+    refusal naming it in staging and prod."""
+    if os.environ.get("PREFECT_API_URL"):
+        return
+    try:
+        settings = Settings.from_env()
+        if settings.stage != "dev":
+            require_deployed(settings, prefect=True)
+    except SettingsError as exc:
+        fail(str(exc))
+    from cli.devstack import Stack
+
+    os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+
+
+def refuse_outside_dev(what: str) -> None:
+    """Commands that start local servers run only in dev."""
+    try:
+        stage = Settings.from_env().stage
+    except SettingsError as exc:
+        fail(str(exc))
+    if stage != "dev":
+        fail(f"{what} starts local servers, which COMPLIANCE_STAGE={stage} never does; unset it or use dev")
 
 
 def _migrate_quietly(url: str) -> None:
@@ -94,6 +136,7 @@ def _provision_buckets(settings: Settings) -> None:
 def cmd_dev_up(args: argparse.Namespace) -> int:
     from cli.devstack import Stack, StackError, dev_env
 
+    refuse_outside_dev("`compliance dev up`")
     stack = Stack()
     try:
         pg_url = stack.up_postgres()
@@ -160,12 +203,12 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     from tasks.db import owner_connection
-    from tasks.schema import drift_report
+    from tasks.schema import drift_problems, drift_report
 
     settings = resolve_settings()
     with owner_connection(settings) as conn:
         rows = drift_report(conn)
-    bad = [r for r in rows if r.status in ("MISSING", "MODIFIED")]
+    bad = drift_problems(rows)
     if args.json:
         print(json.dumps({"ok": not bad, "objects": [r._asdict() for r in rows]}, indent=2))
     else:
@@ -197,10 +240,7 @@ def cmd_roles_rotate(args: argparse.Namespace) -> int:
 
 
 def _store_role_secrets(passwords: dict[str, str]) -> dict[str, str]:
-    if not os.environ.get("PREFECT_API_URL"):
-        from cli.devstack import Stack
-
-        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    ensure_prefect_api()
     from prefect.blocks.system import Secret
 
     where = {}
@@ -261,7 +301,7 @@ def _now_text() -> str:
 def cmd_drain(args: argparse.Namespace) -> int:
     from flows.drain import drain_outbox
 
-    settings = resolve_settings()
+    settings = resolve_settings(prefect=True)
     _ensure_prefect_env()
     result = drain_outbox(run_seconds=0, batch_size=args.batch_size or settings.drain_batch_size)
     print(json.dumps(result))
@@ -271,7 +311,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_anchor(args: argparse.Namespace) -> int:
     from flows.anchor import anchor
 
-    resolve_settings(s3=True)
+    resolve_settings(s3=True, prefect=True)
     _ensure_prefect_env()
     result = anchor()
     for a in result["anchors"]:
@@ -355,10 +395,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
     refusal = rotation_refusal(settings)
     if refusal:
         fail(refusal)
-    if not os.environ.get("PREFECT_API_URL"):
-        from cli.devstack import Stack
-
-        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    ensure_prefect_api()
     key = rotate_signing_key()
     s3_client(settings).put_object(
         Bucket=settings.anchor_bucket,
@@ -408,7 +445,7 @@ def _start_runner_deployment(job_id: str) -> str:
 def cmd_export_run(args: argparse.Namespace) -> int:
     from flows.export import export_runner
 
-    resolve_settings(s3=True)
+    resolve_settings(s3=True, prefect=True)
     _ensure_prefect_env()
     result = export_runner(job_id=args.job_id)
     print(json.dumps(result, indent=2))
@@ -420,7 +457,7 @@ def cmd_export_run(args: argparse.Namespace) -> int:
 def cmd_watchdog(args: argparse.Namespace) -> int:
     from flows.watchdog import watchdog
 
-    resolve_settings(s3=True)
+    resolve_settings(s3=True, prefect=True)
     _ensure_prefect_env()
     result = watchdog()
     for figure, state in result["states"].items():
@@ -431,10 +468,7 @@ def cmd_watchdog(args: argparse.Namespace) -> int:
 def cmd_alerts_apply(args: argparse.Namespace) -> int:
     from deployments.alerts import apply_alerts
 
-    if not os.environ.get("PREFECT_API_URL"):
-        from cli.devstack import Stack
-
-        os.environ["PREFECT_API_URL"] = Stack().up_prefect()
+    ensure_prefect_api()
     for name, what in apply_alerts():
         print(f"{what:<8} {name}")
     return EXIT_OK

@@ -4,9 +4,20 @@
     >>> s.stage, s.anchor_bucket, s.lock_mode
     ('dev', 'compliance-anchors', 'GOVERNANCE')
 
-Unset ``database_url`` / ``s3_endpoint_url`` mean "use the local stack"; the
-command line starts it when they are unset. :meth:`Settings.check` refuses
-Object Lock modes the stage does not allow.
+In ``dev``, unset ``database_url`` / ``s3_endpoint_url`` mean "use the local
+stack"; the command line starts it when they are unset. In ``staging`` and
+``prod`` nothing local is ever started and nothing silently defaults: the
+bucket names must be set (refused here, by name), and a command refuses a
+missing database URL or Prefect API before it starts (``cli.main``); an unset
+S3 endpoint there means AWS itself, with boto3's default credential chain.
+
+An unset ``COMPLIANCE_STAGE`` is ``dev`` only while nothing in the
+environment points off this machine (:func:`stage_from_env`): a process that
+holds a remote database URL, a role's URL or AWS credentials and no stage is
+refused rather than guessed at, because guessing ``dev`` there would start a
+throwaway local S3 server and anchor into it while recording the anchors in a
+real database. :meth:`Settings.check` refuses Object Lock modes the stage does
+not allow.
 """
 
 from __future__ import annotations
@@ -14,8 +25,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
-__all__ = ["STAGES", "Settings", "SettingsError"]
+__all__ = ["STAGES", "Settings", "SettingsError", "production_hints", "stage_from_env"]
 
 STAGES = ("dev", "staging", "prod")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -24,6 +36,69 @@ SHARD_COUNT = 64  # the outbox's shards (hashtext(tenant_id) & 63): the unit dra
 
 class SettingsError(ValueError):
     """A setting is missing or not allowed; the message names the variable and what to change."""
+
+
+ROLE_URL_VARIABLES = (
+    ("compliance_writer", "COMPLIANCE_WRITER_DATABASE_URL"),
+    ("compliance_drainer", "COMPLIANCE_DRAINER_DATABASE_URL"),
+    ("compliance_reader", "COMPLIANCE_READER_DATABASE_URL"),
+    ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
+    ("compliance_exporter", "COMPLIANCE_EXPORTER_DATABASE_URL"),
+    ("compliance_watchdog", "COMPLIANCE_WATCHDOG_DATABASE_URL"),
+    ("compliance_operator", "COMPLIANCE_OPERATOR_DATABASE_URL"),
+)
+# Variables through which boto3's default chain finds real AWS credentials (keys, a profile, web identity,
+# a container's credentials endpoint); the instance role needs none and is probed only where S3 is used.
+AWS_CREDENTIAL_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _off_machine(url: str) -> bool:
+    """True when ``url`` names a host other than this machine (a conninfo string or socket path is local)."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return True
+    return host is not None and host != "" and host not in _LOOPBACK and not host.startswith("/")
+
+
+def production_hints(env: Mapping[str, str]) -> list[str]:
+    """The variables in ``env`` that point off this machine: a remote database or S3 endpoint, a role's own
+    database URL, AWS credentials, a remote Prefect API."""
+    hints = [var for var in ("COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL")
+             if env.get(var) and _off_machine(env[var])]
+    hints += [var for _, var in ROLE_URL_VARIABLES if env.get(var)]
+    hints += [var for var in AWS_CREDENTIAL_VARIABLES if env.get(var)]
+    return hints
+
+
+def stage_from_env(env: Mapping[str, str]) -> str:
+    """``COMPLIANCE_STAGE``; unset, ``dev`` when nothing points off this machine, else refused by name."""
+    stage = env.get("COMPLIANCE_STAGE", "")
+    if stage:
+        return stage
+    hints = production_hints(env)
+    if hints:
+        raise SettingsError(
+            f"COMPLIANCE_STAGE is not set, but {', '.join(hints)} point(s) off this machine: set "
+            "COMPLIANCE_STAGE=staging or prod for a deployment (nothing local is started, every setting must be "
+            "given), or COMPLIANCE_STAGE=dev to use them with the local defaults on purpose"
+        )
+    return "dev"
+
+
+def _required(env: Mapping[str, str], name: str, stage: str, what: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise SettingsError(f"{name} is not set: in {stage} nothing has a default; set it to {what}")
+    return value
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -54,26 +129,22 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        stage = env.get("COMPLIANCE_STAGE", "dev") or "dev"
+        stage = stage_from_env(env)
         default_mode = "COMPLIANCE" if stage == "prod" else "GOVERNANCE"
-        role_urls = {
-            role: env[var]
-            for role, var in (
-                ("compliance_writer", "COMPLIANCE_WRITER_DATABASE_URL"),
-                ("compliance_drainer", "COMPLIANCE_DRAINER_DATABASE_URL"),
-                ("compliance_reader", "COMPLIANCE_READER_DATABASE_URL"),
-                ("compliance_anchorer", "COMPLIANCE_ANCHORER_DATABASE_URL"),
-                ("compliance_exporter", "COMPLIANCE_EXPORTER_DATABASE_URL"),
-                ("compliance_watchdog", "COMPLIANCE_WATCHDOG_DATABASE_URL"),
-                ("compliance_operator", "COMPLIANCE_OPERATOR_DATABASE_URL"),
-            )
-            if env.get(var)
-        }
+        role_urls = {role: env[var] for role, var in ROLE_URL_VARIABLES if env.get(var)}
+        if stage == "dev":
+            anchor_bucket = env.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors"
+            export_bucket = env.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports"
+        elif stage in STAGES:
+            anchor_bucket = _required(env, "COMPLIANCE_ANCHOR_BUCKET", stage, "the anchor bucket's name")
+            export_bucket = _required(env, "COMPLIANCE_EXPORT_BUCKET", stage, "the export bucket's name")
+        else:
+            anchor_bucket = export_bucket = ""  # check() refuses the stage itself
         settings = cls(
             database_url=env.get("COMPLIANCE_DATABASE_URL") or None,
             s3_endpoint_url=env.get("COMPLIANCE_S3_ENDPOINT_URL") or None,
-            anchor_bucket=env.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors",
-            export_bucket=env.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports",
+            anchor_bucket=anchor_bucket,
+            export_bucket=export_bucket,
             stage=stage,
             allow_compliance_mode_outside_prod=env.get("COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD") == "1",
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),

@@ -9,11 +9,17 @@ or, with the Prefect CLI, from the generated prefect.yaml (`prefect deploy --all
 
 Schedules, descriptions, parameters and concurrency come from definitions.py,
 exactly as `serve.py` uses them.
+
+The migration-drift check runs first: anything but all APPLIED (a migration PENDING, MODIFIED, an object
+MISSING) refuses the deploy, because the flows would run against a schema they were not written for.
+`--allow-drift REASON` deploys anyway; the reason is printed and recorded in the ledger's own chain
+(`admin.drift_allowed`).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from prefect import flow as prefect_flow
@@ -56,11 +62,59 @@ def prefect_yaml(pool: str = "compliance") -> str:
     return header + yaml.safe_dump(doc, sort_keys=False, width=110)
 
 
+class DriftRefused(RuntimeError):
+    """The database is not exactly what sql/ declares; the message lists each problem."""
+
+
+def drift_gate(allow_reason: str | None) -> None:
+    """Refuse to deploy unless the drift check finds every migration APPLIED (or ``allow_reason`` is given,
+    which is then recorded as a ledger event)."""
+    from datetime import UTC, datetime
+
+    from cli.main import resolve_settings
+    from compliance.events import LEDGER_TENANT
+    from tasks.db import connect, owner_connection
+    from tasks.outbox import emit
+    from tasks.sources import default_actor
+    from tasks.schema import drift_problems, drift_report
+
+    settings = resolve_settings()
+    with connect(settings, "compliance_reader", autocommit=True) as conn:
+        problems = drift_problems(drift_report(conn))
+    if not problems:
+        print("migration drift: all APPLIED")
+        return
+    listed = "; ".join(f"{r.status} {r.migration} {r.kind} {r.name} {r.detail}".strip() for r in problems)
+    if not allow_reason:
+        raise DriftRefused(
+            f"not deploying: the schema is not what sql/ declares ({listed}). Run `compliance migrate` for PENDING "
+            "migrations and `compliance drift` for the rest; `--allow-drift REASON` deploys anyway and records why"
+        )
+    print(f"warning: deploying with schema drift ({listed}); allowed because: {allow_reason}", file=sys.stderr)
+    with owner_connection(settings) as conn:
+        emit(
+            conn,
+            {
+                "tenant_id": LEDGER_TENANT,
+                "occurred_at": datetime.now(UTC),
+                "actor_type": "operator",
+                "actor_id": default_actor(),
+                "source": "compliance-deploy",
+                "event_type": "admin.drift_allowed",
+                "payload": {"reason": allow_reason, "problems": listed, "by": default_actor()},
+            },
+            ledger=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pool", help="the work pool's name")
     parser.add_argument("--source", default=str(REPO), help="where workers find the code (path or git URL)")
     parser.add_argument("--write-prefect-yaml", action="store_true", help="regenerate prefect.yaml and exit")
+    parser.add_argument(
+        "--allow-drift", metavar="REASON", help="deploy although the drift check is not all APPLIED (recorded)"
+    )
     args = parser.parse_args()
     if args.write_prefect_yaml:
         (REPO / "prefect.yaml").write_text(prefect_yaml(args.pool or "compliance"))
@@ -68,6 +122,11 @@ def main() -> None:
         return
     if not args.pool:
         parser.error("--pool is required to deploy")
+    try:
+        drift_gate(args.allow_drift)
+    except DriftRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
     for spec in specs():
         remote = prefect_flow.from_source(source=args.source, entrypoint=spec.entrypoint)
         remote.deploy(

@@ -2,9 +2,10 @@
 
 Runbook paragraph: daily and on every deploy, probes every object declared
 by a `-- creates:` marker (APPLIED or MISSING), notices applied migrations
-whose file changed since (MODIFIED) and files without markers (UNVERIFIED).
-It leaves a table artifact and fails on any MISSING or MODIFIED, which fires
-the migration-drift alert.
+whose file changed since (MODIFIED), files not applied yet (PENDING) and files
+without markers (UNVERIFIED). It leaves a table artifact and fails on anything
+but APPLIED, which fires the migration-drift alert; `deployments.deploy` runs
+the same check first and refuses to deploy on it.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from prefect.cache_policies import NO_CACHE
 
 from compliance.settings import Settings
 from tasks.db import connect
-from tasks.schema import drift_report
+from tasks.schema import DriftRow, drift_problems, drift_report
 
 
 class DriftDetected(RuntimeError):
-    """The schema drifted from sql/: objects are MISSING or migrations MODIFIED."""
+    """The schema differs from sql/: objects MISSING, migrations MODIFIED, PENDING or UNVERIFIED."""
 
 
 @task(name="probe-schema", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
@@ -33,10 +34,10 @@ def probe_schema(settings: Settings) -> list[dict[str, Any]]:
 
 @flow(name="migration-drift")
 def migration_drift() -> dict[str, Any]:
-    """Probe every declared object; fail on MISSING or MODIFIED."""
+    """Probe every declared object; fail on anything but APPLIED."""
     rows = probe_schema(Settings.from_env())
     create_table_artifact(key="migration-drift", table=rows, description="Every `-- creates:` object, probed")
-    bad = [r for r in rows if r["status"] in ("MISSING", "MODIFIED")]
+    bad = [r._asdict() for r in drift_problems([DriftRow(**r) for r in rows])]
     if bad:
         raise DriftDetected("; ".join(f"{r['status']} {r['kind']} {r['name']} ({r['migration']})" for r in bad))
     return {"objects": len(rows), "problems": 0}

@@ -42,8 +42,9 @@ def utc_text_sql(column: str) -> str:
 
 def database_url(settings: Settings) -> str:
     if not settings.database_url:
-        raise RuntimeError(
-            'COMPLIANCE_DATABASE_URL is not set; run `eval "$(compliance dev up)"` or point it at PostgreSQL'
+        raise SettingsError(
+            "COMPLIANCE_DATABASE_URL (the owner's PostgreSQL URL) is not set"
+            + ('; run `eval "$(compliance dev up)"` or point it at PostgreSQL' if settings.stage == "dev" else "")
         )
     return settings.database_url
 

@@ -117,6 +117,12 @@ def _probe(conn: psycopg.Connection, obj: CreatedObject) -> bool:
     return conn.execute(q, args).fetchone() is not None
 
 
+def drift_problems(rows: list[DriftRow]) -> list[DriftRow]:
+    """The rows that stop a deploy and fail the drift check: anything but APPLIED. A PENDING migration is
+    code that expects a schema the database does not have yet; UNVERIFIED cannot be probed at all."""
+    return [r for r in rows if r.status != "APPLIED"]
+
+
 def drift_report(conn: psycopg.Connection, directory: Path = SQL_DIR) -> list[DriftRow]:
     """Every declared object probed by kind; changed files MODIFIED; unapplied files PENDING."""
     migrations: list[Migration] = load_migrations(directory)

@@ -13,8 +13,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from ledger_verify.store import s3_get_bytes as get_bytes
 
-from compliance.posture import BucketFacts
-from compliance.settings import Settings
+from compliance.posture import BucketFacts, StoredObject
+from compliance.settings import AWS_CREDENTIAL_VARIABLES, Settings
 
 __all__ = [
     "MultipartWriter",
@@ -24,6 +24,7 @@ __all__ = [
     "provision_anchor_bucket",
     "provision_export_bucket",
     "s3_client",
+    "stored_object",
 ]
 
 _DEV_KEY = "compliance-dev"
@@ -43,7 +44,10 @@ def s3_client(settings: Settings) -> Any:
     }
     if settings.s3_endpoint_url:
         kwargs["endpoint_url"] = settings.s3_endpoint_url
-        if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
+        # The local S3 server takes any key; only in dev, and only where nothing else is configured, is that key
+        # filled in. Staging and prod always use boto3's default chain (environment, profile, SSO, web
+        # identity, container or instance role), whatever the endpoint.
+        if settings.stage == "dev" and not any(os.environ.get(v) for v in AWS_CREDENTIAL_VARIABLES):
             kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
     return boto3.client("s3", **kwargs)
 
@@ -164,6 +168,25 @@ def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> b
         },
     )
     return True
+
+
+def stored_object(s3: Any, bucket: str, key: str) -> StoredObject:
+    """One object's versions and lock, as the watchdog reads anchors back (read-only calls). A delete marker
+    counts as a version: an anchor hidden behind one is as gone as a deleted one."""
+    listing = s3.list_object_versions(Bucket=bucket, Prefix=key)
+    versions = [v for v in listing.get("Versions", []) if v["Key"] == key]
+    markers = [m for m in listing.get("DeleteMarkers", []) if m["Key"] == key]
+    if not versions:
+        return StoredObject(key, 0, None, None)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound", "405"):
+            return StoredObject(key, 0, None, None)  # the newest version is a delete marker
+        raise
+    return StoredObject(
+        key, len(versions) + len(markers), head.get("ObjectLockMode"), head.get("ObjectLockRetainUntilDate")
+    )
 
 
 def bucket_facts(s3: Any, bucket: str) -> BucketFacts:

@@ -134,6 +134,7 @@ def live(
         "PREFECT_API_URL": prefect_server,
         "AWS_ACCESS_KEY_ID": "compliance-dev",
         "AWS_SECRET_ACCESS_KEY": "compliance-dev",
+        "COMPLIANCE_STAGE": "dev",
     }
     secret = enrol_operator(env)
 

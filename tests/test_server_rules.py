@@ -296,7 +296,13 @@ def test_the_cli_in_staging_without_a_roles_url_exits_2_naming_it(settings: Sett
     from tests.conftest import run_cli
 
     done = run_cli(
-        ["health", "--json"], {"COMPLIANCE_STAGE": "staging", "COMPLIANCE_DATABASE_URL": settings.database_url or ""}
+        ["health", "--json"],
+        {
+            "COMPLIANCE_STAGE": "staging",
+            "COMPLIANCE_DATABASE_URL": settings.database_url or "",
+            "COMPLIANCE_ANCHOR_BUCKET": settings.anchor_bucket,
+            "COMPLIANCE_EXPORT_BUCKET": settings.export_bucket,
+        },
     )
     assert done.returncode == 2, done.stderr
     assert "COMPLIANCE_READER_DATABASE_URL is not set" in done.stderr
