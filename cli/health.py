@@ -10,7 +10,7 @@ from compliance.settings import Settings
 from compliance.watchdog import judge
 from tasks.db import connect
 from tasks.drain import outbox_pending
-from tasks.schema import drift_report
+from tasks.schema import drift_problems, drift_report
 
 FLOWS = ("drain-outbox", "anchor", "watchdog", "export-runner", "migration-drift", "events-query")
 STALE_SECONDS = 600
@@ -26,7 +26,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             "WHERE status = 'running' AND started_at < now() - interval '15 minutes'), clock_timestamp()"
         ).fetchone()
         depth, oldest = outbox_pending(conn)
-        drift = [r._asdict() for r in drift_report(conn) if r.status != "APPLIED"]
+        drift = [r._asdict() for r in drift_problems(drift_report(conn))]
         poison_reasons = conn.execute(
             "SELECT error, count(*), max(poisoned_at) FROM compliance.outbox_poison GROUP BY error "
             "ORDER BY max(poisoned_at) DESC LIMIT 5"
@@ -43,8 +43,10 @@ def collect(settings: Settings) -> dict[str, Any]:
     )
     judgements = judge(figures)
     watchdog_age = None if row is None else (now - row[0]).total_seconds()
-    critical = [f"{j.figure} is {j.state}" for j in judgements.values() if j.state == "critical"]
-    if any(d["status"] in ("MISSING", "MODIFIED") for d in drift):
+    # A figure the watchdog recorded as None could not be measured: critical if its threshold is. A figure it
+    # never recorded (no run yet) is reported by the watchdog's age below instead.
+    critical = [f"{j.figure} is {j.state}" for j in judgements.values() if j.critical and j.figure in figures]
+    if drift:
         critical.append("schema drift")
     if watchdog_age is not None and watchdog_age > STALE_SECONDS:
         critical.append("no watchdog run in the last 10 minutes")

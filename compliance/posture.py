@@ -9,9 +9,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
-__all__ = ["BucketFacts", "Finding", "judge_posture"]
+# S3 keeps a retain-until date to the second or millisecond, the ledger records microseconds.
+RETAIN_UNTIL_SLACK = timedelta(seconds=1)
+
+__all__ = ["BucketFacts", "Finding", "StoredObject", "judge_anchor_object", "judge_posture"]
 
 
 class BucketFacts(NamedTuple):
@@ -72,3 +76,27 @@ def judge_posture(
         )
     )
     return out
+
+
+class StoredObject(NamedTuple):
+    """What a HEAD and a version listing of one anchor object show (``versions`` 0: the object is gone)."""
+
+    key: str
+    versions: int
+    mode: str | None
+    retain_until: datetime | None
+
+
+def judge_anchor_object(obj: StoredObject, *, mode: str, retain_until: datetime) -> Finding:
+    """An anchor object against what the ledger recorded when it wrote it: present, one version, and locked in
+    the recorded mode until at least the recorded date."""
+    if obj.versions == 0:
+        return Finding(obj.key, False, "missing from the bucket")
+    if obj.versions > 1:
+        return Finding(obj.key, False, f"{obj.versions} versions; an anchor is written once")
+    if obj.mode != mode:
+        return Finding(obj.key, False, f"lock mode {obj.mode or 'none'}, recorded {mode}")
+    if obj.retain_until is None or obj.retain_until < retain_until - RETAIN_UNTIL_SLACK:
+        shown = obj.retain_until.isoformat() if obj.retain_until else "none"
+        return Finding(obj.key, False, f"retained until {shown}, recorded {retain_until.isoformat()}")
+    return Finding(obj.key, True, "present, one version, locked as recorded")

@@ -29,6 +29,8 @@ THRESHOLDS: tuple[Threshold, ...] = (
     Threshold("silent_sources", 0, "warning", "a source that emitted steadily has gone quiet"),
     Threshold("chain_tail_ok", True, "critical", "a recently written chain no longer verifies"),
     Threshold("posture_ok", True, "critical", "the anchor bucket is weaker than configured"),
+    Threshold("anchors_ok", True, "critical", "an anchor object is missing, rewritten or unlocked in the bucket"),
+    Threshold("queued_exports_oldest_age_seconds", 900, "warning", "an export has waited queued over 15 min"),
 )
 
 
@@ -39,6 +41,11 @@ class Judgement(NamedTuple):
     state: str  # ok, breached (warning), critical, unknown
     severity: str
     meaning: str
+
+    @property
+    def critical(self) -> bool:
+        """Critical, or a critical figure that could not be measured (a check that did not run proves nothing)."""
+        return self.state == "critical" or (self.state == "unknown" and self.severity == "critical")
 
 
 def judge(figures: Mapping[str, Any], thresholds: tuple[Threshold, ...] = THRESHOLDS) -> dict[str, Judgement]:
@@ -57,5 +64,8 @@ def judge(figures: Mapping[str, Any], thresholds: tuple[Threshold, ...] = THRESH
 
 
 def alert_event(figure: str, state: str) -> str:
-    """The Prefect event name the watchdog emits for a figure in a state (automations match on it)."""
-    return f"compliance.watchdog.{figure}.{'ok' if state in ('ok', 'unknown') else 'breached'}"
+    """The Prefect event name the watchdog emits for a figure in a state (automations match on it): ``ok``,
+    ``breached`` (warning or critical), or ``unknown`` when the figure could not be measured, which alerts as
+    a breach does: a check that cannot run proves nothing."""
+    suffix = {"ok": "ok", "unknown": "unknown"}.get(state, "breached")
+    return f"compliance.watchdog.{figure}.{suffix}"

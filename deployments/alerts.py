@@ -38,7 +38,8 @@ class AlertSpec:
 
 
 def _breached(figure: str) -> tuple[str, ...]:
-    return (f"compliance.watchdog.{figure}.breached",)
+    """A figure over its threshold, or not measured at all (never read as fine)."""
+    return (f"compliance.watchdog.{figure}.breached", f"compliance.watchdog.{figure}.unknown")
 
 
 WATCHDOG = {"prefect.resource.id": "compliance.watchdog"}
@@ -115,9 +116,26 @@ ALERTS: tuple[AlertSpec, ...] = (
     ),
     AlertSpec(
         "bucket posture failed",
-        "CRITICAL: the anchor bucket is weaker than configured.",
+        "CRITICAL: the anchor bucket is weaker than configured, or could not be read.",
         _breached("posture_ok"),
         "critical",
+        match=WATCHDOG,
+        detail="Findings: {{ event.payload.detail }}\n",
+    ),
+    AlertSpec(
+        "anchor object missing",
+        "CRITICAL: an anchor object read back from the bucket is missing, has a second version or is not locked "
+        "as recorded, or the anchors could not be read back.",
+        _breached("anchors_ok"),
+        "critical",
+        match=WATCHDOG,
+        detail="Objects: {{ event.payload.detail | join('; ') }}\n",
+    ),
+    AlertSpec(
+        "export queued too long",
+        "An export has waited in the queue over 15 minutes: no export-runner run picked it up.",
+        _breached("queued_exports_oldest_age_seconds"),
+        "warning",
         match=WATCHDOG,
     ),
 )

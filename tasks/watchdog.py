@@ -10,13 +10,13 @@ from typing import Any
 import psycopg
 from ledger_verify.chain import ChainVerifier
 
-from compliance.posture import judge_posture
+from compliance.posture import judge_anchor_object, judge_posture
 from compliance.settings import Settings
 from compliance.silence import MIN_QUIET_SECONDS, SourceRhythm, silent_sources
 from compliance.watchdog import Judgement, alert_event
 from tasks.db import connect
 from tasks.drain import outbox_pending
-from tasks.storage import bucket_facts, s3_client
+from tasks.storage import bucket_facts, s3_client, stored_object
 from tasks.verify import STORED_EVENT_COLUMNS
 
 __all__ = [
@@ -66,6 +66,8 @@ def measure(
         ]
         details["stalled_jobs"] = stalled
         last_run = _one(conn, "SELECT max(run_at) FROM compliance.watchdog_runs")
+        anchors_to_check = _anchors_to_check(conn)
+        queued_since = _one(conn, "SELECT min(requested_at) FROM compliance.export_jobs WHERE status = 'queued'")
         tail_ok, tail_detail = _chain_tails(conn, last_run)
         details["chain_tail"] = tail_detail
         figures: dict[str, Any] = {
@@ -77,6 +79,9 @@ def measure(
             "poison_rows": int(_one(conn, "SELECT count(*) FROM compliance.outbox_poison")),
             "stuck_exports": len(stalled),
             "chain_tail_ok": tail_ok,
+            "queued_exports_oldest_age_seconds": 0
+            if queued_since is None
+            else round(max(0.0, (now - queued_since).total_seconds()), 3),
         }
         if figures["outbox_oldest_age_seconds"] > MIN_QUIET_SECONDS:
             # events wait unchained, so every source would look quiet: the outbox alert speaks instead
@@ -86,21 +91,50 @@ def measure(
             silent = silent_sources(source_rhythms(conn, now, _lookback_hours()), now)
             figures["silent_sources"] = len(silent)
             details["silent_sources"] = [s.describe() for s in silent]
-    if posture and settings.s3_endpoint_url is not None or posture and os.environ.get("AWS_ACCESS_KEY_ID"):
+    # S3 is configured wherever an endpoint is set and everywhere outside dev (AWS itself, through boto3's
+    # default credential chain). A figure that could not be read is None: judged `unknown`, which alerts.
+    if posture and (settings.s3_endpoint_url is not None or settings.stage != "dev"):
+        s3 = s3_client(settings)
         try:
             findings = judge_posture(
-                bucket_facts(s3_client(settings), settings.anchor_bucket),
+                bucket_facts(s3, settings.anchor_bucket),
                 stage=settings.stage,
                 mode=settings.lock_mode,
                 retention_days=settings.retention_days,
                 allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod,
             )
             figures["posture_ok"] = all(f.ok for f in findings)
-            details["posture"] = [f._asdict() for f in findings if not f.ok]
-        except Exception as exc:  # an unreachable bucket is a failed posture, not a crashed watchdog
-            figures["posture_ok"] = False
-            details["posture"] = [{"check": "reachable", "ok": False, "detail": f"{type(exc).__name__}: {exc}"}]
+            details["posture_ok"] = [f._asdict() for f in findings if not f.ok]
+        except Exception as exc:  # an unreachable bucket is an unmeasured posture, not a crashed watchdog
+            figures["posture_ok"] = None
+            details["posture_ok"] = [f"the bucket could not be read: {type(exc).__name__}: {exc}"]
+        try:
+            findings = [judge_anchor_object(stored_object(s3, settings.anchor_bucket, key), mode=mode, retain_until=until)
+                        for key, mode, until in anchors_to_check]
+            figures["anchors_ok"] = all(f.ok for f in findings)
+            details["anchors_ok"] = [f"{f.check}: {f.detail}" for f in findings if not f.ok]
+        except Exception as exc:
+            figures["anchors_ok"] = None
+            details["anchors_ok"] = [f"the anchors could not be read back: {type(exc).__name__}: {exc}"]
     return figures, details
+
+
+LATEST_ANCHORS = 3  # the newest anchors, read back on every run
+SAMPLED_ANCHORS = 3  # and this many older ones, a different slice each run, so every anchor is visited in turn
+
+
+def _anchors_to_check(conn: psycopg.Connection) -> list[tuple[str, str, datetime]]:
+    """(object key, recorded lock mode, recorded retain-until) of the anchor and proofs objects of the newest
+    anchors and of a rolling slice of the older ones (the slice moves on with each recorded watchdog run)."""
+    older = _one(conn, "SELECT greatest(count(*) - %s, 0) FROM compliance.anchors", (LATEST_ANCHORS,))
+    offset = 0 if older == 0 else (_one(conn, "SELECT count(*) FROM compliance.watchdog_runs") * SAMPLED_ANCHORS) % older
+    rows = conn.execute(
+        "(SELECT anchor_key, proofs_key, lock_mode, retain_until FROM compliance.anchors ORDER BY position DESC "
+        "LIMIT %s) UNION ALL (SELECT anchor_key, proofs_key, lock_mode, retain_until FROM compliance.anchors "
+        "ORDER BY position DESC OFFSET %s LIMIT %s)",
+        (LATEST_ANCHORS, LATEST_ANCHORS + offset, SAMPLED_ANCHORS),
+    ).fetchall()
+    return [(key, mode, until) for anchor, proofs, mode, until in rows for key in (anchor, proofs)]
 
 
 def _lookback_hours() -> float:
@@ -174,7 +208,7 @@ def _chain_tails(conn: psycopg.Connection, since: datetime | None) -> tuple[bool
 
 
 def record_run(settings: Settings, figures: dict[str, Any], judgements: dict[str, Judgement]) -> None:
-    critical = any(j.state == "critical" for j in judgements.values())
+    critical = any(j.critical for j in judgements.values())
     with connect(settings, "compliance_watchdog", autocommit=True) as conn:
         conn.execute(
             "INSERT INTO compliance.watchdog_runs (figures, states, critical) VALUES (%s, %s, %s)",

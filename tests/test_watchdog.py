@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +19,7 @@ from tasks.exports import queue_export
 from tasks.outbox import emit_batch
 from tasks.storage import s3_client
 from tasks.watchdog import STALLED_ERROR, measure
-from tests.conftest import run_cli, sample_event
+from tests.conftest import REPO, run_cli, sample_event
 from tests.test_anchor import KEY
 
 
@@ -100,7 +103,7 @@ def test_a_weak_bucket_fails_the_posture_figure(settings: Settings) -> None:
     assert measure(settings)[0]["posture_ok"] is True
     s3_client(settings).delete_public_access_block(Bucket=settings.anchor_bucket)
     figures, details = measure(settings)
-    assert figures["posture_ok"] is False and details["posture"][0]["check"] == "public_access_block"
+    assert figures["posture_ok"] is False and details["posture_ok"][0]["check"] == "public_access_block"
 
 
 def test_the_watchdog_role_cannot_write_to_the_ledger(settings: Settings) -> None:
@@ -170,7 +173,7 @@ def test_alerts_apply_twice_creates_each_automation_once(prefect_harness) -> Non
     first = apply_alerts()
     second = apply_alerts()
     assert {w for _, w in first} == {"created"} and {w for _, w in second} == {"updated"}
-    assert len(first) == len(ALERTS) == 13
+    assert len(first) == len(ALERTS) == 15
     for spec in ALERTS:
         assert Automation.read(name=spec.full_name).name == spec.full_name
 
@@ -204,3 +207,138 @@ def test_health_shows_the_last_run_that_started_and_counts_late_ones_not_the_nex
     assert last["state"] == "Completed", last  # not the run scheduled an hour from now
     assert last.get("late") == 1, last
     assert started is not None and last["start"] == started.isoformat()
+
+
+def _unapply_last_migration(settings: Settings) -> str:
+    """The database one migration behind the code, as after a deploy of new code without `compliance migrate`."""
+    with connect(settings, None, autocommit=True) as conn:
+        version, = conn.execute("SELECT max(version) FROM compliance.schema_migrations").fetchone()  # type: ignore[misc]
+        conn.execute("DELETE FROM compliance.schema_migrations WHERE version = %s", (version,))
+    return f"{version:04d}_"
+
+
+def test_a_pending_migration_fails_drift_and_refuses_the_deploy(settings: Settings, env_for) -> None:
+    env = env_for(settings)
+    assert run_cli(["drift"], env).returncode == 0
+    prefix = _unapply_last_migration(settings)
+    out = run_cli(["drift"], env)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert any(line.startswith("PENDING") and prefix in line for line in out.stdout.splitlines()), out.stdout
+    assert "all APPLIED" not in out.stdout
+
+    deploy = subprocess.run(
+        [sys.executable, "-m", "deployments.deploy", "--pool", "no-such-pool"],
+        capture_output=True, text=True, env={**os.environ, **env}, cwd=REPO, timeout=120,
+    )
+    assert deploy.returncode == 1, deploy.stdout + deploy.stderr
+    assert "not deploying" in deploy.stderr and "PENDING" in deploy.stderr and "--allow-drift" in deploy.stderr
+    assert "deployed" not in deploy.stdout
+
+
+def test_allowing_drift_records_the_reason_in_the_ledger(settings: Settings, env_for) -> None:
+    from deployments.deploy import DriftRefused, drift_gate
+
+    env_for(settings)
+    _unapply_last_migration(settings)
+    with pytest.raises(DriftRefused, match="PENDING"):
+        drift_gate(None)
+    drift_gate("hotfix 4711 ships before its index migration")
+    with connect(settings, None, autocommit=True) as conn:
+        [(tenant, event_type, payload)] = conn.execute(
+            "SELECT tenant_id, event_type, payload::jsonb FROM compliance.outbox WHERE event_type = 'admin.drift_allowed'"
+        ).fetchall()
+    assert tenant == "ledger:platform"
+    assert payload["reason"] == "hotfix 4711 ships before its index migration" and "PENDING" in payload["problems"]
+
+
+def test_an_anchor_deleted_with_a_governance_bypass_is_critical_on_the_next_watchdog_run(
+    settings: Settings, env_for, prefect_harness
+) -> None:
+    from dataclasses import replace
+
+    from flows.watchdog import watchdog
+    from tasks.storage import provision_anchor_bucket
+
+    # The deployers' own bucket without its deny-deletes policy (a deployer can edit the policy), so that the
+    # governance bypass goes through, as it would for a principal holding s3:BypassGovernanceRetention.
+    settings = replace(settings, anchor_bucket=settings.anchor_bucket + "-bare")
+    provision_anchor_bucket(
+        s3_client(settings), settings.anchor_bucket, mode="GOVERNANCE", retention_days=1, deny_deletes=False
+    )
+    env = env_for(settings)
+    emit_and_drain(settings)
+    anchor_once(settings, KEY)
+    assert watchdog()["states"]["anchors_ok"] == "ok"
+    with connect(settings, None, autocommit=True) as conn:
+        [(key,)] = conn.execute("SELECT anchor_key FROM compliance.anchors").fetchall()
+    s3 = s3_client(settings)
+    [version] = s3.list_object_versions(Bucket=settings.anchor_bucket, Prefix=key)["Versions"]
+    s3.delete_object(
+        Bucket=settings.anchor_bucket, Key=key, VersionId=version["VersionId"], BypassGovernanceRetention=True
+    )
+    result = watchdog()
+    assert result["states"]["anchors_ok"] == "critical"
+    assert "compliance.watchdog.anchors_ok.breached" in result["events"]
+    assert result["details"]["anchors_ok"] == [f"{key}: missing from the bucket"]
+    health = run_cli(["health"], env)
+    assert health.returncode == 1 and "anchors_ok is critical" in health.stdout, health.stdout
+
+
+def test_a_second_version_of_an_anchor_fails_the_read_back(settings: Settings) -> None:
+    emit_and_drain(settings)
+    anchor_once(settings, KEY)
+    assert measure(settings)[0]["anchors_ok"] is True
+    with connect(settings, None, autocommit=True) as conn:
+        [(key,)] = conn.execute("SELECT proofs_key FROM compliance.anchors").fetchall()
+    s3_client(settings).put_object(Bucket=settings.anchor_bucket, Key=key, Body=b"{}")
+    figures, details = measure(settings)
+    assert figures["anchors_ok"] is False and details["anchors_ok"] == [f"{key}: 2 versions; an anchor is written once"]
+
+
+def test_anchor_objects_are_judged_against_their_recorded_lock() -> None:
+    from compliance.posture import StoredObject, judge_anchor_object
+
+    until = datetime(2027, 12, 1, 10, 0, 0, 123456, tzinfo=UTC)
+    fine = StoredObject("anchors/a.json", 1, "GOVERNANCE", until.replace(microsecond=0))
+    assert judge_anchor_object(fine, mode="GOVERNANCE", retain_until=until).ok
+    flipped = fine._replace(mode="COMPLIANCE")
+    assert judge_anchor_object(flipped, mode="GOVERNANCE", retain_until=until).detail == (
+        "lock mode COMPLIANCE, recorded GOVERNANCE"
+    )
+    shortened = fine._replace(retain_until=until - timedelta(days=30))
+    assert "retained until 2027-11-01" in judge_anchor_object(shortened, mode="GOVERNANCE", retain_until=until).detail
+    unlocked = fine._replace(mode=None, retain_until=None)
+    assert not judge_anchor_object(unlocked, mode="GOVERNANCE", retain_until=until).ok
+
+
+def test_an_unreadable_bucket_is_an_unknown_posture_that_alerts(settings: Settings) -> None:
+    from dataclasses import replace
+
+    from compliance.watchdog import alert_event
+    from deployments.alerts import ALERTS
+
+    figures, details = measure(replace(settings, anchor_bucket="no-such-anchor-bucket"))
+    assert figures["posture_ok"] is None and "could not be read" in details["posture_ok"][0]
+    verdict = judge(figures)["posture_ok"]
+    assert verdict.state == "unknown" and verdict.critical
+    event = alert_event("posture_ok", verdict.state)
+    assert event == "compliance.watchdog.posture_ok.unknown"
+    assert event in next(a.expect for a in ALERTS if a.name == "bucket posture failed")
+
+
+def test_an_export_queued_too_long_breaches_its_figure(settings: Settings) -> None:
+    queue_export(
+        settings,
+        operator="ops@example.com",
+        fmt="csv",
+        filter_text={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"},
+    )
+    figures, _ = measure(settings)
+    assert 0 <= figures["queued_exports_oldest_age_seconds"] < 60 and "queued_exports_oldest_age_seconds" not in breached(
+        figures
+    )
+    with connect(settings, None, autocommit=True) as conn:
+        conn.execute("UPDATE compliance.export_jobs SET requested_at = now() - interval '16 minutes'")
+    figures, _ = measure(settings)
+    assert figures["queued_exports_oldest_age_seconds"] > 900
+    assert breached(figures) == {"queued_exports_oldest_age_seconds": "breached"}
