@@ -1,21 +1,33 @@
-"""Prefect Block types: the ledger's settings as self-explaining forms in the Prefect UI.
+"""Prefect Block types: the ledger's settings as self-explaining forms in the Prefect UI, and the deployments'
+source of truth for them.
 
-`compliance dev up` registers these types and saves one document of each
-(`compliance-database`, `compliance-anchor-store`, `compliance-settings`;
-the signing key lives in the Secret block `compliance-signing-key`). A
-deployment can load them with `LedgerSettingsBlock.load(...)` and friends; the
-flows themselves read the same values from the environment, which the
-worker's environment (or `eval "$(compliance dev up)"`) provides.
+`compliance dev up` and `make run` register these types and save one document of each
+(`compliance-database`, `compliance-anchor-store`, `compliance-settings`). Every flow run starts by reading
+them (:func:`env_from_blocks`, through ``tasks.config.load_settings``), so a value edited in the UI or through
+the API is what the next run uses; an environment variable of the same setting overrides the block (a
+worker can pin a value). The AWS credentials are a prefect-aws ``AwsCredentials`` block named in the anchor
+store's ``credentials_block`` when it holds keys, else boto3's default chain. `compliance roles rotate`
+writes the new role URLs into ``compliance-database``, which the next connection reads.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-__all__ = ["AnchorStoreBlock", "DatabaseBlock", "LedgerSettingsBlock", "register_and_fill"]
+__all__ = [
+    "BLOCK_NAMES",
+    "AnchorStoreBlock",
+    "DatabaseBlock",
+    "LedgerSettingsBlock",
+    "env_from_blocks",
+    "register_and_fill",
+    "save_role_urls",
+]
+
+BLOCK_NAMES = ("compliance-database", "compliance-anchor-store", "compliance-settings")
 
 
 class DatabaseBlock(Block):
@@ -40,6 +52,20 @@ class DatabaseBlock(Block):
         default=None,
         description="compliance_reader: read only (verify; audit paths in events-query). Empty: the owner URL "
         "with SET ROLE.",
+    )
+    anchorer_url: SecretStr | None = Field(
+        default=None, description="compliance_anchorer: records anchors (anchor). Empty: the owner URL with SET ROLE."
+    )
+    exporter_url: SecretStr | None = Field(
+        default=None, description="compliance_exporter: runs export jobs (export-runner). Empty: owner + SET ROLE."
+    )
+    watchdog_url: SecretStr | None = Field(
+        default=None, description="compliance_watchdog: reads figures (watchdog). Empty: the owner URL with SET ROLE."
+    )
+    operator_url: SecretStr | None = Field(
+        default=None,
+        description="compliance_operator: checks operators' one-time codes (events-query, export-runner). "
+        "Empty: the owner URL with SET ROLE.",
     )
 
 
@@ -88,6 +114,9 @@ class LedgerSettingsBlock(Block):
     anchor_lag_alert_seconds: int = Field(default=1800, description="Alert when the oldest unanchored event is older.")
     outbox_depth_alert: int = Field(default=10_000, description="Alert when more events wait in the outbox.")
     outbox_age_alert_seconds: int = Field(default=300, description="Alert when an event waits longer in the outbox.")
+    queued_export_alert_seconds: int = Field(
+        default=900, description="Alert when an export job has waited queued longer (no runner picked it up)."
+    )
 
 
 def register_and_fill(env: dict[str, str]) -> list[str]:
@@ -112,3 +141,74 @@ def register_and_fill(env: dict[str, str]) -> list[str]:
     ).save("compliance-settings", overwrite=True, _sync=True)  # type: ignore[call-arg]
     saved.append("compliance-settings")
     return saved
+
+
+# Each block field and the environment variable of the same setting (compliance.settings reads these).
+_DATABASE_FIELDS = {
+    "owner_url": "COMPLIANCE_DATABASE_URL",
+    **{
+        f"{role}_url": f"COMPLIANCE_{role.upper()}_DATABASE_URL"
+        for role in ("writer", "drainer", "reader", "anchorer", "exporter", "watchdog", "operator")
+    },
+}
+_ANCHOR_STORE_FIELDS = {
+    "anchor_bucket": "COMPLIANCE_ANCHOR_BUCKET",
+    "export_bucket": "COMPLIANCE_EXPORT_BUCKET",
+    "endpoint_url": "COMPLIANCE_S3_ENDPOINT_URL",
+    "object_lock_mode": "COMPLIANCE_OBJECT_LOCK_MODE",
+    "retention_days": "COMPLIANCE_RETENTION_DAYS",
+    "credentials_block": "COMPLIANCE_AWS_CREDENTIALS_BLOCK",
+}
+_SETTINGS_FIELDS = {
+    "stage": "COMPLIANCE_STAGE",
+    "drain_batch_size": "COMPLIANCE_DRAIN_BATCH_SIZE",
+    "drain_workers": "COMPLIANCE_DRAIN_WORKERS",
+    "outbox_retention_seconds": "COMPLIANCE_OUTBOX_RETENTION_SECONDS",
+    "anchor_lag_alert_seconds": "COMPLIANCE_THRESHOLD_ANCHOR_LAG_SECONDS",
+    "outbox_depth_alert": "COMPLIANCE_THRESHOLD_OUTBOX_DEPTH",
+    "outbox_age_alert_seconds": "COMPLIANCE_THRESHOLD_OUTBOX_OLDEST_AGE_SECONDS",
+    "queued_export_alert_seconds": "COMPLIANCE_THRESHOLD_QUEUED_EXPORTS_OLDEST_AGE_SECONDS",
+}
+FIELD_VARIABLES: dict[str, dict[str, str]] = {
+    "compliance-database": _DATABASE_FIELDS,
+    "compliance-anchor-store": _ANCHOR_STORE_FIELDS,
+    "compliance-settings": _SETTINGS_FIELDS,
+}
+_TYPES: dict[str, type[Block]] = {
+    "compliance-database": DatabaseBlock,
+    "compliance-anchor-store": AnchorStoreBlock,
+    "compliance-settings": LedgerSettingsBlock,
+}
+
+
+def env_from_blocks() -> dict[str, str]:
+    """The settings the saved blocks hold, as environment variables (a block not saved adds nothing).
+    Reads the Prefect API; the caller lays the process environment over the result."""
+    env: dict[str, str] = {}
+    for name, fields in FIELD_VARIABLES.items():
+        try:
+            block: Any = _TYPES[name].load(name, _sync=True)  # type: ignore[call-arg]
+        except ValueError:  # not saved on this Prefect server
+            continue
+        for attr, variable in fields.items():
+            value = getattr(block, attr)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if value is not None and value != "":
+                env[variable] = str(value)
+    return env
+
+
+def save_role_urls(owner_url: str, urls: dict[str, str]) -> str:
+    """Write role URLs (by role, e.g. ``compliance_drainer``) into the ``compliance-database`` block (created
+    with ``owner_url`` if it is not saved yet), keeping its other fields; returns the block's name. Connections
+    opened afterwards log in with them."""
+    name = "compliance-database"
+    try:
+        block: Any = DatabaseBlock.load(name, _sync=True)  # type: ignore[call-arg]
+    except ValueError:
+        block = DatabaseBlock(owner_url=SecretStr(owner_url))
+    for role, url in urls.items():
+        setattr(block, f"{role.removeprefix('compliance_')}_url", SecretStr(url))
+    block.save(name, overwrite=True, _sync=True)
+    return name

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from compliance.settings import Settings
-from compliance.watchdog import judge
+from compliance.watchdog import judge, thresholds_with
 from tasks.db import connect
 from tasks.drain import outbox_pending
 from tasks.schema import drift_problems, drift_report
@@ -41,7 +41,7 @@ def collect(settings: Settings) -> dict[str, Any]:
             "outbox_oldest_age_seconds": 0 if oldest is None else round((now - oldest).total_seconds(), 1),
         }
     )
-    judgements = judge(figures)
+    judgements = judge(figures, thresholds_with(settings.alert_thresholds))
     watchdog_age = None if row is None else (now - row[0]).total_seconds()
     # A figure the watchdog recorded as None could not be measured: critical if its threshold is. A figure it
     # never recorded (no run yet) is reported by the watchdog's age below instead.

@@ -225,30 +225,28 @@ def cmd_roles_rotate(args: argparse.Namespace) -> int:
 
     from tasks.db import ROLES, owner_connection
 
+    from blocks.ledger import save_role_urls
+    from tasks.db import database_url, login_url
+
     settings = resolve_settings()
+    ensure_prefect_api()
+    owner = database_url(settings)
     passwords = {role: secrets.token_urlsafe(32) for role in ROLES}
-    stored = _store_role_secrets(passwords)
     with owner_connection(settings) as conn:
         for role, password in passwords.items():
             # Open sessions keep running: PostgreSQL checks passwords only at login.
             conn.execute(
                 sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
             )
-    for role in ROLES:
-        print(f"{role}: new password stored in {stored[role]}")
+    # The passwords are changed first: should saving the block fail, the command is run again, and no block
+    # ever holds a password the database does not know.
+    block = save_role_urls(owner, {role: login_url(owner, role, pw) for role, pw in passwords.items()})
+    print(
+        f"new passwords for {', '.join(ROLES)}; their URLs are in the Prefect block '{block}' at "
+        f"{os.environ['PREFECT_API_URL']}, which every flow run reads when it starts. A worker that sets "
+        "COMPLIANCE_<ROLE>_DATABASE_URL itself overrides the block: update it there too."
+    )
     return EXIT_OK
-
-
-def _store_role_secrets(passwords: dict[str, str]) -> dict[str, str]:
-    ensure_prefect_api()
-    from prefect.blocks.system import Secret
-
-    where = {}
-    for role, password in passwords.items():
-        name = f"{role.replace('_', '-')}-password"
-        Secret(value=password).save(name, overwrite=True)
-        where[role] = f"Prefect Secret block '{name}' at {os.environ['PREFECT_API_URL']}"
-    return where
 
 
 # ---------------------------------------------------------------- write side
@@ -503,9 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--json", action="store_true")
     drift.set_defaults(func=cmd_drift)
     roles = sub.add_parser("roles").add_subparsers(dest="roles_command", required=True)
-    roles.add_parser("rotate", help="new passwords for the three roles, stored as Prefect Secret blocks").set_defaults(
-        func=cmd_roles_rotate
-    )
+    roles.add_parser(
+        "rotate", help="new passwords for every role; their URLs go into the compliance-database block"
+    ).set_defaults(func=cmd_roles_rotate)
 
     emit = sub.add_parser("emit", help="emit one event")
     emit.add_argument("--tenant-id", required=True)

@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-__all__ = ["STAGES", "Settings", "SettingsError", "production_hints", "stage_from_env"]
+from compliance.watchdog import thresholds_with
+
+__all__ = ["STAGES", "Settings", "SettingsError", "production_hints", "stage_from_env", "threshold_variable"]
 
 STAGES = ("dev", "staging", "prod")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -70,11 +72,11 @@ def _off_machine(url: str) -> bool:
 
 
 def production_hints(env: Mapping[str, str]) -> list[str]:
-    """The variables in ``env`` that point off this machine: a remote database or S3 endpoint, a role's own
-    database URL, AWS credentials, a remote Prefect API."""
-    hints = [var for var in ("COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL")
-             if env.get(var) and _off_machine(env[var])]
-    hints += [var for _, var in ROLE_URL_VARIABLES if env.get(var)]
+    """The variables in ``env`` that point off this machine: a remote database (the owner's or a role's), S3
+    endpoint or Prefect API, or AWS credentials."""
+    urls = ["COMPLIANCE_DATABASE_URL", "COMPLIANCE_S3_ENDPOINT_URL", "PREFECT_API_URL"]
+    urls += [var for _, var in ROLE_URL_VARIABLES]
+    hints = [var for var in urls if env.get(var) and _off_machine(env[var])]
     hints += [var for var in AWS_CREDENTIAL_VARIABLES if env.get(var)]
     return hints
 
@@ -101,6 +103,22 @@ def _required(env: Mapping[str, str], name: str, stage: str, what: str) -> str:
     return value
 
 
+def threshold_variable(figure: str) -> str:
+    """The variable overriding a watchdog figure's alert threshold, e.g. COMPLIANCE_THRESHOLD_OUTBOX_DEPTH."""
+    return f"COMPLIANCE_THRESHOLD_{figure.upper()}"
+
+
+def _thresholds(env: Mapping[str, str]) -> dict[str, float]:
+    out = {}
+    for name, raw in env.items():
+        if name.startswith("COMPLIANCE_THRESHOLD_") and raw != "":
+            try:
+                out[name.removeprefix("COMPLIANCE_THRESHOLD_").lower()] = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name}={raw!r} is not a number") from None
+    return out
+
+
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -125,6 +143,10 @@ class Settings:
     drain_workers: int = 2
     outbox_retention_seconds: int = 600
     role_urls: Mapping[str, str] = field(default_factory=dict)
+    # Watchdog thresholds that differ from compliance.watchdog.THRESHOLDS, by figure (COMPLIANCE_THRESHOLD_*).
+    alert_thresholds: Mapping[str, float] = field(default_factory=dict)
+    # A prefect-aws AwsCredentials block for S3; None: boto3's default chain.
+    aws_credentials_block: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -153,6 +175,8 @@ class Settings:
             drain_workers=_int(env, "COMPLIANCE_DRAIN_WORKERS", 2),
             outbox_retention_seconds=_int(env, "COMPLIANCE_OUTBOX_RETENTION_SECONDS", 600),
             role_urls=role_urls,
+            alert_thresholds=_thresholds(env),
+            aws_credentials_block=env.get("COMPLIANCE_AWS_CREDENTIALS_BLOCK") or None,
         )
         settings.check()
         return settings
@@ -173,6 +197,10 @@ class Settings:
             )
         if self.retention_days < 1:
             raise SettingsError("COMPLIANCE_RETENTION_DAYS must be at least 1")
+        try:
+            thresholds_with(self.alert_thresholds)
+        except ValueError as exc:
+            raise SettingsError(f"COMPLIANCE_THRESHOLD_*: {exc}") from None
         if self.drain_batch_size < 1:
             raise SettingsError("COMPLIANCE_DRAIN_BATCH_SIZE must be at least 1")
         if self.outbox_retention_seconds < 0:

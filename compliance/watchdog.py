@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-__all__ = ["THRESHOLDS", "Judgement", "Threshold", "alert_event", "judge"]
+__all__ = ["THRESHOLDS", "Judgement", "Threshold", "alert_event", "judge", "thresholds_with"]
 
 
 class Threshold(NamedTuple):
@@ -21,17 +21,28 @@ class Threshold(NamedTuple):
 
 
 THRESHOLDS: tuple[Threshold, ...] = (
-    Threshold("anchor_lag_seconds", 1800, "warning", "the oldest chained event not yet anchored is older than 30 min"),
-    Threshold("outbox_depth", 10_000, "warning", "more than 10,000 events wait in the outbox"),
-    Threshold("outbox_oldest_age_seconds", 300, "warning", "an event has waited in the outbox over 5 min"),
+    Threshold("anchor_lag_seconds", 1800, "warning", "the oldest unanchored chained event is older than the limit"),
+    Threshold("outbox_depth", 10_000, "warning", "more events than the limit wait in the outbox"),
+    Threshold("outbox_oldest_age_seconds", 300, "warning", "an event has waited in the outbox longer than the limit"),
     Threshold("poison_rows", 0, "warning", "an event could not be chained and was set aside"),
     Threshold("stuck_exports", 0, "warning", "an export ran over 15 min and was marked failed"),
     Threshold("silent_sources", 0, "warning", "a source that emitted steadily has gone quiet"),
     Threshold("chain_tail_ok", True, "critical", "a recently written chain no longer verifies"),
     Threshold("posture_ok", True, "critical", "the anchor bucket is weaker than configured"),
     Threshold("anchors_ok", True, "critical", "an anchor object is missing, rewritten or unlocked in the bucket"),
-    Threshold("queued_exports_oldest_age_seconds", 900, "warning", "an export has waited queued over 15 min"),
+    Threshold("queued_exports_oldest_age_seconds", 900, "warning", "an export has waited queued longer than the limit"),
 )
+
+
+def thresholds_with(overrides: Mapping[str, float]) -> tuple[Threshold, ...]:
+    """THRESHOLDS with the numeric limits in ``overrides`` (by figure) replaced; an unknown figure or a limit on
+    a true/false figure is refused, so that a misspelt setting cannot silently leave the default in force."""
+    known = {t.figure: t for t in THRESHOLDS}
+    for figure in overrides:
+        if figure not in known or known[figure].limit is True:
+            numeric = ", ".join(t.figure for t in THRESHOLDS if t.limit is not True)
+            raise ValueError(f"no numeric watchdog figure {figure!r}; thresholds can be set for: {numeric}")
+    return tuple(t._replace(limit=overrides[t.figure]) if t.figure in overrides else t for t in THRESHOLDS)
 
 
 class Judgement(NamedTuple):

@@ -16,7 +16,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from compliance.settings import Settings
+from tasks.config import load_settings
 from tasks.anchoring import AnchorOutcome, anchor_task
 from tasks.signing import load_signing_key
 
@@ -40,7 +40,7 @@ def _markdown(outcomes: list[AnchorOutcome], bucket: str) -> str:
 def anchor() -> dict[str, Any]:
     """Anchor every tenant that grew since its last anchor (and finish an interrupted run first)."""
     logger = get_run_logger()
-    settings = Settings.from_env()
+    settings = load_settings()
     key = load_signing_key(settings)
     outcomes = anchor_task(settings, key)
     for o in outcomes:

@@ -22,7 +22,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from compliance.settings import Settings
+from tasks.config import load_settings
 from tasks.db import connect
 from tasks.drain import DrainResult, drain_pending, has_pending, purge_outbox
 
@@ -46,7 +46,7 @@ def drain_outbox(
     drainer holds.
     """
     logger = get_run_logger()
-    settings = Settings.from_env()
+    settings = load_settings()
     total = DrainResult()
     deadline = time.monotonic() + run_seconds
     watcher = connect(settings, "compliance_reader", autocommit=True)

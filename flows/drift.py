@@ -17,6 +17,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from compliance.settings import Settings
+from tasks.config import load_settings
 from tasks.db import connect
 from tasks.schema import DriftRow, drift_problems, drift_report
 
@@ -35,7 +36,7 @@ def probe_schema(settings: Settings) -> list[dict[str, Any]]:
 @flow(name="migration-drift")
 def migration_drift() -> dict[str, Any]:
     """Probe every declared object; fail on anything but APPLIED."""
-    rows = probe_schema(Settings.from_env())
+    rows = probe_schema(load_settings())
     create_table_artifact(key="migration-drift", table=rows, description="Every `-- creates:` object, probed")
     bad = [r._asdict() for r in drift_problems([DriftRow(**r) for r in rows])]
     if bad:

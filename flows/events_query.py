@@ -21,7 +21,7 @@ from prefect.artifacts import create_table_artifact
 
 from compliance.display import safe_cell, safe_row
 from compliance.exports import EXPORT_COLUMNS
-from compliance.settings import Settings
+from tasks.config import load_settings
 from flows.forms import (
     ActorType,
     EventType,
@@ -88,7 +88,7 @@ def events_query(
     code: str = code_field(),
 ) -> dict[str, Any]:
     """List matching events (newest 500) or show one event's chain position and anchor."""
-    settings = Settings.from_env()
+    settings = load_settings()
     tenant = tenant_id.strip() or None
     user = prefect_user()
     if event_id.strip() or seq:

@@ -24,6 +24,7 @@ from prefect.artifacts import create_progress_artifact, create_table_artifact, u
 from prefect.cache_policies import NO_CACHE
 
 from compliance.settings import Settings
+from tasks.config import load_settings
 from compliance.timefmt import parse_utc_text, utc_text
 from flows.forms import (
     ActorType,
@@ -87,7 +88,7 @@ def export_runner(
 ) -> dict[str, Any]:
     """Request an export from the form's fields and run it, or run the queued job ``job_id``."""
     logger = get_run_logger()
-    settings = Settings.from_env()
+    settings = load_settings()
     if not job_id:
         end = window_text(until, "until") or utc_text(datetime.now(UTC))
         start = window_text(since, "since") or utc_text(parse_utc_text(end) - DEFAULT_WINDOW)

@@ -21,8 +21,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from compliance.settings import Settings
-from compliance.watchdog import Judgement, judge
+from tasks.config import load_settings
+from compliance.watchdog import Judgement, judge, thresholds_with
 from tasks.watchdog import measure, publish, record_run, send_to_cloudwatch
 
 measure_task = task(measure, name="measure-ledger", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
@@ -47,9 +47,9 @@ def _markdown(judgements: dict[str, Judgement], details: dict[str, Any]) -> str:
 def watchdog() -> dict[str, Any]:
     """Measure, publish, record; return the figures and their states."""
     logger = get_run_logger()
-    settings = Settings.from_env()
+    settings = load_settings()
     figures, details = measure_task(settings)
-    judgements = judge(figures)
+    judgements = judge(figures, thresholds_with(settings.alert_thresholds))
     events = publish(figures, judgements, details)
     record_run(settings, figures, judgements)
     cloudwatch = send_to_cloudwatch(figures)

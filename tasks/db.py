@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -47,6 +48,15 @@ def database_url(settings: Settings) -> str:
             + ('; run `eval "$(compliance dev up)"` or point it at PostgreSQL' if settings.stage == "dev" else "")
         )
     return settings.database_url
+
+
+def login_url(owner_url: str, role: str, password: str) -> str:
+    """``owner_url`` with ``role`` and ``password`` as its login (same host, port, database and options)."""
+    parts = urlsplit(owner_url)
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host
+    netloc = f"{quote(role, safe='')}:{quote(password, safe='')}@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def role_url_variable(role: str) -> str:

@@ -14,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ledger_verify.store import s3_get_bytes as get_bytes
 
 from compliance.posture import BucketFacts, StoredObject
-from compliance.settings import AWS_CREDENTIAL_VARIABLES, Settings
+from compliance.settings import AWS_CREDENTIAL_VARIABLES, Settings, SettingsError
 
 __all__ = [
     "MultipartWriter",
@@ -31,7 +31,8 @@ _DEV_KEY = "compliance-dev"
 
 
 def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint (unset: AWS with the ambient credentials)."""
+    """A boto3 S3 client for the configured endpoint (unset: AWS itself), with the keys of the AwsCredentials
+    block the settings name when it holds some, else boto3's default credential chain."""
     kwargs: dict[str, Any] = {
         "config": Config(
             signature_version="s3v4",
@@ -44,12 +45,33 @@ def s3_client(settings: Settings) -> Any:
     }
     if settings.s3_endpoint_url:
         kwargs["endpoint_url"] = settings.s3_endpoint_url
-        # The local S3 server takes any key; only in dev, and only where nothing else is configured, is that key
-        # filled in. Staging and prod always use boto3's default chain (environment, profile, SSO, web
-        # identity, container or instance role), whatever the endpoint.
-        if settings.stage == "dev" and not any(os.environ.get(v) for v in AWS_CREDENTIAL_VARIABLES):
-            kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
+    session = _credentials_block_session(settings.aws_credentials_block) if settings.aws_credentials_block else None
+    if session is not None:
+        return session.client("s3", **kwargs)
+    # The local S3 server takes any key; only in dev, and only where nothing else is configured, is that key
+    # filled in. Staging and prod always use boto3's default chain (environment, profile, SSO, web identity,
+    # container or instance role), whatever the endpoint.
+    ambient = any(os.environ.get(v) for v in AWS_CREDENTIAL_VARIABLES)
+    if settings.s3_endpoint_url and settings.stage == "dev" and not ambient:
+        kwargs["aws_access_key_id"] = kwargs["aws_secret_access_key"] = _DEV_KEY
     return boto3.client("s3", **kwargs)
+
+
+def _credentials_block_session(name: str) -> Any:
+    """A boto3 session from the prefect-aws ``AwsCredentials`` block ``name`` when it holds keys (or a profile or
+    a role to assume); None when it holds nothing of the kind, which leaves boto3's default chain."""
+    from prefect_aws import AwsCredentials
+
+    try:
+        creds: Any = AwsCredentials.load(name, _sync=True)  # type: ignore[call-arg]
+    except ValueError:
+        raise SettingsError(
+            f"COMPLIANCE_AWS_CREDENTIALS_BLOCK names the AwsCredentials block {name!r}, which is not saved on the "
+            "Prefect server; save it, or clear the setting to use boto3's default chain"
+        ) from None
+    if not (creds.aws_access_key_id or creds.profile_name or creds.assume_role_arn):
+        return None
+    return creds.get_boto3_session()
 
 
 def bucket_exists(s3: Any, bucket: str) -> bool:

@@ -109,8 +109,10 @@ def measure(
             figures["posture_ok"] = None
             details["posture_ok"] = [f"the bucket could not be read: {type(exc).__name__}: {exc}"]
         try:
-            findings = [judge_anchor_object(stored_object(s3, settings.anchor_bucket, key), mode=mode, retain_until=until)
-                        for key, mode, until in anchors_to_check]
+            findings = [
+                judge_anchor_object(stored_object(s3, settings.anchor_bucket, key), mode=mode, retain_until=until)
+                for key, mode, until in anchors_to_check
+            ]
             figures["anchors_ok"] = all(f.ok for f in findings)
             details["anchors_ok"] = [f"{f.check}: {f.detail}" for f in findings if not f.ok]
         except Exception as exc:
@@ -127,7 +129,8 @@ def _anchors_to_check(conn: psycopg.Connection) -> list[tuple[str, str, datetime
     """(object key, recorded lock mode, recorded retain-until) of the anchor and proofs objects of the newest
     anchors and of a rolling slice of the older ones (the slice moves on with each recorded watchdog run)."""
     older = _one(conn, "SELECT greatest(count(*) - %s, 0) FROM compliance.anchors", (LATEST_ANCHORS,))
-    offset = 0 if older == 0 else (_one(conn, "SELECT count(*) FROM compliance.watchdog_runs") * SAMPLED_ANCHORS) % older
+    runs = _one(conn, "SELECT count(*) FROM compliance.watchdog_runs")
+    offset = 0 if older == 0 else (runs * SAMPLED_ANCHORS) % older
     rows = conn.execute(
         "(SELECT anchor_key, proofs_key, lock_mode, retain_until FROM compliance.anchors ORDER BY position DESC "
         "LIMIT %s) UNION ALL (SELECT anchor_key, proofs_key, lock_mode, retain_until FROM compliance.anchors "

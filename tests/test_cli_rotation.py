@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
 import psycopg
 import pytest
-from prefect.blocks.system import Secret
 from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from blocks.ledger import DatabaseBlock
 
 from compliance.settings import Settings
 from tasks.anchoring import anchor_once
@@ -18,41 +22,46 @@ from tests.conftest import run_cli
 from tests.test_drain import emit_many
 
 
-def role_password(prefect_server: str, role: str) -> str:
+def role_url(prefect_server: str, role: str) -> str:
+    """``role``'s URL as `roles rotate` left it in the compliance-database block."""
     with temporary_settings({PREFECT_API_URL: prefect_server}):
-        return str(Secret.load(f"{role.replace('_', '-')}-password", _sync=True).get())  # type: ignore[call-arg]
+        block = DatabaseBlock.load("compliance-database", _sync=True)  # type: ignore[call-arg]
+        return str(getattr(block, f"{role.removeprefix('compliance_')}_url").get_secret_value())
 
 
-def as_role(owner_url: str, role: str, password: str) -> str:
-    return owner_url.replace("compliance_admin@", f"{role}:{password}@")
+@pytest.fixture
+def database_block(prefect_server: str) -> Iterator[str]:
+    """The shared Prefect server's compliance-database block, removed afterwards (other tests share it)."""
+    yield prefect_server
+    with temporary_settings({PREFECT_API_URL: prefect_server}):
+        DatabaseBlock.delete("compliance-database", _sync=True)  # type: ignore[call-arg]
 
 
-def test_roles_rotate_stores_new_passwords_and_rotating_again_keeps_open_sessions(
-    settings: Settings, env_for, prefect_server: str
+def test_roles_rotate_stores_new_role_urls_and_rotating_again_keeps_open_sessions(
+    settings: Settings, env_for, database_block: str
 ) -> None:
-    env = {**env_for(settings), "PREFECT_API_URL": prefect_server}
-    url = settings.database_url or ""
+    env = {**env_for(settings), "PREFECT_API_URL": database_block}
     emit_many(settings, 3, 1)
     drain_pending.fn(settings)
 
     first = run_cli(["roles", "rotate"], env)
     assert first.returncode == 0, first.stderr
-    for role in ROLES:
-        assert (
-            f"{role}: new password stored in Prefect Secret block '{role.replace('_', '-')}-password'" in first.stdout
-        )
-    old = role_password(prefect_server, "compliance_reader")
-    with psycopg.connect(as_role(url, "compliance_reader", old), autocommit=True) as open_session:
+    assert "their URLs are in the Prefect block 'compliance-database'" in first.stdout
+    old = role_url(database_block, "compliance_reader")
+    assert urlsplit(old).username == "compliance_reader"
+    with psycopg.connect(old, autocommit=True) as open_session:
         second = run_cli(["roles", "rotate"], env)
         assert second.returncode == 0, second.stderr
-        new = role_password(prefect_server, "compliance_reader")
-        assert new != old and old not in second.stdout + second.stderr  # never printed
+        new = role_url(database_block, "compliance_reader")
+        password = urlsplit(old).password or ""
+        assert new != old and password not in second.stdout + second.stderr  # never printed
         # the open session keeps working; a new login needs the new password
         assert open_session.execute("SELECT count(*) FROM compliance.events").fetchone()[0] == 3
     with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(as_role(url, "compliance_reader", old)).close()
+        psycopg.connect(old).close()
     for role in ROLES:
-        psycopg.connect(as_role(url, role, role_password(prefect_server, role))).close()
+        with psycopg.connect(role_url(database_block, role)) as conn:
+            assert conn.execute("SELECT session_user::text").fetchone() == (role,)
 
 
 def test_keys_rotate_publishes_the_new_key_and_old_anchors_still_verify(

@@ -92,9 +92,13 @@ def test_rfc6962_audit_paths(index: int, size: int, expected: list[str]) -> None
     )
 
 
-def test_every_leaf_of_every_size_up_to_300_proves_and_every_change_fails() -> None:
-    leaves = [f"leaf-{i}".encode() for i in range(300)]
-    for n in range(1, 301):
+# Every size up to 130 (past the boundaries at 64 and 128), and the sizes around the next boundary.
+SIZES = [*range(1, 131), 255, 256, 257, 300]
+
+
+def test_every_leaf_of_every_size_proves_and_every_change_fails() -> None:
+    leaves = [f"leaf-{i}".encode() for i in range(301)]
+    for n in SIZES:
         tree = leaves[:n]
         root, paths = tree_root_and_paths(tree)
         assert root == reference_mth(tree) == merkle_tree_hash(tree)
