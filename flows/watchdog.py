@@ -18,12 +18,12 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from tasks.config import load_settings
 from compliance.watchdog import Judgement, judge, thresholds_with
-from tasks.watchdog import measure, publish, record_run, send_to_cloudwatch
+from tasks.watchdog import EXPORT_JOBS_SHOWN, measure, publish, recent_export_jobs, record_run, send_to_cloudwatch
 
 measure_task = task(measure, name="measure-ledger", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=10)
 
@@ -59,6 +59,13 @@ def watchdog() -> dict[str, Any]:
         key="watchdog",
         markdown=_markdown(judgements, details),
         description="Ledger figures against their alert thresholds",
+    )
+    create_table_artifact(
+        key="export-jobs",
+        table=recent_export_jobs(settings)
+        or [{"job_id": "-", "operator": "", "format": "", "state": "no export jobs yet", "rows": None}],
+        description=f"The newest {EXPORT_JOBS_SHOWN} export jobs, newest first (links are never shown here: "
+        "`compliance export url` mints one for an authenticated operator)",
     )
     return {
         "figures": figures,

@@ -362,6 +362,7 @@ def _produce(
     except BaseException:
         out.abort()
         raise
+    out.verify()  # a short or altered object fails the job here, never reported complete
     signing = signing_key or load_signing_key(settings)
     manifest: dict[str, Any] = {
         "v": 2,

@@ -18,6 +18,7 @@ from compliance.settings import AWS_CREDENTIAL_VARIABLES, Settings, SettingsErro
 
 __all__ = [
     "MultipartWriter",
+    "UploadMismatch",
     "bucket_exists",
     "bucket_facts",
     "get_bytes",
@@ -253,6 +254,14 @@ def bucket_facts(s3: Any, bucket: str) -> BucketFacts:
     )
 
 
+class UploadMismatch(RuntimeError):
+    """The stored object is not what was written (size or checksum); the message says which."""
+
+
+def _crc32(data: bytes) -> str:
+    return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
+
+
 class MultipartWriter:
     """A write-only stream into one S3 object: parts of ``part_size`` bytes are uploaded by a background
     thread while the caller keeps writing, so producing and uploading overlap. Small objects become one
@@ -275,6 +284,7 @@ class MultipartWriter:
         self.pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="s3-part")
         self.in_flight = in_flight
         self.size = 0
+        self.checksum: str | None = None  # the CRC32 S3 should hold once closed (composite for parts)
 
     def write(self, data: bytes) -> None:
         self.buffer += data
@@ -301,7 +311,7 @@ class MultipartWriter:
         self.futures.append(self.pool.submit(self._upload, number, part))
 
     def _upload(self, number: int, part: bytes) -> dict[str, Any]:
-        crc = base64.b64encode(zlib.crc32(part).to_bytes(4, "big")).decode("ascii")
+        crc = _crc32(part)
         got = self.s3.upload_part(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part, ChecksumCRC32=crc
         )
@@ -310,14 +320,22 @@ class MultipartWriter:
     def close(self) -> None:
         try:
             if self.upload_id is None:
+                body = bytes(self.buffer)
+                self.checksum = _crc32(body)
                 self.s3.put_object(
-                    Bucket=self.bucket, Key=self.key, Body=bytes(self.buffer), ContentType=self.content_type
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    Body=body,
+                    ContentType=self.content_type,
+                    ChecksumCRC32=self.checksum,
                 )
                 return
             if self.buffer:
                 self._submit(bytes(self.buffer))
                 self.buffer.clear()
             parts = [f.result() for f in self.futures]
+            composite = b"".join(base64.b64decode(p["ChecksumCRC32"]) for p in parts)
+            self.checksum = _crc32(composite)
             self.s3.complete_multipart_upload(
                 Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
             )
@@ -326,6 +344,20 @@ class MultipartWriter:
             raise
         finally:
             self.pool.shutdown(wait=True)
+
+    def verify(self) -> None:
+        """After :meth:`close`: the stored object's size and CRC32 (whole, or composite of the parts) are those
+        written; raises :class:`UploadMismatch` naming what differs. Catches an upload that lost bytes on
+        the way (a truncated body, a dropped part) before anything reports the object complete."""
+        attrs = self.s3.get_object_attributes(Bucket=self.bucket, Key=self.key, ObjectAttributes=["Checksum", "ObjectSize"])
+        where = f"s3://{self.bucket}/{self.key}"
+        if attrs.get("ObjectSize") != self.size:
+            raise UploadMismatch(f"{where} holds {attrs.get('ObjectSize')} bytes; {self.size} were written")
+        # AWS keeps the CRC32 of every object written with one; the local S3 server only of multipart objects.
+        # A single PUT carried its CRC32, which S3 checks on arrival.
+        stored = attrs.get("Checksum", {}).get("ChecksumCRC32")
+        if stored is not None and stored != self.checksum:
+            raise UploadMismatch(f"{where} has CRC32 {stored}; {self.checksum} was written")
 
     def abort(self) -> None:
         for f in self.futures:

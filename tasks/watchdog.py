@@ -24,6 +24,7 @@ __all__ = [
     "TAIL_EVENTS",
     "measure",
     "publish",
+    "recent_export_jobs",
     "record_run",
     "send_to_cloudwatch",
     "source_rhythms",
@@ -119,6 +120,23 @@ def measure(
             figures["anchors_ok"] = None
             details["anchors_ok"] = [f"the anchors could not be read back: {type(exc).__name__}: {exc}"]
     return figures, details
+
+
+EXPORT_JOBS_SHOWN = 20
+
+
+def recent_export_jobs(settings: Settings, limit: int = EXPORT_JOBS_SHOWN) -> list[dict[str, Any]]:
+    """The newest export jobs for the `export-jobs` artifact: who asked, what, in which state, and why a job
+    failed. Never a link: none is stored (links are minted per request for an authenticated operator)."""
+    with connect(settings, "compliance_watchdog", autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT job_id::text, operator, format, status, row_count, "
+            "floor(extract(epoch FROM clock_timestamp() - requested_at))::bigint, left(coalesce(job_error, ''), 200) "
+            "FROM compliance.export_jobs ORDER BY requested_at DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    keys = ("job_id", "operator", "format", "state", "rows", "age_seconds", "error")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
 
 
 LATEST_ANCHORS = 3  # the newest anchors, read back on every run

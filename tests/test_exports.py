@@ -432,3 +432,65 @@ def test_a_file_whose_rows_all_verify_but_whose_bytes_differ_fails_on_its_sha256
     assert verify(ledger, data, None).ok  # every row still verifies on its own
     report = verify(ledger, data, manifest)
     assert not report.ok and report.failure.code == "data_sha256", report.failure
+
+
+def _inject(event: str, change: object) -> object:
+    """Register ``change`` on every S3 client created from now on (the runner makes its own): a fault on the
+    way to the real S3 server, as a faulty proxy or client library would make it."""
+    import boto3
+
+    if boto3.DEFAULT_SESSION is None:
+        boto3.setup_default_session()
+    session = boto3.DEFAULT_SESSION._session  # type: ignore[union-attr]
+    session.register(event, change)
+    return lambda: session.unregister(event, change)
+
+
+@pytest.mark.parametrize("kept", [0, 1000])
+def test_an_upload_that_lost_bytes_fails_the_job_and_is_never_reported_complete(ledger: Settings, kept: int) -> None:
+    def truncate(params: dict[str, object], **kwargs: object) -> None:
+        if str(params.get("Key", "")).endswith("/events.csv"):
+            params["Body"] = bytes(params["Body"])[:kept]  # type: ignore[arg-type]
+            params.pop("ChecksumCRC32", None)  # lost before it was checksummed
+
+    job = queue_export(ledger, operator=OPS, fmt="csv", filter_text=WINDOW)
+    undo = _inject("provide-client-params.s3.PutObject", truncate)
+    try:
+        with pytest.raises(Exception, match=rf"holds {kept} bytes; \d+ were written"):
+            run_job(ledger, job, signing_key=KEY)
+    finally:
+        undo()  # type: ignore[operator]
+    status = job_status(ledger, job)
+    assert status is not None and status["status"] == "failed"
+    assert "UploadMismatch" in status["job_error"] and f"holds {kept} bytes" in status["job_error"]
+    assert status.get("manifest_key") is None
+
+
+def test_a_part_dropped_from_a_multipart_upload_is_caught_before_it_counts(settings: Settings) -> None:
+    from tasks.storage import UploadMismatch
+
+    s3 = s3_client(settings)
+
+    def drop_last(params: dict[str, object], **kwargs: object) -> None:
+        params["MultipartUpload"]["Parts"].pop()  # type: ignore[index]
+
+    s3.meta.events.register("provide-client-params.s3.CompleteMultipartUpload", drop_last)
+    out = MultipartWriter(s3, settings.export_bucket, "short.csv", content_type="text/csv", part_size=5 * 2**20)
+    out.write(b"x" * (12 * 2**20))
+    out.close()
+    with pytest.raises(UploadMismatch, match=rf"holds {10 * 2**20} bytes; {12 * 2**20} were written"):
+        out.verify()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "ndjson"])
+def test_a_filter_that_matches_nothing_yields_an_empty_valid_signed_export(
+    ledger: Settings, tmp_path: Path, fmt: str, env_for
+) -> None:
+    nothing = {"since": "2020-01-01T00:00:00Z", "until": "2020-01-02T00:00:00Z"}
+    data, manifest = export(ledger, fmt, nothing, tmp_path)
+    assert manifest["row_count"] == 0 and manifest["signature"]
+    assert data.read_bytes() == (b"" if fmt == "ndjson" else (",".join(EXPORT_COLUMNS) + "\r\n").encode())
+    trust = write_trust(ledger, tmp_path / "trust.json")
+    out = run_cli(["verify", "export", str(data), "--trust", str(trust), "--json"], env_for(ledger))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert json.loads(out.stdout)["rows"] == 0

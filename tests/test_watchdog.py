@@ -342,3 +342,31 @@ def test_an_export_queued_too_long_breaches_its_figure(settings: Settings) -> No
     figures, _ = measure(settings)
     assert figures["queued_exports_oldest_age_seconds"] > 900
     assert breached(figures) == {"queued_exports_oldest_age_seconds": "breached"}
+
+
+def test_the_watchdog_shows_the_newest_export_jobs_without_links(settings: Settings, env_for, prefect_harness) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from flows.watchdog import watchdog
+
+    env_for(settings)
+    job = queue_export(
+        settings,
+        operator="ops@example.com",
+        fmt="ndjson",
+        filter_text={"since": "2026-11-01T00:00:00Z", "until": "2026-11-02T00:00:00Z"},
+    )
+    watchdog()
+    with get_client(sync_client=True) as client:
+        artifact = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["export-jobs"])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )[0]
+    table = artifact.data if isinstance(artifact.data, list) else json.loads(artifact.data)
+    row = next(r for r in table if r["job_id"] == job)
+    assert (row["operator"], row["format"], row["state"]) == ("ops@example.com", "ndjson", "queued")
+    text = json.dumps(table)
+    assert "http" not in text and "X-Amz" not in text
