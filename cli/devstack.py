@@ -30,7 +30,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
-DEFAULT_PORTS = {"postgres": 55432, "s3": 55433, "prefect": 54200}
+DEFAULT_PORTS = {"postgres": 55432, "s3": 55433, "prefect": 54200, "ingest": 8787}
+DEV_SHELL_SOURCE = "dev-shell"  # the ingest source whose token `dev up` prints (every tenant, every type)
 DEV_ACCESS_KEY = "compliance-dev"  # moto accepts any credentials; these are not secrets
 ADMIN_USER = "compliance_admin"
 DATABASE = "compliance"
@@ -69,6 +70,15 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.3)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], log: Path, seconds: float = 60) -> None:
+    """Wait until ``process`` listens on ``port``; a StackError naming its log if it exits or never does."""
+    deadline = time.monotonic() + seconds
+    while not port_open(port):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise StackError(f"the process on port {port} did not start; see {log}")
+        time.sleep(0.1)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -363,6 +373,39 @@ class Stack:
             self.save()
         return f"http://127.0.0.1:{port}/api"
 
+    def up_ingest(self, env: dict[str, str]) -> tuple[str, str]:
+        """The ingest service (``python -m ingest``) on the stack's port, started if it is not running, and the
+        token of the ``dev-shell`` source: (base URL, token). The token is kept in the stack's state, which
+        only this user can read, so that `dev up` run again prints the same one."""
+        from compliance.ingest import Scope
+        from compliance.settings import Settings
+        from tasks.sources import SourceError, add_source, rotate_source
+
+        port = self._port("ingest")
+        info = self.state.setdefault("ingest", {"port": port})
+        settings = Settings.from_env(env)
+        if not info.get("token"):
+            try:
+                info["token"] = add_source(settings, DEV_SHELL_SOURCE, Scope(None, None), by="compliance dev up")
+            except SourceError:  # the state was lost, the source not: a new token for it
+                info["token"] = rotate_source(settings, DEV_SHELL_SOURCE, by="compliance dev up")
+        if not (pid_alive(info.get("pid")) and port_open(port)):
+            log = open(self.root / "ingest.log", "ab")
+            process = subprocess.Popen(
+                [sys.executable, "-m", "ingest", "--port", str(port)],
+                env={**os.environ, **env},
+                cwd=Path(__file__).resolve().parent.parent,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # it outlives `dev up`; `dev down` stops it
+            )
+            info["pid"] = process.pid
+            wait_for_port(port, process, self.root / "ingest.log")
+        self.save()
+        os.chmod(self.state_file, 0o600)
+        return f"http://127.0.0.1:{port}", str(info["token"])
+
     def prefect_url_if_running(self) -> str | None:
         info = self.state.get("prefect", {})
         if pid_alive(info.get("pid")) and port_open(int(info.get("port", 0) or 0)):
@@ -372,7 +415,7 @@ class Stack:
     def down(self, purge: bool = False) -> None:
         # A `make run` still serving stops first, so that it cancels its runs while the stack is there; the S3
         # server writes its final snapshot on SIGTERM: each gets as long as that takes.
-        for name, grace in (("serve", 150.0), ("prefect", 5.0), ("s3", 300.0)):
+        for name, grace in (("serve", 150.0), ("ingest", 10.0), ("prefect", 5.0), ("s3", 300.0)):
             pid = self.state.get(name, {}).get("pid")
             kill = os.kill if name == "serve" else os.killpg  # `make run` shares its terminal's group: it alone
             if pid_alive(pid):

@@ -151,10 +151,19 @@ def cmd_dev_up(args: argparse.Namespace) -> int:
     _provision_buckets(settings)
     if prefect_url:
         _register_in_prefect(env)
+    try:
+        env["COMPLIANCE_INGEST_URL"], env["COMPLIANCE_INGEST_TOKEN"] = stack.up_ingest(env)
+    except StackError as exc:
+        fail(str(exc), EXIT_FAILED)
     for name, value in env.items():
         print(f"export {name}={value}")
     if prefect_url:
         print(f"# Prefect UI: {prefect_url.removesuffix('/api')}", file=sys.stderr)
+    print(
+        "# Emit over HTTP: POST $COMPLIANCE_INGEST_URL/v1/events with 'Authorization: Bearer "
+        "$COMPLIANCE_INGEST_TOKEN' (the dev-shell source: every tenant and type)",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 

@@ -151,3 +151,23 @@ def test_dev_down_purge_wipes_the_buckets(dev_stack: dict[str, str]) -> None:
     assert not Path(dev_stack["COMPLIANCE_DEV_DIR"]).exists()
     printed = dev_up(dev_stack)
     assert bucket_objects(replace(settings, s3_endpoint_url=printed["COMPLIANCE_S3_ENDPOINT_URL"])) == {}
+
+
+def test_dev_up_starts_the_ingest_service_and_prints_a_working_token(dev_stack: dict[str, str]) -> None:
+    import urllib.request
+
+    printed = dev_up(dev_stack)
+    url, token = printed["COMPLIANCE_INGEST_URL"], printed["COMPLIANCE_INGEST_TOKEN"]
+    request = urllib.request.Request(
+        url + "/v1/events",
+        data=json.dumps(sample_event(1, tenant="acme")).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 202
+    again = dev_up(dev_stack)  # reuses the running service and prints the same token
+    assert (again["COMPLIANCE_INGEST_URL"], again["COMPLIANCE_INGEST_TOKEN"]) == (url, token)
+    pid = json.loads((Path(dev_stack["COMPLIANCE_DEV_DIR"]) / "stack.json").read_text())["ingest"]["pid"]
+    assert run_cli(["dev", "down"], dev_stack).returncode == 0
+    assert not pid_alive(pid)
