@@ -7,7 +7,8 @@
 In ``dev``, unset ``database_url`` / ``s3_endpoint_url`` mean "use the local
 stack"; the command line starts it when they are unset. In ``staging`` and
 ``prod`` nothing local is ever started and nothing silently defaults: the
-bucket names must be set (refused here, by name), and a command refuses a
+bucket names and the anchor bucket's KMS key must be set (refused here, by
+name; dev without a key uses SSE-S3), and a command refuses a
 missing database URL or Prefect API before it starts (``cli.main``); an unset
 S3 endpoint there means AWS itself, with boto3's default credential chain.
 
