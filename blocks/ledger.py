@@ -86,6 +86,11 @@ class AnchorStoreBlock(Block):
         "account can shorten it. GOVERNANCE is refused in prod.",
     )
     retention_days: int = Field(default=365, ge=1, description="Object Lock retention of every anchor object.")
+    kms_key_id: str | None = Field(
+        default=None,
+        description="KMS key (id or ARN) for the anchor bucket's SSE-KMS; required in staging and prod, empty in "
+        "dev (SSE-S3).",
+    )
     credentials_block: str | None = Field(
         default=None, description="Name of a prefect-aws AwsCredentials block; empty for the ambient credentials."
     )
@@ -157,6 +162,7 @@ _ANCHOR_STORE_FIELDS = {
     "endpoint_url": "COMPLIANCE_S3_ENDPOINT_URL",
     "object_lock_mode": "COMPLIANCE_OBJECT_LOCK_MODE",
     "retention_days": "COMPLIANCE_RETENTION_DAYS",
+    "kms_key_id": "COMPLIANCE_ANCHOR_KMS_KEY_ID",
     "credentials_block": "COMPLIANCE_AWS_CREDENTIALS_BLOCK",
 }
 _SETTINGS_FIELDS = {

@@ -22,6 +22,7 @@ from ledger_verify.cli import add_export_arguments
 
 from cli.operators import add_parsers as add_operator_parsers
 from cli.verify import add_trust_commands, cmd_verify_export
+from compliance.bucket import IAM_ROLES
 from compliance.settings import Settings, SettingsError
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
@@ -126,7 +127,13 @@ def _provision_buckets(settings: Settings) -> None:
     from tasks.storage import provision_anchor_bucket, provision_export_bucket, s3_client
 
     s3 = s3_client(settings)
-    provision_anchor_bucket(s3, settings.anchor_bucket, mode=settings.lock_mode, retention_days=settings.retention_days)
+    provision_anchor_bucket(
+        s3,
+        settings.anchor_bucket,
+        mode=settings.lock_mode,
+        retention_days=settings.retention_days,
+        kms_key_id=settings.anchor_kms_key_id,
+    )
     provision_export_bucket(s3, settings.export_bucket)
 
 
@@ -320,7 +327,7 @@ def cmd_anchor(args: argparse.Namespace) -> int:
 
     resolve_settings(s3=True, prefect=True)
     _ensure_prefect_env()
-    result = anchor()
+    result = anchor(allow_lowered_retention=args.i_understand_retention_is_lowered)
     for a in result["anchors"]:
         print(f"anchored {a['cadence_id']}: {a['tenants']} tenants, {a['events']} events, root {a['merkle_root']}")
     if not result["anchors"]:
@@ -349,18 +356,11 @@ def cmd_verify_chain(args: argparse.Namespace) -> int:
 
 
 def cmd_bucket_check(args: argparse.Namespace) -> int:
-    from compliance.posture import judge_posture
+    from compliance.posture import judge_configured
     from tasks.storage import bucket_facts, s3_client
 
     settings = resolve_settings(s3=True)
-    facts = bucket_facts(s3_client(settings), settings.anchor_bucket)
-    findings = judge_posture(
-        facts,
-        stage=settings.stage,
-        mode=settings.lock_mode,
-        retention_days=settings.retention_days,
-        allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod,
-    )
+    findings = judge_configured(bucket_facts(s3_client(settings), settings.anchor_bucket), settings)
     ok = all(f.ok for f in findings)
     if args.json:
         print(
@@ -374,7 +374,8 @@ def cmd_bucket_check(args: argparse.Namespace) -> int:
             f"{settings.retention_days} days)"
         )
         for f in findings:
-            print(f"  {'OK  ' if f.ok else 'FAIL'} {f.check:<20} {f.detail}")
+            mark = "N/A " if not f.applicable else "OK  " if f.ok else "FAIL"
+            print(f"  {mark} {f.check:<20} {f.detail}")
     return EXIT_OK if ok else EXIT_FAILED
 
 
@@ -384,12 +385,101 @@ def cmd_bucket_provision(args: argparse.Namespace) -> int:
     settings = resolve_settings(s3=True)
     bucket = args.bucket or settings.anchor_bucket
     created = provision_anchor_bucket(
-        s3_client(settings), bucket, mode=settings.lock_mode, retention_days=settings.retention_days
+        s3_client(settings),
+        bucket,
+        mode=settings.lock_mode,
+        retention_days=settings.retention_days,
+        kms_key_id=settings.anchor_kms_key_id,
     )
-    print(
-        f"{'created' if created else 'already exists (left unchanged)'}: {bucket} "
-        f"({settings.lock_mode}, {settings.retention_days} days)"
-    )
+    encryption = f"SSE-KMS {settings.anchor_kms_key_id}" if settings.anchor_kms_key_id else "SSE-S3"
+    if created:
+        print(f"created: {bucket} ({settings.lock_mode}, {settings.retention_days} days, {encryption})")
+    else:
+        print(
+            f"already exists: {bucket}; policy, encryption ({encryption}), lifecycle and public access block "
+            "applied, Object Lock default left as it is (`compliance bucket lock-mode` changes it)"
+        )
+    return EXIT_OK
+
+
+def cmd_bucket_lock_mode(args: argparse.Namespace) -> int:
+    """Flip the anchor bucket's default Object Lock mode, after the stage is named twice: ``--stage`` must be
+    COMPLIANCE_STAGE, and the operator types it again (``--confirm-stage`` in scripts). Recorded as the
+    ledger event ``admin.lock_mode_changed``, in the same transaction (no record, no flip)."""
+    from dataclasses import replace
+
+    from botocore.exceptions import ClientError
+
+    from tasks.db import owner_connection
+    from tasks.operators import LEDGER_TENANT
+    from tasks.outbox import emit
+    from tasks.sources import default_actor
+    from tasks.storage import bucket_facts, s3_client, set_lock_mode
+
+    settings = resolve_settings(s3=True)
+    if args.stage != settings.stage:
+        fail(f"--stage {args.stage}: this is COMPLIANCE_STAGE={settings.stage}; nothing changed")
+    try:
+        replace(settings, lock_mode=args.mode).check()
+    except SettingsError as exc:
+        fail(f"{args.mode}: {exc}; nothing changed")
+    typed = args.confirm_stage
+    if typed is None:
+        print(
+            f"This sets the default Object Lock mode of s3://{settings.anchor_bucket} to {args.mode}. Objects "
+            "written in COMPLIANCE mode cannot be deleted or shortened by anyone until their retention ends.",
+            file=sys.stderr,
+        )
+        try:
+            typed = input(f"Type the stage name ({settings.stage}) to confirm: ").strip()
+        except EOFError:
+            typed = ""
+    if typed != settings.stage:
+        fail(f"confirmation {typed!r} is not the stage name {settings.stage!r}; nothing changed")
+    by = default_actor()
+    s3 = s3_client(settings)
+    facts = bucket_facts(s3, settings.anchor_bucket)
+    before, days = facts.default_mode, facts.default_days
+    with owner_connection(settings) as conn:
+        try:
+            with conn.transaction():  # the event first: refused, nothing is flipped; the flip refused, no event
+                emit(
+                    conn,
+                    {
+                        "tenant_id": LEDGER_TENANT,
+                        "occurred_at": _now_text(),
+                        "actor_type": "operator",
+                        "actor_id": by,
+                        "source": "compliance-bucket",
+                        "event_type": "admin.lock_mode_changed",
+                        "payload": {
+                            "bucket": settings.anchor_bucket,
+                            "fromMode": before,
+                            "toMode": args.mode,
+                            "retentionDays": days,
+                            "stage": settings.stage,
+                            "by": by,
+                        },
+                    },
+                    ledger=True,
+                )
+                set_lock_mode(s3, settings.anchor_bucket, args.mode)
+        except ClientError as exc:
+            fail(f"s3://{settings.anchor_bucket} refused the change ({exc}); nothing changed", EXIT_FAILED)
+    print(f"s3://{settings.anchor_bucket}: default Object Lock {before} -> {args.mode}, {days} days (recorded)")
+    if args.mode != settings.lock_mode:
+        print(f"set COMPLIANCE_OBJECT_LOCK_MODE={args.mode} for the anchor flow: it locks each object explicitly")
+    return EXIT_OK
+
+
+def cmd_bucket_policy(args: argparse.Namespace) -> int:
+    from compliance.bucket import iam_policy_template
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        fail(str(exc))
+    print(json.dumps(iam_policy_template(args.role, settings.anchor_bucket, settings.anchor_kms_key_id), indent=2))
     return EXIT_OK
 
 
@@ -528,7 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
     drain = sub.add_parser("drain", help="run the drain-outbox flow once, now")
     drain.add_argument("--batch-size", type=int)
     drain.set_defaults(func=cmd_drain)
-    sub.add_parser("anchor", help="run the anchor flow once, now").set_defaults(func=cmd_anchor)
+    anchor = sub.add_parser("anchor", help="run the anchor flow once, now")
+    anchor.add_argument(
+        "--i-understand-retention-is-lowered",
+        action="store_true",
+        help="in prod, lock new anchors for less than the last one (recorded as admin.retention_lowered)",
+    )
+    anchor.set_defaults(func=cmd_anchor)
     sub.add_parser("watchdog", help="run the watchdog flow once, now").set_defaults(func=cmd_watchdog)
     alerts = sub.add_parser("alerts", help="the alert automations").add_subparsers(dest="alerts_command", required=True)
     alerts.add_parser("apply", help="create or update every alert automation (idempotent)").set_defaults(
@@ -592,12 +688,22 @@ def build_parser() -> argparse.ArgumentParser:
     bucket = sub.add_parser("bucket", help="the anchor bucket's posture").add_subparsers(
         dest="bucket_command", required=True
     )
-    bc = bucket.add_parser("check", help="Object Lock, retention, versioning, public access, encryption, policy")
+    bc = bucket.add_parser(
+        "check", help="Object Lock, retention, versioning, public access, encryption, policy, TLS, lifecycle"
+    )
     bc.add_argument("--json", action="store_true")
     bc.set_defaults(func=cmd_bucket_check)
     bp = bucket.add_parser("provision", help="create the anchor bucket in its WORM posture")
     bp.add_argument("--bucket", help="name (default COMPLIANCE_ANCHOR_BUCKET)")
     bp.set_defaults(func=cmd_bucket_provision)
+    blm = bucket.add_parser("lock-mode", help="change the bucket's default Object Lock mode (typed confirmation)")
+    blm.add_argument("mode", choices=["GOVERNANCE", "COMPLIANCE"])
+    blm.add_argument("--stage", required=True, help="the stage this is meant for; must be COMPLIANCE_STAGE")
+    blm.add_argument("--confirm-stage", help="the stage name again, instead of typing it at the prompt")
+    blm.set_defaults(func=cmd_bucket_lock_mode)
+    bpol = bucket.add_parser("policy", help="print the IAM policy template of a role that uses the bucket (JSON)")
+    bpol.add_argument("--role", required=True, choices=IAM_ROLES)
+    bpol.set_defaults(func=cmd_bucket_policy)
     keys = sub.add_parser("keys", help="the anchor signing key").add_subparsers(dest="keys_command", required=True)
     keys.add_parser("rotate", help="a new signing key; the old public keys stay published").set_defaults(
         func=cmd_keys_rotate

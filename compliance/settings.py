@@ -7,7 +7,8 @@
 In ``dev``, unset ``database_url`` / ``s3_endpoint_url`` mean "use the local
 stack"; the command line starts it when they are unset. In ``staging`` and
 ``prod`` nothing local is ever started and nothing silently defaults: the
-bucket names must be set (refused here, by name), and a command refuses a
+bucket names and the anchor bucket's KMS key must be set (refused here, by
+name; dev without a key uses SSE-S3), and a command refuses a
 missing database URL or Prefect API before it starts (``cli.main``); an unset
 S3 endpoint there means AWS itself, with boto3's default credential chain.
 
@@ -29,7 +30,16 @@ from urllib.parse import urlsplit
 
 from compliance.watchdog import thresholds_with
 
-__all__ = ["STAGES", "Settings", "SettingsError", "production_hints", "stage_from_env", "threshold_variable"]
+__all__ = [
+    "STAGES",
+    "RetentionLowered",
+    "Settings",
+    "SettingsError",
+    "production_hints",
+    "retention_lowering",
+    "stage_from_env",
+    "threshold_variable",
+]
 
 STAGES = ("dev", "staging", "prod")
 LOCK_MODES = ("GOVERNANCE", "COMPLIANCE")
@@ -38,6 +48,10 @@ SHARD_COUNT = 64  # the outbox's shards (hashtext(tenant_id) & 63): the unit dra
 
 class SettingsError(ValueError):
     """A setting is missing or not allowed; the message names the variable and what to change."""
+
+
+class RetentionLowered(SettingsError):
+    """COMPLIANCE_RETENTION_DAYS is below the retention the last anchor was written with, in prod."""
 
 
 ROLE_URL_VARIABLES = (
@@ -139,6 +153,8 @@ class Settings:
     allow_compliance_mode_outside_prod: bool = False
     lock_mode: str = "GOVERNANCE"
     retention_days: int = 365
+    allow_lowered_retention: bool = False
+    anchor_kms_key_id: str | None = None
     drain_batch_size: int = 50_000
     drain_workers: int = 2
     outbox_retention_seconds: int = 600
@@ -157,11 +173,16 @@ class Settings:
         if stage == "dev":
             anchor_bucket = env.get("COMPLIANCE_ANCHOR_BUCKET") or "compliance-anchors"
             export_bucket = env.get("COMPLIANCE_EXPORT_BUCKET") or "compliance-exports"
+            kms_key_id = env.get("COMPLIANCE_ANCHOR_KMS_KEY_ID") or None  # unset: SSE-S3, in dev only
         elif stage in STAGES:
             anchor_bucket = _required(env, "COMPLIANCE_ANCHOR_BUCKET", stage, "the anchor bucket's name")
             export_bucket = _required(env, "COMPLIANCE_EXPORT_BUCKET", stage, "the export bucket's name")
+            kms_key_id = _required(
+                env, "COMPLIANCE_ANCHOR_KMS_KEY_ID", stage, "the KMS key (id or ARN) encrypting the anchor bucket"
+            )
         else:
             anchor_bucket = export_bucket = ""  # check() refuses the stage itself
+            kms_key_id = None
         settings = cls(
             database_url=env.get("COMPLIANCE_DATABASE_URL") or None,
             s3_endpoint_url=env.get("COMPLIANCE_S3_ENDPOINT_URL") or None,
@@ -171,6 +192,8 @@ class Settings:
             allow_compliance_mode_outside_prod=env.get("COMPLIANCE_ALLOW_COMPLIANCE_MODE_OUTSIDE_PROD") == "1",
             lock_mode=(env.get("COMPLIANCE_OBJECT_LOCK_MODE") or default_mode).upper(),
             retention_days=_int(env, "COMPLIANCE_RETENTION_DAYS", 365),
+            allow_lowered_retention=env.get("COMPLIANCE_ALLOW_LOWERED_RETENTION") == "1",
+            anchor_kms_key_id=kms_key_id,
             drain_batch_size=_int(env, "COMPLIANCE_DRAIN_BATCH_SIZE", 50_000),
             drain_workers=_int(env, "COMPLIANCE_DRAIN_WORKERS", 2),
             outbox_retention_seconds=_int(env, "COMPLIANCE_OUTBOX_RETENTION_SECONDS", 600),
@@ -207,3 +230,21 @@ class Settings:
             raise SettingsError("COMPLIANCE_OUTBOX_RETENTION_SECONDS must be 0 (purge at once) or more")
         if not 1 <= self.drain_workers <= SHARD_COUNT:
             raise SettingsError(f"COMPLIANCE_DRAIN_WORKERS must be between 1 and {SHARD_COUNT}")
+
+
+def retention_lowering(settings: Settings, last_days: int | None) -> bool:
+    """Whether anchoring with ``settings`` locks for less than the last anchor (``last_days``; None: no anchor
+    yet), a lowering the anchor flow records as ``admin.retention_lowered``. In prod it is refused
+    (:class:`RetentionLowered`) unless ``allow_lowered_retention``: the trust file auditors hold keeps the
+    longer floor, and every anchor locked for less fails their verification and `compliance verify chain`."""
+    if last_days is None or settings.retention_days >= last_days:
+        return False
+    if settings.stage == "prod" and not settings.allow_lowered_retention:
+        raise RetentionLowered(
+            f"COMPLIANCE_RETENTION_DAYS={settings.retention_days} is below the {last_days} days the last anchor "
+            "was locked for: in prod a lowered retention is refused (anchors locked for less fail verification "
+            "against the trust floor); restore COMPLIANCE_RETENTION_DAYS, or lower it on purpose with "
+            "`compliance anchor --i-understand-retention-is-lowered` (COMPLIANCE_ALLOW_LOWERED_RETENTION=1 for "
+            "a deployment), which records an admin.retention_lowered event"
+        )
+    return True

@@ -11,6 +11,7 @@ the cadence, tenants, events, root, object keys and retention.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -37,10 +38,14 @@ def _markdown(outcomes: list[AnchorOutcome], bucket: str) -> str:
 
 
 @flow(name="anchor")
-def anchor() -> dict[str, Any]:
-    """Anchor every tenant that grew since its last anchor (and finish an interrupted run first)."""
+def anchor(allow_lowered_retention: bool = False) -> dict[str, Any]:
+    """Anchor every tenant that grew since its last anchor (and finish an interrupted run first).
+    ``allow_lowered_retention``: go ahead in prod with a retention below the last anchor's (recorded as
+    ``admin.retention_lowered``), as COMPLIANCE_ALLOW_LOWERED_RETENTION=1 does."""
     logger = get_run_logger()
     settings = load_settings()
+    if allow_lowered_retention:
+        settings = replace(settings, allow_lowered_retention=True)
     key = load_signing_key(settings)
     outcomes = anchor_task(settings, key)
     for o in outcomes:

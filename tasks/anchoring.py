@@ -36,9 +36,9 @@ from compliance.anchor import (
     sign_anchor,
     unsigned_anchor,
 )
-from compliance.settings import Settings
+from compliance.settings import Settings, SettingsError, retention_lowering
 from compliance.timefmt import parse_utc_text, utc_text
-from tasks.db import connect
+from tasks.db import LOCKED_DAYS_SQL, connect
 from tasks.signing import SigningKey
 from tasks.storage import get_bytes, s3_client
 
@@ -359,6 +359,28 @@ def complete_run(
     )
 
 
+def last_retention_days(conn: psycopg.Connection) -> int | None:
+    """The whole days the last recorded anchor was locked for (None: no anchor yet)."""
+    row = conn.execute(
+        f"SELECT {LOCKED_DAYS_SQL} FROM compliance.anchors "
+        "ORDER BY position DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def check_retention(conn: psycopg.Connection, settings: Settings) -> None:
+    """Before anything is locked: a retention below the last anchor's is refused in prod unless allowed
+    (:func:`compliance.settings.retention_lowering`), and where it goes ahead it is recorded first, as the
+    ledger event ``admin.retention_lowered`` (through the one definer function the anchorer may call)."""
+    if retention_lowering(settings, last_retention_days(conn)):
+        from tasks.sources import default_actor
+
+        conn.execute(
+            "SELECT compliance.record_retention_lowered(%s, %s, %s, %s)",
+            (settings.retention_days, settings.stage, settings.anchor_bucket, default_actor()),
+        )
+
+
 def anchor_once(settings: Settings, key: SigningKey) -> list[AnchorOutcome]:
     """Finish an interrupted run if there is one, then anchor every tenant that grew (if any)."""
     outcomes: list[AnchorOutcome] = []
@@ -367,6 +389,8 @@ def anchor_once(settings: Settings, key: SigningKey) -> list[AnchorOutcome]:
             return outcomes  # another anchor run holds the lock; it will do the work
         try:
             interrupted = open_run(conn)
+            if interrupted is not None or pending_heads(conn):
+                check_retention(conn, settings)
             if interrupted is not None:
                 outcomes.append(complete_run(conn, settings, interrupted, key, resumed=True))
             heads = pending_heads(conn)
@@ -378,4 +402,21 @@ def anchor_once(settings: Settings, key: SigningKey) -> list[AnchorOutcome]:
     return outcomes
 
 
-anchor_task = task(anchor_once, name="anchor-heads", cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120])
+def _retry_unless_refused(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry what may pass next time (S3 or the database away), never a refused setting."""
+    try:
+        state.result()
+    except SettingsError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+anchor_task = task(
+    name="anchor-heads",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[5, 30, 120],
+    retry_condition_fn=_retry_unless_refused,
+)(anchor_once)

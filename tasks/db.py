@@ -41,6 +41,10 @@ def utc_text_sql(column: str) -> str:
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 
+# The whole days an anchor row's lock runs from its anchored_at: what the anchor was written with.
+LOCKED_DAYS_SQL = "floor(extract(epoch FROM retain_until - anchored_at) / 86400)::integer"
+
+
 def database_url(settings: Settings) -> str:
     if not settings.database_url:
         raise SettingsError(

@@ -7,13 +7,15 @@ import json
 import os
 import zlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from ledger_verify.store import s3_get_bytes as get_bytes
 
-from compliance.posture import BucketFacts, StoredObject
+from compliance.bucket import anchor_bucket_policy, anchor_encryption, anchor_lifecycle
+from compliance.posture import MANAGEMENT_ACTIONS, BucketFacts, StoredObject
 from compliance.settings import AWS_CREDENTIAL_VARIABLES, Settings, SettingsError
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "provision_anchor_bucket",
     "provision_export_bucket",
     "s3_client",
+    "set_lock_mode",
     "stored_object",
 ]
 
@@ -95,24 +98,36 @@ def _create(s3: Any, bucket: str, **extra: Any) -> bool:
     return True
 
 
-def provision_anchor_bucket(s3: Any, bucket: str, *, mode: str, retention_days: int, deny_deletes: bool = True) -> bool:
-    """Create the anchor bucket in its WORM posture; returns False when it already existed (left as is).
+def provision_anchor_bucket(
+    s3: Any,
+    bucket: str,
+    *,
+    mode: str,
+    retention_days: int,
+    kms_key_id: str | None = None,
+    https_only: bool | None = None,
+    deny_deletes: bool = True,
+) -> bool:
+    """Create the anchor bucket in its WORM posture, or bring an existing one's hardening up to date; returns
+    whether it was created.
 
-    Object Lock at creation (which turns on versioning), default retention,
-    public access blocked, default encryption, and a policy denying deletes of
-    objects, versions and the bucket itself.
+    At creation: Object Lock (which turns on versioning) with its default mode and retention. Every time:
+    versioning, public access blocked, default encryption (SSE-KMS with ``kms_key_id`` and a bucket key;
+    SSE-S3 without one, as in dev), the lifecycle moving anchors and proofs to Glacier IR, and the policy
+    (:func:`compliance.bucket.anchor_bucket_policy`; replaced whole, as is the lifecycle). The Object Lock
+    default of an existing bucket is left as it is: `compliance bucket lock-mode` changes it.
+    ``https_only`` (None: when the client's endpoint is https, as AWS's is) adds the deny of plain HTTP.
     """
     created = _create(s3, bucket, ObjectLockEnabledForBucket=True)
-    if not created:
-        return False
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    s3.put_object_lock_configuration(
-        Bucket=bucket,
-        ObjectLockConfiguration={
-            "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": mode, "Days": retention_days}},
-        },
-    )
+    if created:
+        s3.put_object_lock_configuration(
+            Bucket=bucket,
+            ObjectLockConfiguration={
+                "ObjectLockEnabled": "Enabled",
+                "Rule": {"DefaultRetention": {"Mode": mode, "Days": retention_days}},
+            },
+        )
     s3.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
@@ -122,37 +137,28 @@ def provision_anchor_bucket(s3: Any, bucket: str, *, mode: str, retention_days: 
             "RestrictPublicBuckets": True,
         },
     )
-    s3.put_bucket_encryption(
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration=anchor_encryption(kms_key_id))
+    s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration=anchor_lifecycle())
+    if https_only is None:
+        https_only = urlsplit(s3.meta.endpoint_url).scheme == "https"
+    if deny_deletes:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(anchor_bucket_policy(bucket, https_only=https_only)))
+    return created
+
+
+def set_lock_mode(s3: Any, bucket: str, mode: str) -> None:
+    """Change the bucket's default Object Lock mode, keeping its default retention. Objects already written
+    keep the lock they were written with."""
+    lock = s3.get_object_lock_configuration(Bucket=bucket)["ObjectLockConfiguration"]
+    rule = lock.get("Rule", {}).get("DefaultRetention", {})
+    retention = {"Days": rule["Days"]} if rule.get("Days") else {"Years": rule["Years"]}
+    s3.put_object_lock_configuration(
         Bucket=bucket,
-        ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": mode, **retention}},
         },
     )
-    if deny_deletes:
-        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(anchor_bucket_policy(bucket)))
-    return True
-
-
-def anchor_bucket_policy(bucket: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "DenyObjectDeletes",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["s3:DeleteObject", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"],
-                "Resource": f"arn:aws:s3:::{bucket}/*",
-            },
-            {
-                "Sid": "DenyBucketDelete",
-                "Effect": "Deny",
-                "Principal": "*",
-                "Action": ["s3:DeleteBucket", "s3:DeleteBucketPolicy", "s3:PutBucketObjectLockConfiguration"],
-                "Resource": f"arn:aws:s3:::{bucket}",
-            },
-        ],
-    }
 
 
 def provision_export_bucket(s3: Any, bucket: str, *, expire_days: int = 30) -> bool:
@@ -230,16 +236,9 @@ def bucket_facts(s3: Any, bucket: str) -> BucketFacts:
     days = rule.get("Days") or (rule.get("Years", 0) * 365 if rule.get("Years") else None)
     pab = (call(s3.get_public_access_block) or {}).get("PublicAccessBlockConfiguration", {})
     enc = (call(s3.get_bucket_encryption) or {}).get("ServerSideEncryptionConfiguration", {}).get("Rules", [])
-    policy_text = (call(s3.get_bucket_policy) or {}).get("Policy")
-    denies = False
-    if policy_text:
-        for st in json.loads(policy_text).get("Statement", []):
-            actions = st.get("Action", [])
-            actions = [actions] if isinstance(actions, str) else actions
-            if st.get("Effect") == "Deny" and any(
-                a in ("s3:DeleteObjectVersion", "s3:DeleteObject*", "s3:*") for a in actions
-            ):
-                denies = True
+    default_enc = enc[0].get("ApplyServerSideEncryptionByDefault", {}) if enc else {}
+    policy = _policy_facts((call(s3.get_bucket_policy) or {}).get("Policy"))
+    lifecycle = (call(s3.get_bucket_lifecycle_configuration) or {}).get("Rules", [])
     return BucketFacts(
         versioning=versioning,
         lock_enabled=lock.get("ObjectLockEnabled") == "Enabled",
@@ -249,9 +248,52 @@ def bucket_facts(s3: Any, bucket: str) -> BucketFacts:
         and all(
             pab.get(k) for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
         ),
-        encryption=(enc[0].get("ApplyServerSideEncryptionByDefault", {}).get("SSEAlgorithm") if enc else None),
-        policy_denies_deletes=denies,
+        encryption=default_enc.get("SSEAlgorithm"),
+        kms_key_id=default_enc.get("KMSMasterKeyID"),
+        bucket_key=bool(enc and enc[0].get("BucketKeyEnabled")),
+        transitions=_glacier_ir_transitions(lifecycle),
+        **policy,
     )
+
+
+def _actions(statement: dict[str, Any]) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+def _policy_facts(policy_text: str | None) -> dict[str, Any]:
+    """What the bucket policy denies to everyone: deletes, plain HTTP, bucket management."""
+    denies, https_only, management = False, False, set()
+    for st in json.loads(policy_text).get("Statement", []) if policy_text else []:
+        if st.get("Effect") != "Deny":
+            continue
+        actions = _actions(st)
+        secure = st.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport")
+        if str(secure).lower() == "false":
+            https_only = https_only or "s3:*" in actions
+            continue
+        if st.get("Condition"):
+            continue  # a conditional deny neither guarantees deletes are refused nor blocks management outright
+        if any(a in ("s3:DeleteObjectVersion", "s3:DeleteObject*", "s3:*") for a in actions):
+            denies = True
+        management |= {m for m in MANAGEMENT_ACTIONS if m in actions or "s3:*" in actions or "s3:PutBucket*" in actions}
+    return {
+        "policy_denies_deletes": denies,
+        "policy_https_only": https_only,
+        "policy_denies_management": tuple(sorted(management)),
+    }
+
+
+def _glacier_ir_transitions(rules: list[dict[str, Any]]) -> tuple[tuple[str, int], ...]:
+    out = []
+    for rule in rules:
+        if rule.get("Status") != "Enabled":
+            continue
+        prefix = rule.get("Filter", {}).get("Prefix", rule.get("Prefix", ""))
+        for tr in rule.get("Transitions", []):
+            if tr.get("StorageClass") == "GLACIER_IR" and tr.get("Days") is not None:
+                out.append((prefix, int(tr["Days"])))
+    return tuple(sorted(out))
 
 
 class UploadMismatch(RuntimeError):

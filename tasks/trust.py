@@ -4,6 +4,17 @@ The keys are every key id the database recorded an anchor under, plus the
 current signing key when one is configured; each fingerprint is of the public
 key published at ``keys/<key_id>.pem`` and must match the key id, which is
 derived from the key itself (``compliance.anchor.key_id_for``).
+
+The lock rule comes from what the ledger recorded writing, never from
+today's settings alone. The mode is COMPLIANCE once the deployment is
+configured for it or has written any COMPLIANCE anchor; ``governance_until``
+is then the last GOVERNANCE anchor's ``anchored_at``, so anchors written
+before a GOVERNANCE -> COMPLIANCE move keep verifying. The retention floor
+(``min_retention_days``) is what the first anchor was locked for (the
+configured retention before any anchor): raising the retention later raises
+new anchors' locks, not the floor, and a lowering below the floor is not
+absorbed by it, so every anchor locked for less fails with ``retention``
+here and for an auditor holding the file.
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ from ledger_verify.store import s3_get_bytes
 from ledger_verify.trust import key_fingerprint
 
 from compliance.settings import Settings
-from tasks.db import connect, utc_text_sql
+from tasks.db import LOCKED_DAYS_SQL, connect, utc_text_sql
 from tasks.signing import SigningKey
 from tasks.storage import s3_client
 
@@ -48,8 +59,13 @@ def deployment_trust(
     conn = conn or connect(settings, "compliance_reader", autocommit=True)
     try:
         key_ids = [r[0] for r in conn.execute("SELECT DISTINCT key_id FROM compliance.anchors ORDER BY key_id")]
-        row = conn.execute(
-            f"SELECT {utc_text_sql('max(anchored_at)')} FROM compliance.anchors WHERE lock_mode = 'GOVERNANCE'"
+        last_governance = utc_text_sql("(max(anchored_at) FILTER (WHERE lock_mode = 'GOVERNANCE'))")
+        governance_until, any_compliance = conn.execute(
+            f"SELECT {last_governance}, coalesce(bool_or(lock_mode = 'COMPLIANCE'), false) FROM compliance.anchors"
+        ).fetchone()  # type: ignore[misc]
+        first_days = conn.execute(
+            f"SELECT {LOCKED_DAYS_SQL} FROM compliance.anchors "
+            "ORDER BY position LIMIT 1"
         ).fetchone()
     finally:
         if own:
@@ -63,5 +79,6 @@ def deployment_trust(
         raise TrustProblem(
             "no anchor has been signed yet and no signing key is configured: run `compliance anchor` first"
         )
-    governance_until = row[0] if row is not None and settings.lock_mode == "COMPLIANCE" else None
-    return Trust(settings.anchor_bucket, keys, settings.lock_mode, governance_until, settings.retention_days)
+    mode = "COMPLIANCE" if settings.lock_mode == "COMPLIANCE" or any_compliance else "GOVERNANCE"
+    floor = first_days[0] if first_days is not None else settings.retention_days
+    return Trust(settings.anchor_bucket, keys, mode, governance_until if mode == "COMPLIANCE" else None, floor)

@@ -4,7 +4,12 @@ The bucket is the source of truth: every anchor object found there must be
 recorded, and each recorded one must still be the bytes recorded, pass the
 verification core's anchor stage (``ledger_verify.anchors.AnchorChecker``:
 signature by a pinned key, proofs, counts, cadence id, versions, lock mode
-and retention by the deployment's trust file) and link to its predecessor.
+and retention by the deployment's trust file, whose floor and modes come
+from what the ledger recorded writing) and link to its predecessor. Each of
+its two objects must also be locked in the mode, and at least until the
+date, recorded with it when it was written: a later change of the
+configured mode or retention changes neither what an older anchor is held
+to nor whether it verifies.
 Then each tenant record must match the database (range, ``head_hash``,
 recomputed ``events_root``), and each tenant's anchored ranges must tile its
 chain from seq 1 with no gap or overlap.
@@ -16,8 +21,12 @@ import hashlib
 
 import psycopg
 from ledger_verify import AnchorChecker, S3Store, VerificationFailure
-from ledger_verify.anchors import TenantHead, anchor_key, check_tiling
+from datetime import datetime
+
+from ledger_verify.anchors import TenantHead, anchor_key, check_tiling, proofs_key
 from ledger_verify.merkle import merkle_tree_hash
+
+from compliance.posture import RETAIN_UNTIL_SLACK
 
 from compliance.settings import Settings
 from tasks.anchoring import RangeIncomplete, range_hashes
@@ -33,7 +42,7 @@ def verify_anchors(
     """(anchors checked, first failure or None). ``conn`` acts as the reader inside a read-only snapshot."""
     store = S3Store(settings.anchor_bucket, s3_client(settings))
     recorded = conn.execute(
-        "SELECT cadence_id, anchor_sha256, key_id FROM compliance.anchors ORDER BY position"
+        "SELECT cadence_id, anchor_sha256, lock_mode, retain_until FROM compliance.anchors ORDER BY position"
     ).fetchall()
     open_runs = {r[0] for r in conn.execute("SELECT cadence_id FROM compliance.anchor_runs WHERE completed_at IS NULL")}
     in_bucket = {k[len("anchors/") : -len(".json")] for k in store.list("anchors/") if k.endswith(".json")}
@@ -54,9 +63,10 @@ def verify_anchors(
         checker = AnchorChecker(store, trust)
         prev_cid: str | None = None
         prev_sha: str | None = None
-        for checked, (cid, sha, _key_id) in enumerate(recorded):
+        for checked, (cid, sha, mode, retain_until) in enumerate(recorded):
             try:
                 _check_one(store, checker, conn, cid, sha, prev_cid, prev_sha, tenant)
+                _check_recorded_lock(store, cid, mode, retain_until)
             except VerificationFailure as exc:
                 return checked, exc
             prev_cid, prev_sha = cid, sha
@@ -73,6 +83,26 @@ def verify_anchors(
     except VerificationFailure as exc:
         return 0 if exc.code in ("unrecorded_anchor", "missing_anchor", "untrusted_key") else len(recorded), exc
     return len(recorded), None
+
+
+def _check_recorded_lock(store: S3Store, cid: str, mode: str, retain_until: datetime) -> None:
+    """The anchor's two objects are locked as the ledger recorded writing them (where the store tells)."""
+    for key in (anchor_key(cid), proofs_key(cid)):
+        lock = store.lock(key)
+        if lock is None:
+            continue
+        got_mode, got_until = lock
+        if got_mode != mode:
+            raise VerificationFailure(
+                "lock_mode", f"{key} is locked in {got_mode or 'no'} mode; it was written in {mode}", anchor=cid
+            )
+        if got_until is None or got_until < retain_until - RETAIN_UNTIL_SLACK:
+            shown = got_until.isoformat() if got_until else "never"
+            raise VerificationFailure(
+                "retention",
+                f"{key} is retained until {shown}, shorter than the {retain_until.isoformat()} it was written with",
+                anchor=cid,
+            )
 
 
 def _check_one(

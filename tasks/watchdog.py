@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 from ledger_verify.chain import ChainVerifier
 
-from compliance.posture import judge_anchor_object, judge_posture
+from compliance.posture import judge_anchor_object, judge_configured
 from compliance.settings import Settings
 from compliance.silence import MIN_QUIET_SECONDS, SourceRhythm, silent_sources
 from compliance.watchdog import Judgement, alert_event
@@ -97,13 +97,7 @@ def measure(
     if posture and (settings.s3_endpoint_url is not None or settings.stage != "dev"):
         s3 = s3_client(settings)
         try:
-            findings = judge_posture(
-                bucket_facts(s3, settings.anchor_bucket),
-                stage=settings.stage,
-                mode=settings.lock_mode,
-                retention_days=settings.retention_days,
-                allow_compliance_outside_prod=settings.allow_compliance_mode_outside_prod,
-            )
+            findings = judge_configured(bucket_facts(s3, settings.anchor_bucket), settings)
             figures["posture_ok"] = all(f.ok for f in findings)
             details["posture_ok"] = [f._asdict() for f in findings if not f.ok]
         except Exception as exc:  # an unreachable bucket is an unmeasured posture, not a crashed watchdog

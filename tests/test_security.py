@@ -168,6 +168,7 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
         "ledger_event": ["compliance_admin"],  # only from inside the operator functions
         "advance_cursors": ["compliance_admin", "compliance_drainer"],
         "purge_drained": ["compliance_admin", "compliance_drainer"],
+        "record_retention_lowered": ["compliance_admin", "compliance_anchorer"],  # its one ledger event
     }
 
 

@@ -302,6 +302,7 @@ def test_the_cli_in_staging_without_a_roles_url_exits_2_naming_it(settings: Sett
             "COMPLIANCE_DATABASE_URL": settings.database_url or "",
             "COMPLIANCE_ANCHOR_BUCKET": settings.anchor_bucket,
             "COMPLIANCE_EXPORT_BUCKET": settings.export_bucket,
+            "COMPLIANCE_ANCHOR_KMS_KEY_ID": "alias/staging-anchors",
         },
     )
     assert done.returncode == 2, done.stderr

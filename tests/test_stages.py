@@ -68,6 +68,7 @@ def prod_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "COMPLIANCE_STAGE": "prod",
         "COMPLIANCE_ANCHOR_BUCKET": "acme-ledger-anchors",
         "COMPLIANCE_EXPORT_BUCKET": "acme-ledger-exports",
+        "COMPLIANCE_ANCHOR_KMS_KEY_ID": "alias/acme-ledger-anchors",
         "COMPLIANCE_DEV_DIR": str(dev_dir),  # where a local stack would live, were one started
     }
     yield env
@@ -106,6 +107,10 @@ def test_prod_refuses_an_unset_bucket_name_by_name() -> None:
         Settings.from_env({"COMPLIANCE_STAGE": "prod"})
     with pytest.raises(SettingsError, match="COMPLIANCE_EXPORT_BUCKET is not set: in staging"):
         Settings.from_env({"COMPLIANCE_STAGE": "staging", "COMPLIANCE_ANCHOR_BUCKET": "a"})
+    with pytest.raises(SettingsError, match="COMPLIANCE_ANCHOR_KMS_KEY_ID is not set: in prod"):
+        Settings.from_env(
+            {"COMPLIANCE_STAGE": "prod", "COMPLIANCE_ANCHOR_BUCKET": "a", "COMPLIANCE_EXPORT_BUCKET": "e"}
+        )
     dev = Settings.from_env({"COMPLIANCE_STAGE": "dev"})
     assert (dev.anchor_bucket, dev.export_bucket) == ("compliance-anchors", "compliance-exports")
 
@@ -166,6 +171,7 @@ def _staging_env(settings: Settings, dev_dir: Path) -> dict[str, str]:
         "COMPLIANCE_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "COMPLIANCE_ANCHOR_BUCKET": settings.anchor_bucket,
         "COMPLIANCE_EXPORT_BUCKET": settings.export_bucket,
+        "COMPLIANCE_ANCHOR_KMS_KEY_ID": "alias/staging-anchors",
         "COMPLIANCE_RETENTION_DAYS": "1",
         "COMPLIANCE_DEV_DIR": str(dev_dir),
     }
