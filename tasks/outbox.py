@@ -26,8 +26,9 @@ from compliance.events import PreparedEvent, Registry, prepare_event
 __all__ = ["BatchResult", "EmitResult", "emit", "emit_batch", "insert_prepared"]
 
 _COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
-# An id already in the outbox conflicts on its unique index; one already chained (and so gone from the
-# outbox) is caught by compliance.event_chained(). Either way the row is not stored and the caller is told.
+# An id already in the outbox conflicts on its unique index; one already chained (and so perhaps purged from
+# the outbox) is caught by compliance.event_chained(), or for a batch by one anti-join against
+# compliance.events_chained(ids), asked once. Either way the row is not stored and the caller is told.
 _INSERT_ONE = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
     "SELECT %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s "
@@ -36,7 +37,8 @@ _INSERT_ONE = (
 _INSERT_MANY = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
     "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    f"%s::text[], %s::text[], %s::text[]) AS e({_COLUMNS}) WHERE NOT compliance.event_chained(e.event_id) "
+    f"%s::text[], %s::text[], %s::text[]) AS e({_COLUMNS}) "
+    "WHERE NOT EXISTS (SELECT FROM compliance.events_chained(%s::uuid[]) AS c(event_id) WHERE c.event_id = e.event_id) "
     "ON CONFLICT DO NOTHING"
 )
 
@@ -115,5 +117,5 @@ def insert_prepared(conn: Any, prepared: Sequence[PreparedEvent]) -> BatchResult
     if not prepared:
         return BatchResult([], 0, 0)
     columns = [list(col) for col in zip(*(_row(e) for e in prepared))]
-    stored = _execute(conn, _INSERT_MANY, columns)
+    stored = _execute(conn, _INSERT_MANY, (*columns, columns[0]))
     return BatchResult([e.event_id for e in prepared], stored, len(prepared) - stored)
