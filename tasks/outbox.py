@@ -18,8 +18,13 @@ settled by the outbox's unique index; the drainer, too, never chains an id twice
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
+
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 
 from compliance.events import PreparedEvent, Registry, prepare_event
 
@@ -34,13 +39,45 @@ _INSERT_ONE = (
     "SELECT %s::uuid, %s, %s, %s, %s, %s, %s, %s, %s "
     "WHERE NOT compliance.event_chained(%s::uuid) ON CONFLICT DO NOTHING"
 )
+_NAMES = _COLUMNS.split(", ")
 _INSERT_MANY = (
     f"INSERT INTO compliance.outbox ({_COLUMNS}) "
-    "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    f"%s::text[], %s::text[], %s::text[]) AS e({_COLUMNS}) "
-    "WHERE NOT EXISTS (SELECT FROM compliance.events_chained(%s::uuid[]) AS c(event_id) WHERE c.event_id = e.event_id) "
-    "ON CONFLICT DO NOTHING"
+    "SELECT * FROM unnest(%(event_id)s::uuid[], "
+    + ", ".join(f"%({name})s::text[]" for name in _NAMES[1:])
+    + f") AS e({_COLUMNS}) "
+    "WHERE NOT EXISTS (SELECT FROM compliance.events_chained(%(event_id)s::uuid[]) AS c(event_id) "
+    "WHERE c.event_id = e.event_id) ON CONFLICT DO NOTHING"
 )
+
+
+class _TextColumn(list[str]):
+    """One column of a batch, sent to psycopg as a binary text[] (see _TextColumnDumper)."""
+
+
+_TEXT_OID, _TEXT_ARRAY_OID = 25, 1009
+_ARRAY_HEADER = struct.Struct("!iiIii")  # dimensions, has nulls, element type, length, lower bound
+
+
+class _TextColumnDumper(Dumper):
+    """A text[] in PostgreSQL's binary array format, built in one join. The server reads it without parsing
+    each element's quoting (the JSON payloads are full of it), and it is cheaper to build than psycopg's
+    general list dumper; the values are the same."""
+
+    format = Format.BINARY
+    oid = _TEXT_ARRAY_OID
+
+    def dump(self, obj: list[str]) -> bytes:
+        if not obj:
+            return _ARRAY_HEADER.pack(0, 0, _TEXT_OID, 0, 0)[:12]
+        parts = [_ARRAY_HEADER.pack(1, 0, _TEXT_OID, len(obj), 1)]
+        for value in obj:
+            data = value.encode()
+            parts.append(len(data).to_bytes(4, "big"))
+            parts.append(data)
+        return b"".join(parts)
+
+
+psycopg.adapters.register_dumper(_TextColumn, _TextColumnDumper)
 
 _registry: Registry | None = None
 
@@ -81,10 +118,10 @@ def _row(e: PreparedEvent) -> tuple[str, ...]:
     )
 
 
-def _execute(conn: Any, sql: str, params: Sequence[Any]) -> int:
+def _execute(conn: Any, sql: str, params: Sequence[Any] | Mapping[str, Any]) -> int:
     """Run one statement on a psycopg or SQLAlchemy connection without committing; the row count."""
     if hasattr(conn, "exec_driver_sql"):  # SQLAlchemy Connection
-        return int(conn.exec_driver_sql(sql, tuple(params)).rowcount)
+        return int(conn.exec_driver_sql(sql, params if isinstance(params, Mapping) else tuple(params)).rowcount)
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return int(cur.rowcount)
@@ -116,6 +153,6 @@ def emit_batch(
 def insert_prepared(conn: Any, prepared: Sequence[PreparedEvent]) -> BatchResult:
     if not prepared:
         return BatchResult([], 0, 0)
-    columns = [list(col) for col in zip(*(_row(e) for e in prepared))]
-    stored = _execute(conn, _INSERT_MANY, (*columns, columns[0]))
+    columns = zip(*(_row(e) for e in prepared))
+    stored = _execute(conn, _INSERT_MANY, {name: _TextColumn(col) for name, col in zip(_NAMES, columns)})
     return BatchResult([e.event_id for e in prepared], stored, len(prepared) - stored)
