@@ -28,7 +28,7 @@ from psycopg.pq import Format
 
 from compliance.events import PreparedEvent, Registry, prepare_event
 
-__all__ = ["BatchResult", "EmitResult", "emit", "emit_batch", "insert_prepared"]
+__all__ = ["BatchResult", "EmitResult", "batch_insert", "batch_params", "emit", "emit_batch", "insert_prepared"]
 
 _COLUMNS = "event_id, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields"
 # An id already in the outbox conflicts on its unique index; one already chained (and so perhaps purged from
@@ -40,14 +40,22 @@ _INSERT_ONE = (
     "WHERE NOT compliance.event_chained(%s::uuid) ON CONFLICT DO NOTHING"
 )
 _NAMES = _COLUMNS.split(", ")
-_INSERT_MANY = (
-    f"INSERT INTO compliance.outbox ({_COLUMNS}) "
-    "SELECT * FROM unnest(%(event_id)s::uuid[], "
-    + ", ".join(f"%({name})s::text[]" for name in _NAMES[1:])
-    + f") AS e({_COLUMNS}) "
-    "WHERE NOT EXISTS (SELECT FROM compliance.events_chained(%(event_id)s::uuid[]) AS c(event_id) "
-    "WHERE c.event_id = e.event_id) ON CONFLICT DO NOTHING"
-)
+
+
+def batch_insert(condition: str = "TRUE", returning: str = "") -> str:
+    """The batch insert of :func:`batch_params`' columns, storing rows only where ``condition`` holds (SQL
+    that may name a row's columns as ``e.<column>``), ``returning`` what it says."""
+    return (
+        f"INSERT INTO compliance.outbox ({_COLUMNS}) "
+        "SELECT * FROM unnest(%(event_id)s::uuid[], "
+        + ", ".join(f"%({name})s::text[]" for name in _NAMES[1:])
+        + f") AS e({_COLUMNS}) "
+        f"WHERE ({condition}) AND NOT EXISTS (SELECT FROM compliance.events_chained(%(event_id)s::uuid[]) "
+        f"AS c(event_id) WHERE c.event_id = e.event_id) ON CONFLICT DO NOTHING {returning}"
+    ).rstrip()
+
+
+_INSERT_MANY = batch_insert()
 
 
 class _TextColumn(list[str]):
@@ -153,6 +161,10 @@ def emit_batch(
 def insert_prepared(conn: Any, prepared: Sequence[PreparedEvent]) -> BatchResult:
     if not prepared:
         return BatchResult([], 0, 0)
-    columns = zip(*(_row(e) for e in prepared))
-    stored = _execute(conn, _INSERT_MANY, {name: _TextColumn(col) for name, col in zip(_NAMES, columns)})
+    stored = _execute(conn, _INSERT_MANY, batch_params(prepared))
     return BatchResult([e.event_id for e in prepared], stored, len(prepared) - stored)
+
+
+def batch_params(prepared: Sequence[PreparedEvent]) -> dict[str, Any]:
+    """The parameters of :func:`batch_insert`: one array per column, named by it."""
+    return {name: _TextColumn(col) for name, col in zip(_NAMES, zip(*(_row(e) for e in prepared)))}
