@@ -71,7 +71,7 @@ _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 EVENT_TYPE_RE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
 _UUID7_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d{2}:\d{2})")
-# Credentials by shape: bearer tokens, JWTs, cloud access keys, common API tokens.
+# Credentials by shape: bearer tokens, JWTs, cloud access keys, common API tokens, the ledger's ingest tokens.
 _SECRET_RE = re.compile(
     r"(?i:\bbearer\s+[A-Za-z0-9._~+/=-]{8,})"
     r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"
@@ -83,6 +83,7 @@ _SECRET_RE = re.compile(
     r"|\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}"
     r"|\bglpat-[A-Za-z0-9_-]{20,}"
     r"|\bnpm_[A-Za-z0-9]{30,}"
+    r"|\bclg_[A-Za-z0-9_-]{32,}"  # the ledger's own ingest tokens (compliance.ingest.new_token)
 )
 # Every shape above holds a run of 16 token characters or the word bearer: a cheap first look.
 _SECRET_HINT = re.compile(r"[A-Za-z0-9_-]{16}|[Bb][Ee][Aa][Rr][Ee][Rr]\s")

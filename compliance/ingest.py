@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -40,6 +40,7 @@ __all__ = [
     "check_scope_lists",
     "check_source_name",
     "new_token",
+    "out_of_scope",
     "parse_body",
     "prepare_batch",
     "problem",
@@ -135,23 +136,32 @@ def prepare_batch(events: list[Any], registry: Registry, scope: Scope) -> list[P
     Raises :class:`BatchForbidden` when any event is outside the scope (those are listed), else
     :class:`BatchRefused` listing every refused event; a batch is stored whole or not at all."""
     prepared: list[PreparedEvent] = []
+    positions: list[int] = []
     refused: list[EventProblem] = []
-    forbidden: list[EventProblem] = []
     for i, raw in enumerate(events):
         try:
-            event = prepare_event(raw, registry)
+            prepared.append(prepare_event(raw, registry))
+            positions.append(i)
         except EventRefused as exc:
             refused.append(EventProblem(i, exc.field, exc.reason))
-            continue
-        out_of_scope = scope.refusal(event.tenant_id, event.event_type)
-        if out_of_scope is not None:
-            forbidden.append(EventProblem(i, *out_of_scope))
-        prepared.append(event)
+    forbidden = out_of_scope(prepared, scope, positions)
     if forbidden:
         raise BatchForbidden(forbidden)
     if refused:
         raise BatchRefused(refused)
     return prepared
+
+
+def out_of_scope(
+    events: Sequence[PreparedEvent], scope: Scope, positions: Sequence[int] | None = None
+) -> list[EventProblem]:
+    """The events outside ``scope``, each named by its position in the request (``positions[i]``, else i)."""
+    problems = []
+    for i, event in enumerate(events):
+        refusal = scope.refusal(event.tenant_id, event.event_type)
+        if refusal is not None:
+            problems.append(EventProblem(i if positions is None else positions[i], *refusal))
+    return problems
 
 
 def _loads(text: bytes) -> Any:

@@ -66,6 +66,7 @@ class IngestConfig:
     connections: int = 8
     retry_after_429: int = 2
     retry_after_503: int = 1
+    workers: int = 1  # processes serving the port (python -m ingest); each has its own connections
 
     @classmethod
     def from_env(cls, env: Any = None) -> IngestConfig:
@@ -87,7 +88,14 @@ class IngestConfig:
             max_outbox_depth=number("COMPLIANCE_INGEST_MAX_OUTBOX_DEPTH", OUTBOX_CRITICAL_DEPTH),
             depth_check_seconds=number("COMPLIANCE_INGEST_DEPTH_CHECK_SECONDS", 1.0, float),
             connections=number("COMPLIANCE_INGEST_CONNECTIONS", 8),
+            workers=number("COMPLIANCE_INGEST_WORKERS", default_workers()),
         )
+
+
+def default_workers() -> int:
+    """One serving process per core (a process validates and encodes on one core at a time), at most four:
+    each opens its own COMPLIANCE_INGEST_CONNECTIONS writer connections and its own depth check."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 _EVENT_SCHEMA: dict[str, Any] = {

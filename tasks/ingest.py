@@ -3,11 +3,12 @@
     pool = WriterPool(settings, size=8)
     outcome = accept(pool, token, body, content_type, registry)   # raises the typed refusals below
 
-:func:`accept` reads the token's source, then stores the batch as the writer
-role with the outbox's own batch insert (``tasks.outbox.insert_prepared``),
-one statement in its own transaction: a batch is stored whole or not at all,
-and an ``event_id`` already stored is not stored again. The caller is answered
-only after the commit, so what it was told is stored survives a crash.
+:func:`accept` validates the batch, then reads the token's source and stores the
+batch as the writer role with the outbox's own batch insert
+(``tasks.outbox.batch_insert``), in one statement and its own transaction: a
+batch is stored whole or not at all, only under a live token whose scope holds
+it, and an ``event_id`` already stored is not stored again. The caller is
+answered only after the commit, so what it was told is stored survives a crash.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from compliance.events import Registry
-from compliance.ingest import Scope, parse_body, prepare_batch, token_digest
+from compliance.ingest import BatchForbidden, Scope, out_of_scope, parse_body, prepare_batch, token_digest
 from compliance.settings import Settings
 from tasks.db import connect
 from tasks.drain import pending_at_least
-from tasks.outbox import insert_prepared
+from tasks.outbox import batch_insert, batch_params
 
 __all__ = [
     "Accepted",
@@ -108,40 +109,83 @@ class WriterPool:
 
 def find_source(conn: psycopg.Connection, token: str) -> Grant | None:
     row = conn.execute("SELECT * FROM compliance.ingest_source(%s)", (token_digest(token),)).fetchone()
-    if row is None:
-        return None
-    name, tenants, event_types, revoked = row
+    return None if row is None else _grant(*row)
+
+
+def _grant(name: str, tenants: list[str] | None, event_types: list[str] | None, revoked: bool) -> Grant:
     scope = Scope(
         None if tenants is None else frozenset(tenants), None if event_types is None else frozenset(event_types)
     )
     return Grant(name, scope, bool(revoked))
 
 
+# The token's source and the batch in one statement (one round trip, one snapshot): the rows are stored only
+# when the token is known, not revoked, and its scope holds every tenant and event type of the batch (the
+# containment Scope.refusal checks, event by event, to name the ones outside it).
+_STORE = (
+    "WITH s AS (SELECT * FROM compliance.ingest_source(%(token_sha256)s)), "
+    "allowed AS (SELECT FROM s WHERE NOT s.revoked "
+    "AND (s.tenants IS NULL OR s.tenants @> %(tenants)s::text[]) "
+    "AND (s.event_types IS NULL OR s.event_types @> %(event_types)s::text[])), "
+    f"stored AS ({batch_insert('EXISTS (SELECT FROM allowed)', 'RETURNING 1')}) "
+    "SELECT s.name, s.tenants, s.event_types, s.revoked, EXISTS (SELECT FROM allowed), "
+    "(SELECT count(*) FROM stored) FROM s"
+)
+
+
 def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, registry: Registry) -> Accepted:
     """Authenticate, parse, validate and store one request's events; every refusal raises its typed error
     (TokenRefused, compliance.ingest's TooLarge, BodyRefused, BatchForbidden, BatchRefused) with nothing
-    stored, and DatabaseUnavailable when the outcome cannot be promised."""
+    stored, and DatabaseUnavailable when the outcome cannot be promised. A bad token is refused before
+    anything is said about the body."""
     events = None
     for attempt in (1, 2):
         try:
             with pool.connection() as conn:
-                grant = find_source(conn, token)
-                if grant is None or grant.revoked:
-                    raise TokenRefused("this token was revoked" if grant else "unknown token")
                 if events is None:
                     # ids are fixed here, so a second attempt after an unclear commit stores nothing twice
                     try:
-                        events = prepare_batch(parse_body(body, content_type), registry, grant.scope)
-                    except ValueError as exc:  # a refusal: say whose, for the access log
-                        exc.source = grant.source  # type: ignore[attr-defined]
+                        events = prepare_batch(parse_body(body, content_type), registry, Scope(None, None))
+                    except ValueError:
+                        _refuse_as_the_token_sees_it(conn, token, body, content_type, registry)
                         raise
-                result = insert_prepared(conn, events)
-            return Accepted(grant.source, result.event_ids, result.stored, result.duplicates)
+                params = batch_params(events)
+                params["token_sha256"] = token_digest(token)
+                params["tenants"] = sorted({e.tenant_id for e in events})
+                params["event_types"] = sorted({e.event_type for e in events})
+                row = conn.execute(_STORE, params).fetchone()
+            if row is None or row[3]:
+                raise TokenRefused("this token was revoked" if row else "unknown token")
+            grant = _grant(*row[:4])
+            allowed, stored = row[4], int(row[5])
+            if not allowed:
+                problems = out_of_scope(events, grant.scope)
+                if not problems:
+                    raise AssertionError("the database refused a scope that the service allows")
+                refusal = BatchForbidden(problems)
+                refusal.source = grant.source  # type: ignore[attr-defined]
+                raise refusal
+            return Accepted(grant.source, [e.event_id for e in events], stored, len(events) - stored)
         except _DOWN as exc:
             # An idle connection may have outlived a database restart: one more try on a fresh one.
             if attempt == 2:
                 raise DatabaseUnavailable(str(exc).strip() or type(exc).__name__) from exc
     raise AssertionError("unreachable")
+
+
+def _refuse_as_the_token_sees_it(
+    conn: psycopg.Connection, token: str, body: bytes, content_type: str | None, registry: Registry
+) -> None:
+    """A body refused: raise TokenRefused for a bad token, else the refusal under the token's scope (an
+    event outside it is named before a refused one), marked with the source for the access log."""
+    grant = find_source(conn, token)
+    if grant is None or grant.revoked:
+        raise TokenRefused("this token was revoked" if grant else "unknown token")
+    try:
+        prepare_batch(parse_body(body, content_type), registry, grant.scope)
+    except ValueError as exc:
+        exc.source = grant.source  # type: ignore[attr-defined]
+        raise
 
 
 class DepthMonitor(threading.Thread):

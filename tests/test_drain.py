@@ -281,6 +281,20 @@ def test_an_event_id_emitted_again_after_it_was_chained_is_a_duplicate(settings:
     assert (batch.stored, batch.duplicates) == (1, 1)
 
 
+def test_an_event_id_chained_and_purged_from_the_outbox_is_still_a_duplicate(settings: Settings) -> None:
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        first = emit_batch(w, [sample_event(i) for i in range(3)])
+    drain_pending.fn(settings)
+    with connect(settings, None, autocommit=True) as owner:
+        assert purge_drained(owner, 0) == 3
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        assert emit(w, sample_event(0, event_id=first.event_ids[0])).duplicate
+        again = emit_batch(w, [sample_event(i, event_id=first.event_ids[i]) for i in range(3)] + [sample_event(3)])
+    assert (again.stored, again.duplicates) == (1, 3)
+    with connect(settings, None, autocommit=True) as owner:
+        assert owner.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0] == 1
+
+
 def test_a_duplicate_that_slipped_into_the_outbox_is_never_chained_twice(settings: Settings) -> None:
     with connect(settings, "compliance_writer", autocommit=True) as w:
         first = emit(w, sample_event(1))

@@ -78,6 +78,11 @@ CASES = [
     ),
     sample_event(6, event_type="workspace.governance_file_edited", payload={"file": "f", "preview": "p" * 3000}),
     sample_event(7, event_type="auth.signout", payload={}),
+    sample_event(
+        8,
+        event_type="policy.evaluated",
+        payload={"policyId": "p", "decision": "deny", "reason": "sent clg_q8Xv-2LkT_9wZrB4nYc7HsJ0aPfU3mEoDiGt6Vx1KyQ by mistake"},
+    ),
 ]
 
 

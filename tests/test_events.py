@@ -184,6 +184,18 @@ def test_strings_are_capped_at_4_kib_and_preview_at_2_kib() -> None:
     assert e.redacted_fields == ("preview:truncated",)
 
 
+def test_an_ingest_token_pasted_into_a_payload_is_scrubbed() -> None:
+    from compliance.ingest import new_token
+
+    for token in (new_token(), "clg_q8Xv-2LkT_9wZrB4nYc7HsJ0aPfU3mEoDiGt6Vx1KyQ"):
+        payload = {"policyId": "p", "decision": "deny", "reason": f"retried with {token} after a 401"}
+        e = prepare_event(sample_event(event_type="policy.evaluated", payload=payload), REG)
+        assert json.loads(e.payload_jcs)["reason"] == REDACTED_SECRET
+        assert e.redacted_fields == ("reason:scrubbed",)
+    short = prepare_event(sample_event(event_type="policy.evaluated", payload={"reason": "clg_ prefix alone"}), REG)
+    assert json.loads(short.payload_jcs)["reason"] == "clg_ prefix alone"
+
+
 def test_mcp_url_loses_its_credentials() -> None:
     e = prepare_event(
         sample_event(

@@ -341,3 +341,37 @@ def test_every_refusal_of_a_body_is_named_by_its_index_without_a_database() -> N
     with pytest.raises(BatchForbidden) as forbidden:  # out of scope is answered first (403)
         prepare_batch(events, Registry.default(), Scope(frozenset({"acme"}), None))
     assert [(p.index, p.field) for p in forbidden.value.problems] == [(3, "tenant_id")]
+
+
+def test_several_serving_processes_share_the_port_and_each_writes_the_access_log(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    from cli.devstack import free_port
+
+    token = add_source(settings, "edge", ALL)
+    port, log = free_port(), tmp_path / "access.log"
+    env = {**os.environ, "COMPLIANCE_DATABASE_URL": settings.database_url or "", "COMPLIANCE_INGEST_WORKERS": "2"}
+    command = [sys.executable, "-m", "ingest", "--port", str(port), "--access-log", str(log)]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                time.sleep(0.1)
+        answers = [post(events_url(base), batch(5, start=10 * i), token) for i in range(8)]
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert [a[0] for a in answers] == [202] * 8 and outbox_count(settings) == 40
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sum(1 for line in lines if line["status"] == 202 and line["source"] == "edge") == 8
+    assert token not in log.read_text()

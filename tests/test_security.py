@@ -157,6 +157,7 @@ def test_functions_are_executable_only_by_the_roles_that_need_them(settings: Set
     ]
     assert rows == {
         "event_chained": ["compliance_admin", "compliance_exporter", "compliance_writer"],
+        "events_chained": ["compliance_admin", "compliance_exporter", "compliance_writer"],
         "emit_event": ["compliance_admin", "compliance_writer"],
         "ingest_source": ["compliance_admin", "compliance_writer"],
         "operator_authenticate": operator_functions,
@@ -186,6 +187,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
         "AKIAABCDEFGHIJKLMNOP",
         "hunter2-password-value",
         "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlc2lnbmF0dXJl",
+        "clg_q8Xv-2LkT_9wZrB4nYc7HsJ0aPfU3mEoDiGt6Vx1KyQ",
     ]
     with connect(settings, "compliance_writer") as conn, conn.transaction():
         emit_batch(
@@ -198,7 +200,7 @@ def test_credentials_in_payloads_never_reach_the_database_or_an_export(settings:
                         "policyId": "p",
                         "decision": "deny",
                         "reason": secrets[0],
-                        "subject": {"key": secrets[1], "jwt": secrets[3]},
+                        "subject": {"key": secrets[1], "jwt": secrets[3], "ingestToken": secrets[4]},
                         "password": secrets[2],
                     },
                 )

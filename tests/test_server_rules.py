@@ -310,7 +310,15 @@ def test_the_cli_in_staging_without_a_roles_url_exits_2_naming_it(settings: Sett
 
 
 _CREDENTIALISH = st.sampled_from(
-    ["Bearer abcdefghijklmnop", "AKIAABCDEFGHIJKLMNOP", "x\\nAKIAABCDEFGHIJKLMNOP", "ghp_" + "a" * 36, "u-1", "é\t"]
+    [
+        "Bearer abcdefghijklmnop",
+        "AKIAABCDEFGHIJKLMNOP",
+        "x\\nAKIAABCDEFGHIJKLMNOP",
+        "ghp_" + "a" * 36,
+        "clg_q8Xv-2LkT_9wZrB4nYc7HsJ0aPfU3mEoDiGt6Vx1KyQ",
+        "u-1",
+        "é\t",
+    ]
 )
 _VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20) | _CREDENTIALISH,
