@@ -114,7 +114,7 @@ class LedgerSettingsBlock(Block):
     )
     export_rate_limit_per_hour: int = Field(
         default=10,
-        description="Export requests per operator per rolling hour (SPEC: 10; shown for reference, not configurable).",
+        description="Export requests per operator per rolling hour (10 an hour; shown for reference, not configurable).",
     )
     anchor_lag_alert_seconds: int = Field(default=1800, description="Alert when the oldest unanchored event is older.")
     outbox_depth_alert: int = Field(default=10_000, description="Alert when more events wait in the outbox.")

@@ -1,4 +1,4 @@
-"""The local stack (SPEC §6): PostgreSQL 15, the moto S3 server, the Prefect server.
+"""The local stack (docs/operator-runbook.md, Configuration): PostgreSQL 15, the moto S3 server, the Prefect server.
 
 Everything lives under one project-local directory (``COMPLIANCE_DEV_DIR``,
 default ``.dev/`` at the repository root): the database cluster, the S3

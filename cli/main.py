@@ -1,4 +1,4 @@
-"""The `compliance` command line (SPEC §5). Every subcommand exits 0 on success, 1 when a check fails,
+"""The `compliance` command line (the README, Command line). Every subcommand exits 0 on success, 1 when a check fails,
 2 when the input is refused (the message names the field and what to change)."""
 
 from __future__ import annotations

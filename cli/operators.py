@@ -1,6 +1,6 @@
 """The operator commands: enrolment (`compliance operators ...`) and the actions that carry an operator's address
 and one-time code (`compliance events list/show`, `compliance export url/status`). Every refusal exits 2 with its
-SPEC §4 code."""
+docs/format.md §4 code."""
 
 from __future__ import annotations
 

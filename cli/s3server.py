@@ -1,5 +1,5 @@
 """The local S3 server (moto) with its objects kept on disk, so that they survive `compliance dev down` / `dev up`
-and a restart of the machine, as the database's rows do (SPEC §6).
+and a restart of the machine, as the database's rows do (docs/operator-runbook.md, Configuration).
 
     python -m cli.s3server --port 55433 --state .dev/s3/state.pickle
 

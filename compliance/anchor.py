@@ -1,4 +1,4 @@
-"""Anchors (SPEC §3): tenant records, the Merkle root over them, cadence ids, proofs files, signed anchor objects.
+"""Anchors (docs/format.md §3): tenant records, the Merkle root over them, cadence ids, proofs files, signed anchor objects.
 
     >>> heads = [TenantHead("acme", 1, 2, bytes(32))]
     >>> plan = plan_anchor(heads, {"acme": bytes(32)})
@@ -103,7 +103,7 @@ def unsigned_anchor(
 
 def signed(unsigned: Mapping[str, Any], key: Ed25519PrivateKey, key_id: str) -> dict[str, Any]:
     """``unsigned`` with a ``signature`` member: the Ed25519 signature over the JCS bytes of the rest (an
-    anchor object, or an export manifest, SPEC §3 and §4)."""
+    anchor object, or an export manifest, docs/format.md §3 and §4)."""
     if "signature" in unsigned:
         raise ValueError("the object to sign already has a signature member")
     sig = key.sign(canonical(dict(unsigned)))

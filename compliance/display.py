@@ -10,7 +10,7 @@ or a terminal's state.
 
 Control characters (Unicode Cc) and bidirectional controls become visible ``\uXXXX`` text (:func:`safe_text`,
 for a terminal); in console cells the characters that make table cells, code spans, links and HTML
-(``| ` [ ] < > \``) are backslash-escaped too (:func:`safe_cell`). Events written before the SPEC §1 text rule
+(``| ` [ ] < > \``) are backslash-escaped too (:func:`safe_cell`). Events written before the docs/format.md §1 text rule
 may hold any of them, so the rule is applied where values are shown.
 """
 

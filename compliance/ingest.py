@@ -52,7 +52,7 @@ MAX_BATCH_EVENTS = 1000
 MAX_BODY_BYTES = 8 * 1024 * 1024
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 TOKEN_PREFIX = "clg_"
-_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a tenant id's alphabet (SPEC §1), also a source's
+_NAME_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a tenant id's alphabet (docs/format.md §1), also a source's
 PROBLEM_BASE = "urn:compliance-ledger:problem:"
 
 

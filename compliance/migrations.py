@@ -1,4 +1,4 @@
-"""Migration files (SPEC §7): ``sql/NNNN_name.sql`` with ``-- creates: <kind> <name>`` headers.
+"""Migration files (docs/architecture.md, Migrations): ``sql/NNNN_name.sql`` with ``-- creates: <kind> <name>`` headers.
 
 A later migration that removes an object an earlier one created says so with ``-- drops: <kind> <name>``,
 so that drift expects it gone rather than reporting it MISSING.

@@ -1,4 +1,4 @@
-"""Operators (SPEC §8): the one form of an address, enrolment secrets, and the refusals an operator meets.
+"""Operators (docs/operator-runbook.md, Operators): the one form of an address, enrolment secrets, and the refusals an operator meets.
 
     >>> normalise_address("  Ops@Example.COM\\t")
     'ops@example.com'
@@ -30,11 +30,11 @@ __all__ = [
 OPERATOR_CODES = ("OPERATOR_NOT_ALLOWED", "OPERATOR_NOT_AUTHENTICATED", "TENANT_NOT_GRANTED")
 ISSUER = "compliance-ledger"
 _ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$")
-TENANT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # SPEC §1's tenant_id
+TENANT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # docs/format.md §1's tenant_id
 
 
 class OperatorRefused(PermissionError):
-    """An operator action refused with a SPEC §4 code; the message says what to change. Nothing was read, and
+    """An operator action refused with a docs/format.md §4 code; the message says what to change. Nothing was read, and
     nothing written but a refused code's failure count."""
 
     def __init__(self, code: str, message: str) -> None:

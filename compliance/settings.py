@@ -1,4 +1,4 @@
-"""Configuration from the environment (SPEC §6), each setting with an embedded default.
+"""Configuration from the environment (docs/operator-runbook.md, Configuration), each setting with an embedded default.
 
     >>> s = Settings.from_env({"COMPLIANCE_STAGE": "dev"})
     >>> s.stage, s.anchor_bucket, s.lock_mode

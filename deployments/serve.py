@@ -283,7 +283,7 @@ def _demo_export(settings: object, operator: str, run: Callable[..., None]) -> N
     from tasks.exports import queue_export
 
     now = datetime.now(UTC)
-    job = queue_export(  # the demo holds the owner's URL, trusted by construction (SPEC §8)
+    job = queue_export(  # the demo holds the owner's URL, trusted by construction (docs/operator-runbook.md, Operators)
         settings,
         operator=operator,
         fmt="csv",

@@ -1,7 +1,7 @@
 """The fields the console forms share (`export-runner`, `events-query`): plain inputs with defaults, dropdowns
 for the closed sets, RFC 3339 text for the window (empty: the default), and the operator's address and one-time code.
 
-Every operator form checks the code when the run starts, before anything is read (SPEC §8).
+Every operator form checks the code when the run starts, before anything is read (docs/operator-runbook.md, Operators).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def actor_types_field() -> Any:
 
 
 def window_text(value: Any, name: str) -> str | None:
-    """A picker's value (text or datetime) as SPEC §2 text, or None when empty; a clear error when unreadable."""
+    """A picker's value (text or datetime) as docs/format.md §1 text, or None when empty; a clear error when unreadable."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):

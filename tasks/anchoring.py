@@ -1,6 +1,6 @@
 """The anchor's I/O: which tenants grew, their events roots, the frozen run, the bucket writes, the record.
 
-Order of a run (SPEC §3): freeze the run (heads, anchored_at, previous anchor)
+Order of a run (docs/format.md §3): freeze the run (heads, anchored_at, previous anchor)
 in ``compliance.anchor_runs`` and commit; write ``proofs/<cadence_id>.ndjson``,
 then ``anchors/<cadence_id>.json`` (the commit point), both under Object Lock;
 then record the anchor and move every tenant's anchor state in one

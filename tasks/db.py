@@ -36,7 +36,7 @@ ROLES = (
 
 
 def utc_text_sql(column: str) -> str:
-    """SQL for a timestamptz ``column`` in the SPEC §2 text form (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), whatever
+    """SQL for a timestamptz ``column`` in the docs/format.md §1 text form (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), whatever
     the session's time zone: the server formats it, so no datetime is built per row."""
     return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 

@@ -4,7 +4,7 @@ A batch: lock the outbox shards no other drainer holds (transaction-scoped
 advisory locks, skipping the locked ones; a tenant always falls in the same
 shard, so one tenant's chain is only ever extended by one drainer at a time),
 read up to ``batch_size`` rows of those shards that their cursors say are not
-drained yet, lock the tenants' chain heads, chain the rows (SPEC §2), COPY
+drained yet, lock the tenants' chain heads, chain the rows (docs/format.md §1), COPY
 them into ``compliance.events``, quarantine rows that cannot be chained in
 ``compliance.outbox_poison``, move the heads and the shards' cursors, then
 commit. A crash anywhere before the commit leaves every row pending; after

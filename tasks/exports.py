@@ -157,7 +157,7 @@ class JobOutcome:
     seconds: float
 
 
-# Timestamps leave the server already in the SPEC §2 form.
+# Timestamps leave the server already in the docs/format.md §1 form.
 _ROWS = (
     f"SELECT e.tenant_id, e.seq, e.event_id::text, {utc_text_sql('e.occurred_at')}, {utc_text_sql('e.recorded_at')}, "
     "e.actor_type, e.actor_id, e.source, e.event_type, e.payload, e.redacted_fields, encode(e.prev_hash, 'hex'), "
@@ -381,7 +381,7 @@ def _produce(
             for cid, tenants in sorted(cadences.items())
         },
     }
-    # Signed like an anchor (SPEC §4), so that the filter, the row count and the digest are attested; the key
+    # Signed like an anchor (docs/format.md §4), so that the filter, the row count and the digest are attested; the key
     # is published beside the anchors' keys, where an auditor's trust file points.
     publish_public_key(settings, signing)
     s3.put_object(

@@ -1,4 +1,4 @@
-"""Applying migrations and probing for drift (SPEC §5, §7)."""
+"""Applying migrations and probing for drift (docs/architecture.md, Migrations)."""
 
 from __future__ import annotations
 

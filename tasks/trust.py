@@ -1,4 +1,4 @@
-"""The deployment's trust file (SPEC §8): what an auditor pins, from the operator's own records.
+"""The deployment's trust file (docs/operator-runbook.md, Operators): what an auditor pins, from the operator's own records.
 
 The keys are every key id the database recorded an anchor under, plus the
 current signing key when one is configured; each fingerprint is of the public

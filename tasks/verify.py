@@ -18,7 +18,7 @@ from tasks.db import connect, utc_text_sql
 __all__ = ["STORED_EVENT_COLUMNS", "ChainReport", "verify_chain", "verify_export_file"]
 
 # What the chain check needs of a stored event, in StoredEvent's order: ChainVerifier.check takes such a row
-# as it comes, the timestamps already in the hashed text form (SPEC §2).
+# as it comes, the timestamps already in the hashed text form (docs/format.md §1).
 STORED_EVENT_COLUMNS = (
     f"tenant_id, seq, event_id::text, {utc_text_sql('occurred_at')}, {utc_text_sql('recorded_at')}, "
     "actor_type, actor_id, source, event_type, payload, redacted_fields, prev_hash, event_hash"

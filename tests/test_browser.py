@@ -184,7 +184,7 @@ def enrol_operator(env: dict[str, str]) -> str:
 
 
 def one_time_code(secret: str) -> str:
-    """A code for a step no earlier code of this run used (each code works once, SPEC §8)."""
+    """A code for a step no earlier code of this run used (each code works once, docs/operator-runbook.md, Operators)."""
     import pyotp
 
     totp = pyotp.TOTP(secret)

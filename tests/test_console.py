@@ -111,7 +111,7 @@ def test_events_query_artifacts_escape_every_value_and_show_payloads_only_on_req
     from tests.test_operators import Authenticator
 
     env_for(settings)
-    hostile = "x|y`z](http://evil.example) <b>| forged | row |"  # no control character: SPEC §1 allows these
+    hostile = "x|y`z](http://evil.example) <b>| forged | row |"  # no control character: docs/format.md §1 allows these
     with connect(settings, "compliance_writer") as conn, conn.transaction():
         emit_batch(
             conn,

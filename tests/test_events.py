@@ -1,4 +1,4 @@
-"""SPEC §1: every validation rule refuses with the field named; redaction drops, scrubs and truncates."""
+"""docs/format.md §1: every validation rule refuses with the field named; redaction drops, scrubs and truncates."""
 
 from __future__ import annotations
 

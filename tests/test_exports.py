@@ -1,4 +1,4 @@
-"""Exports (SPEC §4): refusal codes at their boundaries, the job lifecycle, and offline verification."""
+"""Exports (docs/format.md §4): refusal codes at their boundaries, the job lifecycle, and offline verification."""
 
 from __future__ import annotations
 

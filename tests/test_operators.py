@@ -1,4 +1,4 @@
-"""Operators who prove who they are (SPEC §8): enrolment, one-time codes, grants, lock-out, the operator role's
+"""Operators who prove who they are (docs/operator-runbook.md, Operators): enrolment, one-time codes, grants, lock-out, the operator role's
 functions, links minted on request, and the read side (`events list` / `events show --prev`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC §1 on the server side: whatever a role inserts into the outbox, the drain chains only what the rules
+"""docs/format.md §1 on the server side: whatever a role inserts into the outbox, the drain chains only what the rules
 allow; the drainer purges and moves cursors only forward, through definer functions; staging and prod log
 every flow in as its own role."""
 
@@ -102,7 +102,7 @@ HOSTILE_ROWS = [
 ]
 
 
-# The ledger's own types of SPEC §1, registered here in case the packaged registry does not carry them yet.
+# The ledger's own types of docs/format.md §1, registered here in case the packaged registry does not carry them yet.
 LEDGER_TYPES = {
     "admin.operator_changed": {"keep": ["operator", "change", "tenants", "crossTenant", "by", "prefectUser"]},
     "data.cross_tenant_read": {"keep": ["operator", "filter", "prefectUser"]},
