@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from compliance.display import safe_text
 from compliance.operators import OperatorRefused, normalise_address
 
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = EXIT_REFUSED) -> Any:
@@ -136,12 +138,23 @@ def _refused(exc: OperatorRefused) -> Any:
     return _fail(f"{exc.code}: {exc.message}")
 
 
+def _as_operator(call: Callable[[], T], value_error_exit: int = EXIT_REFUSED) -> T:
+    """``call()``, an operator's read or link: a refused code or grant exits 2 naming its code; a request that
+    cannot be answered as asked (ValueError) exits ``value_error_exit`` with its message."""
+    try:
+        return call()
+    except OperatorRefused as exc:
+        return _refused(exc)  # type: ignore[no-any-return]
+    except ValueError as exc:
+        return _fail(str(exc), value_error_exit)  # type: ignore[no-any-return]
+
+
 def cmd_events_list(args: argparse.Namespace) -> int:
     from tasks.reads import list_events
 
     settings = _settings()
-    try:
-        listed = list_events(
+    listed = _as_operator(
+        lambda: list_events(
             settings,
             operator=args.operator,
             code=args.code,
@@ -152,10 +165,7 @@ def cmd_events_list(args: argparse.Namespace) -> int:
             actor_types=args.actor_type,
             limit=args.limit,
         )
-    except OperatorRefused as exc:
-        _refused(exc)
-    except ValueError as exc:
-        _fail(str(exc))
+    )
     if args.json:
         print(json.dumps(listed, indent=2))
         return EXIT_OK
@@ -188,8 +198,8 @@ def cmd_events_show(args: argparse.Namespace) -> int:
     if bool(args.event_id) == bool(args.tenant and args.seq):
         _fail("name one event: EVENT_ID, or --tenant T --seq N")
     settings = _settings()
-    try:
-        detail = show_event(
+    detail = _as_operator(
+        lambda: show_event(
             settings,
             operator=args.operator,
             code=args.code,
@@ -199,10 +209,7 @@ def cmd_events_show(args: argparse.Namespace) -> int:
             prev=args.prev,
             payload=args.payload,
         )
-    except OperatorRefused as exc:
-        _refused(exc)
-    except ValueError as exc:
-        _fail(str(exc))
+    )
     if not detail.get("found"):
         _fail(detail.get("reason", "not found"), EXIT_FAILED)
     if args.json:
@@ -218,12 +225,7 @@ def cmd_export_url(args: argparse.Namespace) -> int:
     from tasks.exports import fresh_url
 
     settings = _settings(s3=True)
-    try:
-        url, expires = fresh_url(settings, args.job_id, args.operator, args.code)
-    except OperatorRefused as exc:
-        _refused(exc)
-    except ValueError as exc:
-        _fail(str(exc), EXIT_FAILED)
+    url, expires = _as_operator(lambda: fresh_url(settings, args.job_id, args.operator, args.code), EXIT_FAILED)
     print(url)
     print(f"valid until {expires}; this link was recorded in the ledger and is not stored", file=sys.stderr)
     return EXIT_OK
