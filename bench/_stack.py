@@ -60,7 +60,6 @@ def provisioned_settings(stack: BenchStack) -> Settings:
         s3_endpoint_url=stack.s3_endpoint_url,
         anchor_bucket="anchors",
         export_bucket="exports",
-        operator_emails=frozenset({"ops@example.com"}),
         retention_days=1,
     )
     s3 = s3_client(settings)

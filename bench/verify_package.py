@@ -64,7 +64,7 @@ def main() -> None:
         (folder / "trust.json").write_text(json.dumps(trust.as_json()))
 
         install_seconds = install_package(stack.workdir / "package")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMPLIANCE_") and k != "PYTHONPATH"}
         env.update(
             AWS_ENDPOINT_URL_S3=stack.s3_endpoint_url or "",
             AWS_ACCESS_KEY_ID="compliance-dev",

@@ -74,7 +74,10 @@ def test_the_package_installs_alone_as_plain_python(auditor_home: Path) -> None:
         "print(sorted(m for m in ('prefect', 'psycopg', 'polars', 'orjson', 'mypy', 'compliance', 'tasks')"
         " if u.find_spec(m)))"
     )
-    out = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, cwd="/", check=True).stdout.split("\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the virtualenv alone, as the auditor's
+    out = subprocess.run(
+        [str(py), "-c", probe], capture_output=True, text=True, cwd="/", env=env, check=True
+    ).stdout.split("\n")
     assert out[0].endswith("export.py")  # no compiled module: an auditor needs no compiler
     assert out[1] == "[]"  # nothing of the ledger, nor its dependencies
 

@@ -125,3 +125,22 @@ def test_odd_nodes_are_never_paired_with_themselves() -> None:
     a, b, c = (leaf_hash(x) for x in (b"a", b"b", b"c"))
     assert merkle_tree_hash([b"a", b"b", b"c"]) == node_hash(node_hash(a, b), c)
     assert merkle_tree_hash([b"a", b"b", b"c"]) != node_hash(node_hash(a, b), node_hash(c, c))
+
+
+def test_a_rendered_path_is_recognised_and_any_other_text_is_not() -> None:
+    from ledger_verify.merkle import tree_levels
+    from ledger_verify.rows import PathRenderer
+
+    for size in range(1, 40):
+        levels = tree_levels([bytes([i % 256, i // 256]) for i in range(size)])
+        paths = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], ";")
+        expected = tree_root_and_paths([bytes([i % 256, i // 256]) for i in range(size)])[1]
+        for i in range(size):
+            text = ";".join(p.hex() for p in expected[i])
+            assert paths.renders(i, text) and paths.path(i) == text
+            others = [text + ";", text[:-1], "0" + text[1:] if text[:1] != "0" else "1" + text[1:]]
+            if text:
+                others += [text[:64] + "," + text[65:] if len(text) > 64 else text[:-1] + "x", ""]
+            for other in others:
+                if other != text:
+                    assert not paths.renders(i, other)

@@ -15,7 +15,9 @@ the largest power of two below n, as the RFC says.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast
 
 from ledger_verify.errors import InclusionError
 
@@ -33,8 +35,25 @@ __all__ = [
     "verify_inclusion",
 ]
 
-_sha256 = hashlib.sha256
-EMPTY_ROOT = _sha256(b"").digest()
+
+class _Hash(Protocol):
+    def digest(self) -> bytes: ...
+
+
+def _short_input_sha256() -> Callable[[bytes], _Hash]:
+    """SHA-256 for the short inputs of a tree (a 33-byte leaf, a 65-byte node): the interpreter's own
+    (``_sha2`` from CPython 3.12, ``_sha256`` before), else hashlib's. ``hashlib.sha256`` of CPython 3.11
+    fetches the digest from OpenSSL 3 on every call, which costs more than hashing a node."""
+    for name in ("_sha2", "_sha256"):
+        try:
+            return cast(Callable[[bytes], _Hash], importlib.import_module(name).sha256)
+        except (ImportError, AttributeError):
+            continue
+    return hashlib.sha256
+
+
+_sha256 = _short_input_sha256()
+EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 
 def leaf_hash(data: bytes) -> bytes:

@@ -59,6 +59,26 @@ class PathRenderer:
     def path(self, index: int) -> str:
         return self._from(0, index)
 
+    def renders(self, index: int, text: str) -> bool:
+        """Whether ``text`` is leaf ``index``'s path, compared without building it: the leaf's sibling, then
+        the kept suffix of the node above."""
+        if not self.levels:
+            return text == ""
+        nodes = self.levels[0]
+        rest = self._from(1, index >> 1)
+        sibling = index ^ 1
+        if sibling >= len(nodes):
+            return text == rest
+        node = nodes[sibling]
+        if not rest:
+            return text == node
+        return (
+            len(text) == len(node) + len(self.sep) + len(rest)
+            and text.startswith(node)
+            and text.startswith(self.sep, len(node))
+            and text.endswith(rest)
+        )
+
     def _from(self, level: int, pos: int) -> str:
         if level == len(self.levels):
             return ""
