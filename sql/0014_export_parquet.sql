@@ -1,0 +1,5 @@
+-- Exports may be written as Parquet too (docs/format.md §4): the job's format check admits it.
+
+ALTER TABLE compliance.export_jobs DROP CONSTRAINT export_jobs_format_check;
+ALTER TABLE compliance.export_jobs
+    ADD CONSTRAINT export_jobs_format_check CHECK (format IN ('csv', 'ndjson', 'parquet'));
