@@ -74,7 +74,7 @@ class ParquetSink:
 
     def _write(self) -> None:
         try:
-            register_io_source(self._source, schema=self.schema, is_pure=True).sink_parquet(
+            register_io_source(self._source, schema=self.schema).sink_parquet(
                 self.out, row_group_size=self.row_group_rows, statistics=True
             )
         except BaseException as exc:
