@@ -84,14 +84,19 @@ def read_parquet_rows(path: Path, batch_rows: int = READ_BATCH_ROWS) -> Iterator
             + "); found "
             + ", ".join(f"{name} {dtype}" for name, dtype in found.items()),
         )
-    batches = pl.scan_parquet(path).collect_batches(chunk_size=batch_rows)
+    # One slice at a time: a scan's own batches run ahead of the reader and pile up in memory.
+    scan = pl.scan_parquet(path)
     n = 0
-    while True:
+    try:
+        total = scan.select(pl.len()).collect().item()
+    except Exception as exc:
+        raise VerificationFailure("malformed_file", f"not a readable Parquet file: {exc}") from None
+    while n < total:
         try:
-            frame = next(batches, None)
+            frame = scan.slice(n, batch_rows).collect()
         except Exception as exc:
             raise VerificationFailure("malformed_row", f"the Parquet file cannot be read past here: {exc}", row=n + 1) from None
-        if frame is None:
+        if frame.height == 0:
             return
         for row in frame.iter_rows():
             n += 1
