@@ -634,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="exports for auditors").add_subparsers(dest="export_command", required=True)
     er = export.add_parser("request", help="queue an export (and start the export-runner deployment)")
     add_operator_arguments(er)
-    er.add_argument("--format", required=True, choices=["csv", "ndjson"])
+    er.add_argument("--format", required=True, choices=["csv", "ndjson", "parquet"])
     er.add_argument("--filter", required=True, help='JSON, e.g. {"since": "...", "until": "...", "tenant_id": "t"}')
     er.add_argument("--run", action="store_true", help="run the job here and now instead of via the deployment")
     er.set_defaults(func=cmd_export_request)

@@ -45,7 +45,7 @@ __all__ = [
 MAX_FILTER_BYTES = 4096
 MAX_WINDOW = timedelta(days=90)
 RATE_LIMIT = 10  # requests per operator per rolling hour
-FORMATS = ("csv", "ndjson")
+FORMATS = ("csv", "ndjson", "parquet")
 _FILTER_KEYS = {"since", "until", "tenant_id", "event_types", "actor_types"}
 _TENANT_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:[Zz]|[+-]\d{2}:\d{2})")

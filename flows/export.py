@@ -72,8 +72,10 @@ def export_runner(
         "Tenant",
         "The tenant to export. Leave empty for every tenant: that needs a cross-tenant grant.",
     ),
-    format: Literal["csv", "ndjson"] = form_field(
-        "csv", "Format", "csv (a header row, one event a row) or ndjson (one object a line)"
+    format: Literal["csv", "ndjson", "parquet"] = form_field(
+        "csv",
+        "Format",
+        "csv (a header row, one event a row), ndjson (one object a line) or parquet (for polars, DuckDB, pandas)",
     ),
     event_types: list[EventType] = event_types_field(),
     actor_types: list[ActorType] = actor_types_field(),

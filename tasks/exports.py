@@ -9,6 +9,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -157,6 +158,8 @@ class JobOutcome:
     seconds: float
 
 
+_CONTENT_TYPES = {"csv": "text/csv", "ndjson": "application/x-ndjson", "parquet": "application/vnd.apache.parquet"}
+
 # Timestamps leave the server already in the docs/format.md §1 form.
 _ROWS = (
     f"SELECT e.tenant_id, e.seq, e.event_id::text, {utc_text_sql('e.occurred_at')}, {utc_text_sql('e.recorded_at')}, "
@@ -224,19 +227,15 @@ def write_export(
     rows = 0
     seqs: dict[str, list[int]] = {}
     cadences: dict[str, set[str]] = {}
-    ranges = _Ranges(conn, ";" if fmt == "csv" else '","')
-    line = csv_row if fmt == "csv" else ndjson_line
-    with conn.transaction():
+    ranges = _Ranges(conn, '","' if fmt == "ndjson" else ";")
+    line = {"csv": csv_row, "ndjson": ndjson_line, "parquet": _cells}[fmt]
+    with _encoder(fmt, out, digest) as write_batch, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL work_mem = '256MB'")  # the ORDER BY sorts in memory, not on disk
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
         cur = conn.cursor(name="export_rows")
         cur.itersize = 10_000
         cur.execute(_ROWS.format(extra=extra), params)
-        if fmt == "csv":
-            head = CSV_HEADER.encode()
-            out.write(head)
-            digest.update(head)
         for batch in _prefetched(cur, 10_000):
             parts = []
             for r in batch:
@@ -246,14 +245,44 @@ def write_export(
                 seqs.setdefault(tenant, []).append(seq)
                 if cid is not None:
                     cadences.setdefault(cid, set()).add(tenant)
-            chunk = "".join(parts).encode("utf-8")
-            out.write(chunk)
-            digest.update(chunk)
+            write_batch(batch, parts)
             rows += len(batch)
             if progress is not None:
                 progress(rows)
         cur.close()
     return rows, digest.hexdigest(), {t: compress_seqs(s) for t, s in seqs.items()}, cadences
+
+
+def _cells(r: Any, path: str | None, cadence: str | None, index: int | None) -> tuple[Any, ...]:
+    """A Parquet row's located cells, as :meth:`tasks.parquet.ParquetSink.add` takes them with the rows."""
+    return (path, cadence, index)
+
+
+@contextmanager
+def _encoder(fmt: str, out: Any, digest: Any) -> Iterator[Callable[[list[Any], list[Any]], None]]:
+    """How a batch reaches ``out`` and ``digest``, given its stored rows and what ``line`` made of each: CSV
+    (after its header) and NDJSON lines joined and written; Parquet rows and cells handed to polars, which
+    writes the file (and its end when the block ends, or discards it when the block fails)."""
+    if fmt == "parquet":
+        from tasks.parquet import ParquetSink  # polars is loaded only by the exports that use it
+
+        sink = ParquetSink(out, digest)
+        try:
+            yield sink.add
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+        return
+
+    def write(batch: list[Any], parts: list[Any]) -> None:
+        chunk = "".join(parts).encode("utf-8")
+        out.write(chunk)
+        digest.update(chunk)
+
+    if fmt == "csv":
+        write([], [CSV_HEADER])
+    yield write
 
 
 def _prefetched(cur: Any, size: int) -> Iterator[list[Any]]:
@@ -352,7 +381,10 @@ def _produce(
     manifest_key = f"exports/{job_id}/manifest.json"
     # The file is never whole in memory nor on disk: rows stream into a multipart upload as they are made.
     out = MultipartWriter(
-        s3, settings.export_bucket, data_key, content_type="text/csv" if fmt == "csv" else "application/x-ndjson"
+        s3,
+        settings.export_bucket,
+        data_key,
+        content_type=_CONTENT_TYPES[fmt],
     )
     try:
         rows, sha, seqs, cadences = write_export(

@@ -63,7 +63,7 @@ def test_the_operator_forms_are_plain_fields_with_descriptions_dropdowns_and_pic
         assert props["operator"]["title"] == "Operator e-mail" and props["code"]["title"] == "One-time code"
         assert deployment.description
     export_props = production["export-runner"].to_deployment()._parameter_openapi_schema.model_dump()["properties"]
-    assert export_props["format"]["enum"] == ["csv", "ndjson"] and export_props["format"]["default"] == "csv"
+    assert export_props["format"]["enum"] == ["csv", "ndjson", "parquet"] and export_props["format"]["default"] == "csv"
 
 
 @pytest.fixture

@@ -95,12 +95,13 @@ def test_the_s3_servers_disk_full_mid_export_fails_the_job_and_it_completes_once
     assert report.ok and report.rows == EVENTS, report.summary()
 
 
-def test_the_runner_needs_no_local_disk(fault_stack: FaultStack, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])  # polars writes Parquet's row groups into the upload too
+def test_the_runner_needs_no_local_disk(fault_stack: FaultStack, tmp_path: Path, fmt: str) -> None:
     settings = fault_stack.settings
     emit_many(settings, EVENTS, 200)
     drain_all(settings)
     anchor_once(settings, KEY)
-    job = request_job(settings)
+    job = request_job(settings, fmt)
     proc = fault_stack.worker("export", job, max_file_bytes=0)  # the runner's disk is full from the start
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err[-3000:]

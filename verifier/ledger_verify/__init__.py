@@ -11,7 +11,8 @@
 Three stages share one inclusion verifier and one failure type: the chain
 (:mod:`ledger_verify.chain`), the anchors (:mod:`ledger_verify.anchors`) and
 the export (:mod:`ledger_verify.export`). Needs only ``cryptography``, and
-``boto3`` to read the bucket itself. docs/format.md in the repository
+``boto3`` to read the bucket itself, and ``polars`` to read a Parquet export (the
+``parquet`` extra). docs/format.md in the repository
 describes every byte it checks.
 """
 
@@ -38,6 +39,7 @@ from ledger_verify.errors import CODES, InclusionError, VerificationFailure  # n
 from ledger_verify.export import ExportReport, ExportVerifier, read_rows  # noqa: E402
 from ledger_verify.manifest import check_manifest, load_manifest  # noqa: E402
 from ledger_verify.merkle import check_inclusion  # noqa: E402
+from ledger_verify.parquet import ParquetUnavailable  # noqa: E402
 from ledger_verify.store import AnchorStore, DirectoryStore, S3Store  # noqa: E402
 from ledger_verify.trust import Trust, TrustError  # noqa: E402
 
@@ -50,6 +52,7 @@ __all__ = [
     "ExportReport",
     "ExportVerifier",
     "InclusionError",
+    "ParquetUnavailable",
     "S3Store",
     "StoredEvent",
     "Trust",

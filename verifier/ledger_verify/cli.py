@@ -19,6 +19,7 @@ from typing import Any
 from ledger_verify.errors import VerificationFailure
 from ledger_verify.export import ExportReport, ExportVerifier
 from ledger_verify.manifest import load_manifest
+from ledger_verify.parquet import ParquetUnavailable
 from ledger_verify.store import AnchorStore, DirectoryStore, S3Store
 from ledger_verify.trust import Trust, TrustError
 
@@ -28,7 +29,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", help="the export: events.csv or events.ndjson")
+    p.add_argument("file", help="the export: events.csv, events.ndjson or events.parquet")
     p.add_argument("--trust", required=True, help="the trust file the operator handed over (bucket, keys, lock rules)")
     p.add_argument("--manifest", help="the export's manifest.json (default: manifest.json beside the file)")
     p.add_argument(
@@ -84,7 +85,10 @@ def run_export(args: argparse.Namespace, *, client: Any = None) -> int:
             allow_pending=args.allow_pending,
             allow_unsigned_manifest=args.allow_unsigned_manifest,
         )
-        report = verifier.verify_file(data)
+        try:
+            report = verifier.verify_file(data)
+        except ParquetUnavailable as exc:
+            return _usage(str(exc))
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.summary())
     return EXIT_OK if report.ok else EXIT_FAILED
 

@@ -109,6 +109,11 @@ class ExportReport:
 def read_rows(path: Path) -> Iterator[list[Any]]:
     """Rows of an export as lists in SPEC §4 column order; CSV cells are strings restored from their
     neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file``."""
+    from ledger_verify.parquet import is_parquet, read_parquet_rows  # Parquet: rows of the same shape
+
+    if is_parquet(path):
+        yield from read_parquet_rows(path)
+        return
     with open(path, "rb") as fh:
         head = fh.read(1)
     if head == b"{":
