@@ -33,7 +33,7 @@ from prefect.artifacts import create_table_artifact
 from tasks.config import load_settings
 from tasks.db import connect
 from tasks.drain import DrainResult, drain_pending, has_pending, purge_outbox
-from tasks.shards import ShardLease, drain_leased
+from tasks.shards import ShardLease, drain_leased, renew_all
 
 ARTIFACT_ROWS = 200
 PURGE_EVERY_SECONDS = 5.0
@@ -115,7 +115,7 @@ def _renewed(leases: list[ShardLease], logger: Any) -> bool:
     """Renew every lease (a poll keeps the lease alive and takes up shards left by drainers gone); False,
     logged, when the database cannot be reached this time."""
     try:
-        held = [shard for lease in leases for shard in lease.renew()]
+        held = renew_all(leases)
     except psycopg.OperationalError as exc:
         logger.warning("the shard lease could not be renewed (%s); joining again at the next poll", exc)
         for lease in leases:

@@ -151,11 +151,6 @@ class ShardLease:
         self.conn, self.member, self.held, self.rank = None, None, set(), -1
 
 
-def _renew_and_drain(lease: ShardLease, batch_size: int) -> DrainResult:
-    lease.renew()
-    return lease.drain(batch_size)
-
-
 @task(
     name="drain-leased",
     cache_policy=NO_CACHE,
@@ -168,17 +163,20 @@ def drain_leased(leases: Sequence[ShardLease], batch_size: int) -> DrainResult:
     its own shards, so tenants never cross connections). A lost connection is retried: the lease joins
     again on a new one and takes its share anew."""
     total = DrainResult()
+    renew_all(leases)  # one after the other: a lease lets go of a share before the next one wants it
     if len(leases) == 1:
-        total.add(_renew_and_drain(leases[0], batch_size))
+        total.add(leases[0].drain(batch_size))
         return total
     with ThreadPoolExecutor(max_workers=len(leases), thread_name_prefix="drain") as pool:
-        for result in [pool.submit(_renew_and_drain, lease, batch_size) for lease in leases]:
+        for result in [pool.submit(lease.drain, batch_size) for lease in leases]:
             total.add(result.result())  # the first failure is raised, after every lease has stopped
     return total
 
 
-def renew_all(leases: Sequence[ShardLease]) -> tuple[int, int]:
-    """Renew every lease; (shards held by these leases, live members in the database)."""
-    held = sum(len(lease.renew()) for lease in leases)
-    return held, max((lease.members for lease in leases), default=0)
+def renew_all(leases: Sequence[ShardLease]) -> list[int]:
+    """Renew every lease, twice over: a lease that joined after the others has its share let go by them in
+    the second pass, and takes it. The shards these leases hold, in order."""
+    for _ in range(2):
+        held = sorted(shard for lease in leases for shard in lease.renew())
+    return held
 
