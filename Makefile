@@ -28,8 +28,9 @@ $(VENV)/.installed: pyproject.toml setup.py compliance/jcs.py compliance/events.
 	touch $@
 
 # The local stack, the deployments served, the Prefect UI up, demo traffic flowing. Ctrl-C stops it.
+# `make run WORKERS=2`: deployed to a local process work pool instead, executed by two `prefect worker`s.
 run: install
-	$(BIN)/python -m deployments.serve
+	$(BIN)/python -m deployments.serve $(if $(WORKERS),--workers $(WORKERS))
 
 # The whole test suite against a real PostgreSQL and a real S3 server (both started by the tests).
 test: install

@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from prefect import flow as prefect_flow
 
-from deployments.definitions import specs
+from deployments.definitions import DeploymentSpec, specs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,9 +46,11 @@ def prefect_yaml(pool: str = "compliance") -> str:
             "work_pool": {"name": pool},
         }
         if spec.interval:
-            entry["schedules"] = [{"interval": spec.interval}]
+            entry["schedules"] = [{"interval": spec.interval, "slug": spec.schedule_slug(i)} for i in range(spec.copies)]
         elif spec.cron:
-            entry["schedules"] = [{"cron": spec.cron, "timezone": "UTC"}]
+            entry["schedules"] = [
+                {"cron": spec.cron, "timezone": "UTC", "slug": spec.schedule_slug(i)} for i in range(spec.copies)
+            ]
         deployments.append(entry)
     doc = {
         "name": "compliance-ledger",
@@ -128,18 +131,14 @@ def main() -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     for spec in specs():
-        remote = prefect_flow.from_source(source=args.source, entrypoint=spec.entrypoint)
-        remote.deploy(
-            name=spec.name,
-            work_pool_name=args.pool,
-            interval=spec.interval,
-            cron=spec.cron,
-            description=spec.description,
-            concurrency_limit=spec.concurrency,
-            parameters=spec.parameters,
-            tags=list(spec.tags),
-        )
+        deploy_spec(spec, args.pool, args.source)
         print(f"deployed {spec.name} to pool {args.pool}")
+
+
+def deploy_spec(spec: DeploymentSpec, pool: str, source: str = str(REPO)) -> Any:
+    """Deploy one spec to ``pool``: its workers load the flow from ``source`` (a path or a git URL)."""
+    remote = prefect_flow.from_source(source=source, entrypoint=spec.entrypoint)
+    return remote.deploy(work_pool_name=pool, print_next_steps=False, **spec.deploy_options())  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ demo traffic flowing, and within two minutes completed drain, anchor, watchdog a
 
     python -m deployments.serve            # the demo profile (short schedules)
     python -m deployments.serve --production-schedules
+    python -m deployments.serve --workers 2   # `make run WORKERS=2`: a process pool and two workers
 
 Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the demo traffic stops, every flow run still executing is
 cancelled (shown Cancelled in the UI, not Crashed), the schedules are paused, and the local stack
@@ -13,6 +14,11 @@ session of its own (``--runner``), which serves the deployments and executes the
 Ctrl-C reaches every process of the foreground group; kept out of that group, the runner and its flow runs
 are stopped by this process in order (cancel, then exit) instead of being interrupted mid-run. Under a
 process manager, send the signal to this process only (systemd: ``KillMode=mixed``).
+
+With ``--workers N`` there is no runner: the deployments are deployed to the local process work pool
+``compliance-dev`` and N ``prefect worker`` processes execute their runs (deployments/pool.py), so the UI
+shows runs spread over workers (the drain runs sharing the outbox's shards) as on several machines. On stop,
+the schedules are paused, running runs are cancelled through their workers, then the workers stop.
 
 Something else that should live and stop with `make run` goes in ``SERVICES``: each entry is started after
 the stack is up and stopped, newest first, before the runner.
@@ -52,6 +58,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--production-schedules", action="store_true")
     parser.add_argument("--demo-rate", type=int, default=20, help="demo events a second (0: none)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="deploy to a local process pool run by this many workers (0: serve)"
+    )
     parser.add_argument("--runner", action="store_true", help=argparse.SUPPRESS)  # the process started below
     args = parser.parse_args()
     if args.runner:
@@ -108,11 +117,16 @@ def main() -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda *_: stop.set())
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "deployments.serve", "--runner"]
-        + (["--production-schedules"] if args.production_schedules else []),
-        start_new_session=True,
-    )
+    if args.workers:
+        workers = _start_pool(env, args.workers, not args.production_schedules)
+        runner = workers[0]
+    else:
+        workers = []
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "deployments.serve", "--runner"]
+            + (["--production-schedules"] if args.production_schedules else []),
+            start_new_session=True,
+        )
     stack.state["serve"] = {"pid": os.getpid(), "runner_pid": runner.pid}
     stack.save()
     stoppers: list[tuple[str, Callable[[], None]]] = []
@@ -134,14 +148,17 @@ def main() -> int:
         threading.Thread(target=_kick_off, args=(settings, operator, stop), daemon=True, name="kick-off").start()
         print(
             f"\nPrefect UI: {ui}\nserving {len(specs())} deployments"
+            + (f" on pool {POOL} with {args.workers} workers" if workers else "")
             + (f"; demo traffic {args.demo_rate} events/s" if args.demo_rate > 0 else "")
             + ". Ctrl-C to stop.\n",
             flush=True,
         )
         print('In another shell: eval "$(compliance dev up)" to use the same stack.\n', flush=True)
         while not stop.wait(1):
-            if runner.poll() is not None:
-                print(f"the runner exited (status {runner.returncode}); stopping", file=sys.stderr, flush=True)
+            ended = [p for p in workers or [runner] if p.poll() is not None]
+            if ended:
+                what = "a worker" if workers else "the runner"
+                print(f"{what} exited (status {ended[0].returncode}); stopping", file=sys.stderr, flush=True)
                 break
     finally:
         stop.set()  # the kick-off starts nothing more, whatever ended the loop
@@ -151,7 +168,10 @@ def main() -> int:
         for name, stop_service in reversed(stoppers):
             stop_service()
             print(f"stopped {name}", file=sys.stderr, flush=True)
-        _stop_runner(runner)
+        if workers:
+            _stop_pool(workers)
+        else:
+            _stop_runner(runner)
         stack.state.pop("serve", None)
         stack.save()
         left = settle_left_over_runs(ORPHANED_STATES + WAITING_STATES, "Cancelled", "cancelled when `make run` stopped")
@@ -166,6 +186,58 @@ def main() -> int:
             flush=True,
         )
     return 0
+
+
+POOL = "compliance-dev"
+
+
+def _start_pool(env: dict[str, str], count: int, demo: bool) -> list[subprocess.Popen[bytes]]:
+    """Deploy every deployment to the local process pool and start ``count`` workers for it."""
+    from cli.devstack import dev_dir
+    from deployments.definitions import specs
+    from deployments.deploy import deploy_spec
+    from deployments.pool import ensure_process_pool, start_worker
+
+    ensure_process_pool(POOL)
+    for spec in specs(demo=demo):
+        deploy_spec(spec, POOL)
+    return [start_worker(POOL, f"dev-worker-{i + 1}", env, dev_dir() / f"worker-{i + 1}.log") for i in range(count)]
+
+
+def _stop_pool(workers: list[subprocess.Popen[bytes]]) -> None:
+    """Pause the schedules, cancel the running runs through their workers (which end the runs' processes),
+    then stop the workers."""
+    from prefect.client.orchestration import get_client
+
+    from deployments.definitions import specs
+    from deployments.pool import stop_worker
+
+    with get_client(sync_client=True) as client:
+        for spec in specs():
+            deployment = client.read_deployment_by_name(f"{spec.flow.name}/{spec.name}")  # type: ignore[attr-defined]
+            client.pause_deployment(deployment.id)
+    if settle_left_over_runs(("RUNNING", "PENDING"), "Cancelling", "cancelled when `make run` stopped"):
+        deadline = time.monotonic() + RUNNER_STOP_SECONDS
+        while time.monotonic() < deadline and _runs_in(("CANCELLING", "RUNNING")):
+            time.sleep(1)
+    for worker in workers:
+        stop_worker(worker)
+    print("stopped the workers", file=sys.stderr, flush=True)
+
+
+def _runs_in(states: tuple[str, ...]) -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        return len(
+            client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType(s) for s in states]))
+                )
+            )
+        )
 
 
 def _stop_runner(runner: subprocess.Popen[bytes]) -> None:
@@ -207,7 +279,7 @@ async def serve_deployments(deployments: list[Any]) -> int:
 
 def settle_left_over_runs(states: tuple[str, ...], state_name: str, message: str) -> int:
     """Move the runs of the served deployments that are in one of ``states`` to ``state_name`` (Cancelled or
-    Crashed): no runner will execute them. Returns how many."""
+    Crashed: no runner will execute them; Cancelling: their worker ends them). Returns how many."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         DeploymentFilter,
@@ -217,11 +289,11 @@ def settle_left_over_runs(states: tuple[str, ...], state_name: str, message: str
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
-    from prefect.states import Cancelled, Crashed
+    from prefect.states import Cancelled, Cancelling, Crashed
 
     from deployments.definitions import specs
 
-    new_state = {"Cancelled": Cancelled, "Crashed": Crashed}[state_name]
+    new_state = {"Cancelled": Cancelled, "Cancelling": Cancelling, "Crashed": Crashed}[state_name]
     settled = 0
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(

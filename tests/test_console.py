@@ -7,7 +7,7 @@ import json
 import pytest
 
 from compliance.settings import Settings
-from deployments.definitions import specs
+from deployments.definitions import DRAINERS, specs
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
@@ -31,7 +31,10 @@ def test_six_deployments_with_their_schedules_and_limits() -> None:
     assert production["anchor"].interval == 900 and production["watchdog"].interval == 300
     assert production["migration-drift"].cron == "0 3 * * *"
     assert production["export-runner"].interval is None and production["events-query"].cron is None
-    assert production["anchor"].concurrency == 1 and production["drain-outbox"].concurrency == 1
+    assert production["anchor"].concurrency == 1
+    drain = production["drain-outbox"]  # one run per drainer each tick, as many at once as there are drainers
+    assert drain.concurrency == drain.copies == DRAINERS >= 2
+    assert [s.slug for s in drain.schedules() or []] == [f"drain-outbox-{i + 1}" for i in range(DRAINERS)]
     assert all(s.description for s in specs())
 
 
