@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import resources
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
@@ -46,6 +46,8 @@ __all__ = [
     "Registry",
     "new_event_id",
     "kept_payload_text",
+    "plainly_redacted",
+    "plainness",
     "prepare_event",
     "stored_event_problem",
     "text_problem",
@@ -397,7 +399,7 @@ def stored_event_problem(
     reason = text_problem(source)
     if reason is not None:
         return f"source: {reason}"
-    if _plainly_redacted(payload, rule):
+    if plainly_redacted(payload, rule):
         return None
     walk = _Walk(set())
     try:
@@ -414,48 +416,71 @@ def stored_event_problem(
     return f"payload.{found}: is not on the allow-list of {event_type}"
 
 
-def _plainly_redacted(payload: dict[str, Any], rule: TypeRule) -> bool:
+def plainly_redacted(payload: dict[str, Any], rule: TypeRule) -> bool:
     """True when redacting ``payload`` again would surely change nothing, found without building anything:
     only kept keys, holding scalars, short strings and no longer string with a hint of a credential's shape.
     False sends the payload to the exact walk (:class:`_Walk`), which names the problem if any."""
+    return plainness(payload, rule) != NOT_PLAIN
+
+
+NOT_PLAIN: Final = 0  # plainness(): redaction might change the payload
+PLAIN: Final = 1  # it surely would not, and the payload holds no float
+PLAIN_WITH_FLOATS: Final = 2  # it surely would not; the payload holds a float
+
+
+def plainness(payload: dict[str, Any], rule: TypeRule) -> int:
+    """:func:`plainly_redacted`'s answer in one pass that also tells whether the payload holds a float (every
+    integer of a plain payload is within +-(2**53 - 1)): :data:`NOT_PLAIN`, :data:`PLAIN` or
+    :data:`PLAIN_WITH_FLOATS`."""
     if rule.nested or rule.caps:
-        return False
+        return NOT_PLAIN
     keep = rule.keep
     urls = rule.urls
+    found = PLAIN
     for key, value in payload.items():
         if key not in keep:
-            return False
+            return NOT_PLAIN
         if urls and key in urls and type(value) is str and ("@" in value or "?" in value):
-            return False
-        if not _plain_value(value, 1):
-            return False
-    return True
+            return NOT_PLAIN
+        plain = _plain_value(value, 1)
+        if plain == NOT_PLAIN:
+            return NOT_PLAIN
+        if plain == PLAIN_WITH_FLOATS:
+            found = PLAIN_WITH_FLOATS
+    return found
 
 
-def _plain_value(value: Any, depth: int) -> bool:
+def _plain_value(value: Any, depth: int) -> int:
     kind = type(value)
     if kind is str:
         text: str = value
         if len(text) < 15 or text in _plain_strings:
-            return True  # shorter than any credential shape and than any cap, or seen plain already
+            return PLAIN  # shorter than any credential shape and than any cap, or seen plain already
         if len(text) * 4 > MAX_STRING_BYTES or _SECRET_HINT.search(text):
-            return False
+            return NOT_PLAIN
         if len(text) <= 64:
             if len(_plain_strings) >= 65_536:
                 _plain_strings.clear()
             _plain_strings.add(text)
-        return True
+        return PLAIN
     if kind is int:
         number: int = value
-        return -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER
+        return PLAIN if -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER else NOT_PLAIN
+    if kind is float:
+        return PLAIN_WITH_FLOATS
     if kind is dict or kind is list:
         if depth >= MAX_DEPTH:
-            return False
+            return NOT_PLAIN
+        found = PLAIN
         items = value.values() if kind is dict else value
         for item in items:
-            if not _plain_value(item, depth + 1):
-                return False
-    return True
+            plain = _plain_value(item, depth + 1)
+            if plain == NOT_PLAIN:
+                return NOT_PLAIN
+            if plain == PLAIN_WITH_FLOATS:
+                found = PLAIN_WITH_FLOATS
+        return found
+    return PLAIN
 
 
 # Strings of 15 to 64 characters already found free of any hint of a credential (user agents, e-mail

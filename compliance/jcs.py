@@ -38,6 +38,7 @@ __all__ = [
     "encode_string",
     "format_number",
     "loads_strict",
+    "numbers_print_alike",
 ]
 
 _SORT_KEYS = orjson.OPT_SORT_KEYS
@@ -124,6 +125,12 @@ def canonical_value(text: str, want: type) -> tuple[Any, str | None]:
     except CanonicalError as exc:
         return None, f"has no RFC 8785 form: {exc}"
     return None, "not in RFC 8785 canonical form"
+
+
+def numbers_print_alike(value: Any, text: str) -> bool:
+    """True when every number in ``value``, parsed from the JSON ``text``, prints the same in orjson's output
+    as in RFC 8785's (as :func:`canonical_value` requires of a text that survived an orjson round trip)."""
+    return _numbers_print_alike(value) or not _NUMBER_FORMS_DIFFER.search(text)
 
 
 def _numbers_print_alike(value: Any) -> bool:

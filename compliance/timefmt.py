@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from ledger_verify.timefmt import parse_utc_text
 
-__all__ = ["is_utc_instant", "parse_utc_text", "utc_text"]
+__all__ = ["is_utc_instant", "parse_utc_text", "pg_timestamp", "utc_text"]
 
 _SECOND_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
-_instant_seconds: set[str] = set()  # "YYYY-MM-DDTHH:MM:SS" prefixes already found real (events share seconds)
+# "YYYY-MM-DDTHH:MM:SS" prefixes already found real (events share seconds), each with its microseconds since
+# 2000-01-01T00:00:00Z, PostgreSQL's epoch (see pg_timestamp).
+_instant_seconds: dict[str, int] = {}
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def utc_text(moment: datetime) -> str:
@@ -33,10 +37,22 @@ def is_utc_instant(text: str) -> bool:
     if _SECOND_RE.fullmatch(second) is None:
         return False
     try:
-        datetime.fromisoformat(second + "+00:00")  # refuses month 13, day 31 of a 30-day month, 24:00, :60
+        moment = datetime.fromisoformat(second + "+00:00")  # refuses month 13, day 31 of a 30-day month, 24:00, :60
     except ValueError:
         return False
     if len(_instant_seconds) >= 100_000:
         _instant_seconds.clear()
-    _instant_seconds.add(second)
+    _instant_seconds[second] = (moment - _PG_EPOCH) // _MICROSECOND
     return True
+
+
+def pg_timestamp(text: str) -> int:
+    """The instant that a text :func:`is_utc_instant` accepted names, as PostgreSQL's binary ``timestamptz``
+    holds it: signed microseconds since 2000-01-01T00:00:00Z (ValueError when its second, not remembered any
+    more, is found not to be real)."""
+    base = _instant_seconds.get(text[:19])
+    if base is None:
+        if not is_utc_instant(text):
+            raise ValueError(f"{text[:40]!r} is not a real instant in the SPEC §2 form")
+        base = _instant_seconds[text[:19]]
+    return base + int(text[20:26])

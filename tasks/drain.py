@@ -31,7 +31,14 @@ import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from compliance.chain import GENESIS_HASH, ServerRules, chain_copy_rows, group_chainable
+from compliance.chain import (
+    COPY_BINARY_HEADER,
+    COPY_BINARY_TRAILER,
+    GENESIS_HASH,
+    ServerRules,
+    chain_copy_rows,
+    group_chainable,
+)
 from compliance.events import Registry, kept_payload_text
 from compliance.settings import SHARD_COUNT, Settings
 from compliance.snapshot import NOTHING_FINISHED, Snapshot
@@ -55,16 +62,17 @@ __all__ = [
 
 SHARDS = SHARD_COUNT
 _LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
-_COPY_CHUNK_ROWS = 2_000  # COPY text lines sent per write: the server parses while the next lines are built
+_COPY_CHUNK_ROWS = 2_000  # COPY rows sent per write: the server stores them while the next rows are built
 _MIN_BIGINT = -(2**63)
 
 _CURSORS = (
     "SELECT shard, lo::text, hi::text, pos_txid::text, pos_id FROM compliance.outbox_cursor "
     "WHERE shard = ANY(%s) ORDER BY shard"
 )
+# Read in binary (the texts come as they are; event_id also as its 16 bytes, the binary COPY's form of it).
 _ROW = (
     "id, event_id::text, tenant_id, occurred_at, actor_type, actor_id, source, event_type, payload, redacted_fields, "
-    "written_by"
+    "written_by, uuid_send(event_id)"
 )
 # A delta (rows whose transaction `hi` sees finished and `lo` does not) is read in (txid, id) order, in two
 # parts that follow each other in that order: the rows of transactions `lo` saw running (txid in its
@@ -203,11 +211,11 @@ def _claim(
     if late:
         after = pos or (0, _MIN_BIGINT)
         params.update(late=[str(x) for x in late], after_txid=str(after[0]), after_id=after[1])
-        rows = conn.execute(_CLAIM_LATE.format(shards=where), params).fetchall()
+        rows = conn.execute(_CLAIM_LATE.format(shards=where), params, binary=True).fetchall()
     if len(rows) < limit:
         after = pos if pos is not None and pos[0] >= lo.xmax else (lo.xmax, _MIN_BIGINT)
         params.update(after_txid=str(after[0]), after_id=after[1], hi_xmax=str(hi_xmax), limit=limit - len(rows))
-        rows += conn.execute(_CLAIM_NEW.format(shards=where), params).fetchall()
+        rows += conn.execute(_CLAIM_NEW.format(shards=where), params, binary=True).fetchall()
     return rows
 
 
@@ -379,17 +387,19 @@ def _chain_and_copy(
     new_heads: list[tuple[str, int, bytes]] = []
     per_tenant: dict[str, list[int]] = {}
     lines: list[str] = []
-    with conn.cursor().copy(f"COPY compliance.events ({_EVENT_COLUMNS}) FROM STDIN") as copy:
+    with conn.cursor().copy(f"COPY compliance.events ({_EVENT_COLUMNS}) FROM STDIN (FORMAT binary)") as copy:
+        copy.write(COPY_BINARY_HEADER)
         for tenant, rows in by_tenant.items():
             seq, prev = heads[tenant]
             last, head = chain_copy_rows(rows, tenant, seq, prev, recorded_at, lines)
             new_heads.append((tenant, last, head))
             per_tenant[tenant] = [last - seq, seq + 1, last]
             if len(lines) >= _COPY_CHUNK_ROWS:
-                copy.write("".join(lines))
+                copy.write("".join(lines).encode("latin-1"))
                 lines.clear()
         if lines:
-            copy.write("".join(lines))
+            copy.write("".join(lines).encode("latin-1"))
+        copy.write(COPY_BINARY_TRAILER)
     return new_heads, per_tenant
 
 

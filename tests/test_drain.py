@@ -75,9 +75,10 @@ def test_many_tenants_in_one_batch_land_in_order_with_gapless_seq(settings: Sett
 
 
 def test_text_that_copy_must_escape_is_stored_and_hashed_exactly(settings: Settings) -> None:
-    """The drain writes COPY text itself: backslashes and COPY's \\N survive in the text columns, tabs, newlines
-    and CRs in the payload too (actor_id and source refuse control characters; rows enqueued before that rule
-    keep theirs, see test_server_rules)."""
+    """The drain writes its COPY rows itself (binary, each text as its UTF-8 bytes): backslashes and what COPY's
+    text format would read as \\N survive in the text columns, tabs, newlines and CRs in the payload too, and
+    characters outside ASCII and the BMP (actor_id and source refuse control characters; rows enqueued before
+    that rule keep theirs, see test_server_rules)."""
     awkward = 'a\\b\tc\nd\re "q" \\N é 𝄞'
     printable = 'a\\b "q" \\N é 𝄞 \\t'
     event = sample_event(1, actor_id=printable, source=printable)
@@ -464,21 +465,41 @@ def test_one_drain_call_empties_the_outbox_when_a_delta_ended_exactly_at_a_full_
 
 
 def test_a_purge_batch_walks_the_index_from_the_oldest_row(settings: Settings) -> None:
-    """The two statements of compliance.purge_drained (read from the function itself), planned as it runs them."""
+    """The delete of compliance.purge_drained (read from the function itself), planned as it runs it: the
+    outbox in index order from its oldest row, and one index probe of the chains per row, never a scan or a
+    hash of every event chained (whose cost would grow with the ledger, every batch)."""
     emit_many(settings, 20_000, 100)
+    assert drain_pending.fn(settings).drained == 20_000
     with connect(settings, None) as conn, conn.transaction():
         conn.execute("ANALYZE compliance.outbox")
+        conn.execute("ANALYZE compliance.events")
         conn.execute(_INDEX_ORDER_ONLY, {"on": "off"})  # the function's own SET options
+        conn.execute("SET LOCAL jit = off")
         source = conn.execute("SELECT prosrc FROM pg_proc WHERE proname = 'purge_drained'").fetchone()[0]
-        bound_sql = source[source.index("SELECT LEAST(") : source.index(" INTO bound;")]
         delete_sql = source[source.index("DELETE FROM") : source.index(";", source.index("DELETE FROM"))]
-        for sql in (
-            bound_sql.replace("p_retention_seconds", "600"),
-            delete_sql.replace("bound", "'99999999'::xid8").replace("p_limit", "50000"),
-        ):
-            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql))
-            assert "Index Scan using outbox_order" in plan and "Seq Scan on outbox " not in plan, plan
-            assert "Sort" not in plan, plan
+        sql = delete_sql.replace("bound", "'99999999'::xid8").replace("p_limit", "50000")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql.replace("cutoff", "clock_timestamp()")))
+    assert "Index Scan using outbox_order" in plan and "Seq Scan" not in plan, plan
+    assert "using events_event_id on events" in plan and "Hash" not in plan, plan
+    assert "Sort" not in plan, plan
+
+
+def test_the_purge_deletes_the_oldest_rows_up_to_the_first_one_still_kept(settings: Settings) -> None:
+    emit_many(settings, 300, tenants=7)
+    assert drain_pending.fn(settings).drained == 300
+    with connect(settings, None, autocommit=True) as owner:
+        owner.execute("UPDATE compliance.outbox SET enqueued_at = enqueued_at - interval '1 hour'")
+        first_kept = owner.execute(
+            "SELECT id FROM compliance.outbox ORDER BY txid, id OFFSET 120 LIMIT 1"
+        ).fetchone()[0]
+        owner.execute("UPDATE compliance.outbox SET enqueued_at = clock_timestamp() WHERE id = %s", (first_kept,))
+        assert purge_drained(owner, 600, batch_size=50) == 120
+        assert owner.execute("SELECT min(id) FROM compliance.outbox").fetchone()[0] == first_kept
+        owner.execute(
+            "UPDATE compliance.outbox SET enqueued_at = enqueued_at - interval '1 hour' WHERE id = %s", (first_kept,)
+        )
+        assert purge_drained(owner, 600) == 180
+        assert owner.execute("SELECT count(*) FROM compliance.outbox").fetchone()[0] == 0
 
 
 def test_the_pending_figures_walk_only_what_is_pending_not_what_the_retention_keeps(settings: Settings) -> None:

@@ -26,7 +26,15 @@ from typing import Any, NamedTuple
 from ledger_verify.errors import VerificationFailure
 from ledger_verify.jcs import encode_string
 
-__all__ = ["GENESIS_HASH", "ChainVerifier", "StoredEvent", "canonical_body", "event_hash", "stored_body"]
+__all__ = [
+    "GENESIS_HASH",
+    "ChainVerifier",
+    "StoredEvent",
+    "canonical_body",
+    "chain_hashes",
+    "event_hash",
+    "stored_body",
+]
 
 GENESIS_HASH = bytes(32)
 _sha256 = hashlib.sha256
@@ -79,6 +87,39 @@ def stored_body(r: Sequence[Any], seq: int, payload_jcs: str, redacted_fields_jc
         payload_jcs=payload_jcs,
         redacted_fields_jcs=redacted_fields_jcs,
     )
+
+
+def chain_hashes(
+    rows: Sequence[Sequence[Any]], tenant_id: str, seq: int, prev_hash: bytes, recorded_at: str
+) -> list[bytes]:
+    """The event hashes of ``rows``, a tenant's next events chained after (``seq``, ``prev_hash``), all recorded
+    at ``recorded_at``: what the ledger's drain stores for each batch. A row holds ``event_id`` at position 1
+    and ``occurred_at, actor_type, actor_id, source, event_type, payload_jcs, redacted_fields_jcs`` at 3 to 9
+    (the ledger's outbox row; position 2 is its tenant). The drain calls this once a tenant, so that each
+    event's bytes are :func:`canonical_body`'s, built here, without a call between the two compiled packages
+    per event."""
+    sha256 = _sha256
+    hashes: list[bytes] = []
+    for r in rows:
+        seq += 1
+        body = canonical_body(
+            seq=seq,
+            event_id=r[1],
+            tenant_id=tenant_id,
+            occurred_at=r[3],
+            recorded_at=recorded_at,
+            actor_type=r[4],
+            actor_id=r[5],
+            source=r[6],
+            event_type=r[7],
+            payload_jcs=r[8],
+            redacted_fields_jcs=r[9],
+        )
+        h = sha256(prev_hash)
+        h.update(body)
+        prev_hash = h.digest()
+        hashes.append(prev_hash)
+    return hashes
 
 
 def _quote(text: str) -> str:
