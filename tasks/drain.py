@@ -46,7 +46,9 @@ from compliance.timefmt import utc_text
 from tasks.db import connect
 
 __all__ = [
+    "DRAIN_RETRIES",
     "SHARDS",
+    "SHARD_LOCK_CLASS",
     "DrainError",
     "DrainResult",
     "drain_batch",
@@ -57,11 +59,20 @@ __all__ = [
     "purge_drained",
     "purge_outbox",
     "server_rules",
+    "transient",
     "worker_shards",
 ]
 
 SHARDS = SHARD_COUNT
-_LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
+SHARD_LOCK_CLASS = 0x6472  # advisory lock namespace of the drain shards ("dr")
+# The retry policy of a task that drains (drain-pending, drain-leased): outages and serialization trouble
+# are retried (:func:`transient`), a bug is not.
+DRAIN_RETRIES: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "retries": 3,
+    "retry_delay_seconds": [1, 5, 15],
+    "retry_condition_fn": lambda task, run, state: transient(state),
+}
 _COPY_CHUNK_ROWS = 2_000  # COPY rows sent per write: the server stores them while the next rows are built
 _MIN_BIGINT = -(2**63)
 
@@ -156,7 +167,7 @@ class DrainResult:
 def _locked_shards(conn: psycopg.Connection, shards: Sequence[int] | None) -> list[int]:
     wanted = list(range(SHARDS)) if shards is None else list(shards)
     rows = conn.execute(
-        "SELECT s FROM unnest(%s::int[]) s WHERE pg_try_advisory_xact_lock(%s, s)", (wanted, _LOCK_CLASS)
+        "SELECT s FROM unnest(%s::int[]) s WHERE pg_try_advisory_xact_lock(%s, s)", (wanted, SHARD_LOCK_CLASS)
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -403,13 +414,7 @@ def _chain_and_copy(
     return new_heads, per_tenant
 
 
-@task(
-    name="drain-pending",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
-    retry_condition_fn=lambda task, run, state: _transient(state),
-)
+@task(name="drain-pending", **DRAIN_RETRIES)
 def drain_pending(
     settings: Settings,
     batch_size: int | None = None,
@@ -509,7 +514,7 @@ def purge_drained(
     cache_policy=NO_CACHE,
     retries=2,
     retry_delay_seconds=[1, 5],
-    retry_condition_fn=lambda task, run, state: _transient(state),
+    retry_condition_fn=lambda task, run, state: transient(state),
 )
 def purge_outbox(settings: Settings, max_batches: int | None = None) -> int:
     """Purge drained outbox rows older than ``settings.outbox_retention_seconds``; the number deleted."""
@@ -517,7 +522,7 @@ def purge_outbox(settings: Settings, max_batches: int | None = None) -> int:
         return purge_drained(conn, settings.outbox_retention_seconds, settings.drain_batch_size, max_batches)
 
 
-def _transient(state: Any) -> bool:
+def transient(state: Any) -> bool:
     """Retry database outages and serialization trouble; a bug is not retried."""
     try:
         state.result()

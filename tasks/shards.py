@@ -31,13 +31,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from compliance.chain import ServerRules
 from compliance.settings import SHARD_COUNT, Settings
 from tasks.db import connect
-from tasks.drain import _LOCK_CLASS as SHARD_LOCK_CLASS
-from tasks.drain import DrainResult, _transient, drain_batch, server_rules, worker_shards
+from tasks.drain import DRAIN_RETRIES, SHARD_LOCK_CLASS, DrainResult, drain_batch, server_rules, worker_shards
 
 __all__ = [
     "KEEPALIVE_SECONDS",
@@ -151,13 +149,7 @@ class ShardLease:
         self.conn, self.member, self.held, self.rank = None, None, set(), -1
 
 
-@task(
-    name="drain-leased",
-    cache_policy=NO_CACHE,
-    retries=3,
-    retry_delay_seconds=[1, 5, 15],
-    retry_condition_fn=lambda task, run, state: _transient(state),
-)
+@task(name="drain-leased", **DRAIN_RETRIES)
 def drain_leased(leases: Sequence[ShardLease], batch_size: int) -> DrainResult:
     """Renew every lease and drain its shards until they are empty, the leases' connections at once (each
     its own shards, so tenants never cross connections). A lost connection is retried: the lease joins
