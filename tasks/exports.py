@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from ledger_verify.anchors import parse_proofs, proofs_key
 from ledger_verify.manifest import MANIFEST_KIND
 from ledger_verify.merkle import tree_levels
@@ -218,21 +219,35 @@ class _Ranges:
 
 
 def write_export(
-    conn: psycopg.Connection, flt: ExportFilter, fmt: str, out: Any, progress: Callable[[int], None] | None = None
+    conn: psycopg.Connection,
+    flt: ExportFilter,
+    fmt: str,
+    out: Any,
+    progress: Callable[[int], None] | None = None,
+    *,
+    paths_conn: psycopg.Connection | None = None,
 ) -> tuple[int, str, dict[str, list[list[int]]], dict[str, set[str]]]:
     """Stream the matching rows into ``out`` (anything with ``write(bytes)``); returns (rows, sha256, rows per
-    tenant, tenants per cadence)."""
+    tenant, tenants per cadence).
+
+    ``paths_conn``, a second autocommit connection of the same role, reads the anchored ranges and their
+    leaves in the rows' own snapshot (exported to it), so that those reads do not wait for the next batch of
+    rows being fetched on ``conn``; without it they share ``conn``."""
     extra, params = _where(flt)
     digest = hashlib.sha256()
     rows = 0
     seqs: dict[str, list[int]] = {}
     cadences: dict[str, set[str]] = {}
-    ranges = _Ranges(conn, '","' if fmt == "ndjson" else ";")
     line = {"csv": csv_row, "ndjson": ndjson_line, "parquet": _cells}[fmt]
     with _encoder(fmt, out, digest) as write_batch, conn.transaction():
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         conn.execute("SET LOCAL work_mem = '256MB'")  # the ORDER BY sorts in memory, not on disk
         conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        if paths_conn is not None:
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]  # type: ignore[index]
+            paths_conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            paths_conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot)))
+        ranges = _Ranges(paths_conn or conn, '","' if fmt == "ndjson" else ";")
         cur = conn.cursor(name="export_rows")
         cur.itersize = 10_000
         cur.execute(_ROWS.format(extra=extra), params)
@@ -250,6 +265,8 @@ def write_export(
             if progress is not None:
                 progress(rows)
         cur.close()
+        if paths_conn is not None:
+            paths_conn.execute("COMMIT")
     return rows, digest.hexdigest(), {t: compress_seqs(s) for t, s in seqs.items()}, cadences
 
 
@@ -288,7 +305,7 @@ def _encoder(fmt: str, out: Any, digest: Any) -> Iterator[Callable[[list[Any], l
 def _prefetched(cur: Any, size: int) -> Iterator[list[Any]]:
     """``cur.fetchmany(size)`` batches, fetched by a second thread one batch ahead: the server reads and
     sends the next rows while this thread formats the current ones (psycopg serialises the connection's use,
-    so the path queries made meanwhile simply wait their turn)."""
+    so path queries made on the same connection meanwhile wait their turn)."""
     batches: queue.Queue[list[Any] | BaseException] = queue.Queue(maxsize=2)
     stop = threading.Event()
 
@@ -347,7 +364,10 @@ def run_job(
             return None
         operator, fmt, filter_json = claimed
         try:
-            outcome = _produce(conn, settings, job_id, fmt, parse_filter(filter_json), progress, started, signing_key)
+            with connect(settings, "compliance_exporter", autocommit=True) as paths_conn:
+                outcome = _produce(
+                    conn, paths_conn, settings, job_id, fmt, parse_filter(filter_json), progress, started, signing_key
+                )
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}"[:2000]
             conn.execute(
@@ -361,6 +381,7 @@ def run_job(
 
 def _produce(
     conn: psycopg.Connection,
+    paths_conn: psycopg.Connection,
     settings: Settings,
     job_id: str,
     fmt: str,
@@ -381,14 +402,14 @@ def _produce(
     manifest_key = f"exports/{job_id}/manifest.json"
     # The file is never whole in memory nor on disk: rows stream into a multipart upload as they are made.
     out = MultipartWriter(
-        s3,
+        s3_client(settings, sign_payloads=False),  # every part carries its CRC32
         settings.export_bucket,
         data_key,
         content_type=_CONTENT_TYPES[fmt],
     )
     try:
         rows, sha, seqs, cadences = write_export(
-            conn, flt, fmt, out, (lambda n: progress(n, total)) if progress else None
+            conn, flt, fmt, out, (lambda n: progress(n, total)) if progress else None, paths_conn=paths_conn
         )
         out.close()
     except BaseException:
@@ -482,7 +503,7 @@ def public_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
 
 
 def recent_jobs(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:
-    """`export list`: the newest jobs, each as :func:`public_status` shows one."""
+    """`export list`: the newest jobs, each as :func:`public_status` shows one and with the operator who asked."""
     with connect(settings, "compliance_operator", autocommit=True) as conn:
         return list(conn.execute("SELECT compliance.export_jobs_recent(%s)", (limit,)).fetchone()[0])  # type: ignore[index]
 

@@ -20,7 +20,7 @@ from polars.io.plugins import register_io_source
 
 __all__ = ["ROW_GROUP_ROWS", "ParquetSink"]
 
-ROW_GROUP_ROWS = 50_000  # rows per row group: bounds the writer's memory; readers skip groups by their statistics
+ROW_GROUP_ROWS = 20_000  # rows per row group: bounds the writer's memory; readers skip groups by their statistics
 
 _END = object()
 

@@ -34,16 +34,20 @@ __all__ = [
 _DEV_KEY = "compliance-dev"
 
 
-def s3_client(settings: Settings) -> Any:
+def s3_client(settings: Settings, *, sign_payloads: bool = True) -> Any:
     """A boto3 S3 client for the configured endpoint (unset: AWS itself), with the keys of the AwsCredentials
-    block the settings name when it holds some, else boto3's default credential chain."""
+    block the settings name when it holds some, else boto3's default credential chain.
+
+    ``sign_payloads=False`` is for a client that only sends bodies carrying their own CRC32, which S3 checks
+    (:class:`MultipartWriter`): it leaves out the SHA-256 of each body in the request's signature, which
+    botocore computes over plain HTTP (a local endpoint) and already leaves out over HTTPS with a checksum."""
     kwargs: dict[str, Any] = {
         "config": Config(
             signature_version="s3v4",
             retries={"max_attempts": 4, "mode": "standard"},
             connect_timeout=5,
             read_timeout=60,
-            s3={"addressing_style": "path"},
+            s3={"addressing_style": "path", **({} if sign_payloads else {"payload_signing_enabled": False})},
         ),
         "region_name": os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
     }
@@ -304,17 +308,26 @@ def _crc32(data: bytes) -> str:
     return base64.b64encode(zlib.crc32(data).to_bytes(4, "big")).decode("ascii")
 
 
+# Parts of one size before the size doubles: from 8 MiB, 10,000 parts hold more than S3's largest object
+# (5 TiB), and no part exceeds its largest part (5 GiB).
+PARTS_PER_SIZE = 1_000
+
+
 class MultipartWriter:
     """A write-only stream into one S3 object: parts of ``part_size`` bytes are uploaded by a background
     thread while the caller keeps writing, so producing and uploading overlap. Small objects become one
     PUT. :meth:`close` completes the upload; :meth:`abort` discards it (nothing is left behind).
+
+    Parts are small (8 MiB) so that the first leaves soon after writing starts and little is left to send
+    once it ends; their size doubles every :data:`PARTS_PER_SIZE` parts, so an object of any size S3 takes
+    stays within its 10,000 parts.
 
     Each part carries its CRC32, which S3 checks on arrival, and the object gets a composite CRC32 (the
     CRC of the parts' CRCs): S3 then has no whole-object checksum to compute when the upload completes,
     which it would otherwise do over the entire object."""
 
     def __init__(
-        self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 32 * 2**20, in_flight: int = 2
+        self, s3: Any, bucket: str, key: str, *, content_type: str, part_size: int = 8 * 2**20, in_flight: int = 2
     ) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -351,6 +364,8 @@ class MultipartWriter:
         if len(pending) >= self.in_flight:
             pending[0].result()
         self.futures.append(self.pool.submit(self._upload, number, part))
+        if number % PARTS_PER_SIZE == 0:
+            self.part_size *= 2
 
     def _upload(self, number: int, part: bytes) -> dict[str, Any]:
         crc = _crc32(part)
