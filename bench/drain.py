@@ -50,7 +50,7 @@ class PeakRSS:
         self._stop = threading.Event()
 
     def __enter__(self) -> PeakRSS:
-        self.peak = self.proc.memory_info().rss
+        self.peak = self.start = self.proc.memory_info().rss
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -67,6 +67,10 @@ class PeakRSS:
     @property
     def peak_mb(self) -> float:
         return round(self.peak / 2**20, 1)
+
+    @property
+    def start_mb(self) -> float:
+        return round(self.start / 2**20, 1)
 
 
 def load_outbox(url: str, events: int, tenants: int) -> None:
