@@ -38,6 +38,22 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-pending", action="store_true", help="accept rows not yet anchored (counted, not proven)")
     p.add_argument("--allow-unsigned-manifest", action="store_true", help="accept a v1 (unsigned) manifest, saying so")
     p.add_argument("--json", action="store_true", help="print the report as one JSON document")
+    p.add_argument(
+        "--jobs",
+        type=_positive,
+        metavar="N",
+        help="processes checking one CSV or NDJSON file (default: every CPU this process may use)",
+    )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
+    return value
 
 
 def _usage(message: str) -> int:
@@ -84,6 +100,7 @@ def run_export(args: argparse.Namespace, *, client: Any = None) -> int:
             manifest,
             allow_pending=args.allow_pending,
             allow_unsigned_manifest=args.allow_unsigned_manifest,
+            jobs=args.jobs,
         )
         try:
             report = verifier.verify_file(data)

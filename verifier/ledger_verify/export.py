@@ -37,6 +37,7 @@ from ledger_verify.errors import InclusionError, VerificationFailure
 from ledger_verify.jcs import CanonicalError, canonical, loads_strict
 from ledger_verify.manifest import check_manifest
 from ledger_verify.merkle import check_inclusion, tree_levels
+from ledger_verify.parallel import available_cpus, start_segments
 from ledger_verify.rows import EXPORT_COLUMNS, PathRenderer, restore
 from ledger_verify.store import AnchorStore
 from ledger_verify.trust import Trust
@@ -106,55 +107,80 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def read_rows(path: Path) -> Iterator[list[Any]]:
+def read_rows(path: Path, span: tuple[int, int] | None = None) -> Iterator[list[Any]]:
     """Rows of an export as lists in SPEC §4 column order; CSV cells are strings restored from their
-    neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file``."""
+    neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file``.
+
+    ``span``: only the lines that begin in the bytes [start, end) of a CSV or NDJSON file, ``start`` being
+    the beginning of a line (a CSV header is read only from offset 0); rows are then numbered from 1."""
     from ledger_verify.parquet import is_parquet, read_parquet_rows  # Parquet: rows of the same shape
 
     if is_parquet(path):
+        if span is not None:
+            raise ValueError("a Parquet export is read whole")
         yield from read_parquet_rows(path)
         return
     with open(path, "rb") as fh:
         head = fh.read(1)
-    if head == b"{":
-        with open(path, "rb") as fh:
-            for n, line in enumerate(fh, 1):
-                try:
-                    row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
-                except (ValueError, RecursionError) as exc:
-                    raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
-                if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
-                    raise _fail("malformed_row", n, "not an object with the export's fields")
-                try:
-                    yield [row[k] for k in EXPORT_COLUMNS]
-                except KeyError as exc:
-                    raise _fail("malformed_row", n, f"field {exc} is missing") from None
-        return
     with open(path, "rb") as fh:
-        lines = _text_lines(fh)
-        n = 0
+        raw: Iterator[bytes] = iter(fh) if span is None else _span_lines(fh, span[0], span[1])
+        if head == b"{":
+            yield from _ndjson_rows(raw)
+        else:
+            yield from _csv_rows(raw, span is None or span[0] == 0)
+
+
+def _span_lines(fh: BinaryIO, start: int, end: int) -> Iterator[bytes]:
+    """The LF-ended lines of ``fh`` that begin in [start, end)."""
+    fh.seek(start)
+    pos = start
+    for raw in fh:
+        if pos >= end:
+            return
+        yield raw
+        pos += len(raw)
+
+
+def _ndjson_rows(lines: Iterator[bytes]) -> Iterator[list[Any]]:
+    for n, line in enumerate(lines, 1):
         try:
+            row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
+        except (ValueError, RecursionError) as exc:
+            raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
+        if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
+            raise _fail("malformed_row", n, "not an object with the export's fields")
+        try:
+            yield [row[k] for k in EXPORT_COLUMNS]
+        except KeyError as exc:
+            raise _fail("malformed_row", n, f"field {exc} is missing") from None
+
+
+def _csv_rows(raw: Iterator[bytes], header: bool) -> Iterator[list[Any]]:
+    lines = _text_lines(raw)
+    n = 0
+    try:
+        if header:
             first = _record(lines)
             if first is None:
                 return
             if tuple(first[0]) != EXPORT_COLUMNS:
                 raise _fail("malformed_file", None, "the CSV header is not the export columns of SPEC §4")
-            width = len(EXPORT_COLUMNS)
-            while (record := _record(lines)) is not None:
-                values, quoted = record
-                n += 1
-                if len(values) != width:
-                    raise _fail("malformed_row", n, f"{len(values)} fields, expected {width}")
-                if quoted:
-                    for i in range(width):
-                        if values[i].startswith("'"):
-                            values[i] = restore(values[i])
-                yield values
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise _fail("malformed_row", n + 1, str(exc)) from None
+        width = len(EXPORT_COLUMNS)
+        while (record := _record(lines)) is not None:
+            values, quoted = record
+            n += 1
+            if len(values) != width:
+                raise _fail("malformed_row", n, f"{len(values)} fields, expected {width}")
+            if quoted:
+                for i in range(width):
+                    if values[i].startswith("'"):
+                        values[i] = restore(values[i])
+            yield values
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise _fail("malformed_row", n + 1, str(exc)) from None
 
 
-def _text_lines(fh: BinaryIO) -> Iterator[str]:
+def _text_lines(fh: Iterator[bytes]) -> Iterator[str]:
     """The lines of a UTF-8 file as ``open(path, newline="", encoding="utf-8")`` reads them (each ending at
     CR LF, CR or LF, kept). Read by LF from the bytes and decoded line by line: cheaper than a text stream,
     which looks at every character for a line end."""
@@ -257,7 +283,9 @@ def _json_text(value: Any, what: str, row: int) -> str:
 class ExportVerifier:
     """Verifies export files against ``store`` (the trusted bucket or a copy of it) and ``trust``.
     ``manifest``: the parsed manifest, or None (completeness then cannot be checked, and the report says so);
-    ``allow_pending``: rows not yet anchored pass, counted; ``allow_unsigned_manifest``: a v1 manifest passes."""
+    ``allow_pending``: rows not yet anchored pass, counted; ``allow_unsigned_manifest``: a v1 manifest passes;
+    ``jobs``: how many processes may check one CSV or NDJSON file (default: the CPUs this process may use; see
+    :mod:`ledger_verify.parallel`)."""
 
     def __init__(
         self,
@@ -268,8 +296,10 @@ class ExportVerifier:
         allow_pending: bool = False,
         allow_unsigned_manifest: bool = False,
         anchors: AnchorChecker | None = None,
+        jobs: int | None = None,
     ) -> None:
         self.store = store
+        self.jobs = jobs if jobs is not None else available_cpus()
         self.trust = trust
         self.manifest = manifest
         self.allow_pending = allow_pending
@@ -336,18 +366,24 @@ class ExportVerifier:
         started = timer()
         report = ExportReport(str(path))
         hashing = None
+        segments = None
         try:
             expected_rows = None
             if self.manifest is not None:
                 report.manifest = check_manifest(
                     self.manifest, self.trust, self.store, allow_unsigned=self.allow_unsigned_manifest
                 )
+                expected_rows = self._expected_rows()
+            # Worker processes, when the file is worth cutting, are forked before this process starts a thread.
+            segments = start_segments(self, path, self.jobs)
+            if self.manifest is not None:
                 # The file's SHA-256 is computed by a second thread while the rows are checked (hashlib and
                 # file reads release the GIL): one pass over the file's bytes fewer on the critical path.
                 hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-sha256")
                 digest_future = hashing.submit(_file_sha256, path)
-                expected_rows = self._expected_rows()
-            self._verify_rows(read_rows(path), report, expected_rows)
+            if segments is None or not segments.finish(report, expected_rows):
+                # One process, or a cut file that did not pass: read whole, which names the first failure.
+                self._verify_rows(read_rows(path), report, expected_rows)
             if self.manifest is not None:
                 digest = digest_future.result()
                 if report.rows != self.manifest.get("row_count"):
@@ -361,6 +397,8 @@ class ExportVerifier:
         except VerificationFailure as exc:
             report.failure = exc
         finally:
+            if segments is not None:
+                segments.stop()
             if hashing is not None:
                 hashing.shutdown(wait=True, cancel_futures=True)
             report.storage_checked = self.anchors.storage_checked
@@ -386,8 +424,14 @@ class ExportVerifier:
         return [(tenant, run[0], run[1]) for tenant, runs in rows.items() for run in runs]
 
     def _verify_rows(
-        self, rows: Iterator[list[Any]], report: ExportReport, expected: list[tuple[str, int, int]] | None
-    ) -> None:
+        self,
+        rows: Iterator[list[Any]],
+        report: ExportReport,
+        expected: list[tuple[str, int, int]] | None,
+        seen: list[list[Any]] | None = None,
+    ) -> tuple[str | None, int, bytes]:
+        """Check ``rows`` (raising the first failure); returns the last row's tenant, seq and event hash.
+        ``seen``, when given, collects the rows' [tenant, first seq, last seq] runs in order."""
         self._range, self._range_rows = None, []  # nothing left over from an earlier file
         prev_tenant: str | None = None
         prev_seq = 0
@@ -452,6 +496,11 @@ class ExportVerifier:
                         seq,
                     )
                 want_seq += 1
+            if seen is not None:
+                if seen and seen[-1][0] == tenant and seen[-1][2] + 1 == seq:
+                    seen[-1][2] = seq
+                else:
+                    seen.append([tenant, seq, seq])
             if tenant != prev_tenant:
                 if prev_tenant is not None and tenant.encode() < prev_tenant.encode():
                     raise _fail("order", n, "rows are not ordered by tenant_id, seq", tenant, seq)
@@ -497,6 +546,7 @@ class ExportVerifier:
                     missing[0],
                     missing[1],
                 )
+        return prev_tenant, prev_seq, prev_hash
 
     def _check_inclusion(
         self,
