@@ -257,7 +257,9 @@ def cmd_export_list(args: argparse.Namespace) -> int:
         return EXIT_OK
     for job in jobs:
         rows = "" if job["rows"] is None else job["rows"]
-        print(f"{job['job_id']}\t{job['status']}\t{job['format']}\t{rows}\t{_age(job['age_seconds'])}")
+        print(
+            f"{job['job_id']}\t{job['operator']}\t{job['format']}\t{job['status']}\t{rows}\t{_age(job['age_seconds'])}"
+        )
     print(f"{len(jobs)} job(s), newest first", file=sys.stderr)
     return EXIT_OK
 

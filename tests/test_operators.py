@@ -18,7 +18,7 @@ from compliance.settings import Settings
 from tasks.anchoring import anchor_once
 from tasks.db import connect
 from tasks.drain import drain_pending
-from tasks.exports import fresh_url, queue_export, request_export, run_job
+from tasks.exports import fresh_url, public_status, queue_export, request_export, run_job
 from tasks.operators import Enrolment, enrol, grant, list_operators, remove, revoke
 from tasks.outbox import emit_batch
 from tasks.reads import list_events, show_event
@@ -485,15 +485,24 @@ def platform_ops_bare(settings: Settings) -> Authenticator:
     return Authenticator(settings, enrol(settings, "platform@example.com", cross_tenant=True, by="test"))
 
 
-def test_export_list_shows_state_format_rows_and_age_newest_first(settings: Settings, env_for) -> None:
+def test_export_list_shows_operator_state_format_rows_and_age_newest_first(settings: Settings, env_for) -> None:
     first = queue_export(settings, operator="ops@example.com", fmt="csv", filter_text=WINDOW)
-    second = queue_export(settings, operator="ops@example.com", fmt="ndjson", filter_text=WINDOW)
+    second = queue_export(settings, operator="Audit@Example.com", fmt="ndjson", filter_text=WINDOW)
     out = run_cli(["export", "list", "--json"], env_for(settings))
     assert out.returncode == 0, out.stderr
     jobs = json.loads(out.stdout)
     assert [j["job_id"] for j in jobs] == [second, first]
-    assert set(jobs[0]) == {"job_id", "status", "format", "rows", "age_seconds"}
+    assert set(jobs[0]) == {"job_id", "operator", "status", "format", "rows", "age_seconds"}
     assert jobs[0]["status"] == "queued" and jobs[0]["format"] == "ndjson"
+    assert [j["operator"] for j in jobs] == ["audit@example.com", "ops@example.com"]  # the normalised address
+    table = run_cli(["export", "list"], env_for(settings))
+    assert table.returncode == 0, table.stderr
+    assert [line.split("\t")[:4] for line in table.stdout.splitlines()] == [
+        [second, "audit@example.com", "ndjson", "queued"],
+        [first, "ops@example.com", "csv", "queued"],
+    ]
+    # `export status` of one job, which any holder of its id may ask, names no operator.
+    assert "operator" not in public_status(settings, first)
 
 
 def test_one_code_sent_twice_at_once_is_accepted_once(settings: Settings) -> None:
