@@ -310,9 +310,15 @@ class ExportVerifier:
         self._last: tuple[str, str, dict[str, Any]] = ("", "", {})
         self._proven_for: Any = None
         self._proven: dict[tuple[int, int], bytes] = {}
-        # Rows of the anchored range being read, proven together when it ends (see _flush_range).
+        # The anchored range being read (its tenant record, and that record's fields as typed values) and its
+        # rows (n, seq, event hash, index, path), proven together when it ends (see _flush_range).
         self._range: Any = None
-        self._range_rows: list[tuple[int, str, int, bytes, str, Any, Any]] = []
+        self._range_cid = ""
+        self._range_tenant = ""
+        self._range_first = 0
+        self._range_last = 0
+        self._range_head = ""
+        self._range_rows: list[tuple[int, int, bytes, Any, Any]] = []
 
     # -- anchors --------------------------------------------------------------------------------------------
 
@@ -433,6 +439,7 @@ class ExportVerifier:
         """Check ``rows`` (raising the first failure); returns the last row's tenant, seq and event hash.
         ``seen``, when given, collects the rows' [tenant, first seq, last seq] runs in order."""
         self._range, self._range_rows = None, []  # nothing left over from an earlier file
+        self._range_cid = self._range_tenant = ""
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
@@ -576,25 +583,27 @@ class ExportVerifier:
             return
         if type(cid) is not str:
             raise _fail("malformed_row", n, "cadence_id is not text", tenant, seq)
-        record = self._anchor(cid, n, tenant, seq, report)
-        if not record["first_seq"] <= seq <= record["last_seq"]:
+        if cid != self._range_cid or tenant != self._range_tenant:
+            record = self._anchor(cid, n, tenant, seq, report)
+            self._flush_range(report)  # the rows of the range before
+            self._range, self._range_cid, self._range_tenant = record, cid, tenant
+            self._range_first, self._range_last = int(record["first_seq"]), int(record["last_seq"])
+            self._range_head = str(record["head_hash"])
+        first, last = self._range_first, self._range_last
+        if not first <= seq <= last:
             raise _fail("bad_proof", n, f"anchor {cid} has no range of this tenant covering this seq", tenant, seq)
-        first, last = record["first_seq"], record["last_seq"]
         try:
             index = int(index_value)
         except (TypeError, ValueError):
             raise _fail("malformed_row", n, "event_path or event_index is malformed", tenant, seq) from None
         if index != seq - first or type(index_value) is bool:
             raise _fail("bad_proof", n, f"event_index {index} does not match seq {seq}", tenant, seq)
-        if seq == last and event_hash.hex() != record["head_hash"]:
+        if seq == last and event_hash.hex() != self._range_head:
             raise _fail("bad_proof", n, "the last event of the range is not the anchored head", tenant, seq)
-        if record is not self._range:
-            self._flush_range(report)
-            self._range = record
         if last - first + 1 > RANGE_AT_ONCE:
-            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, self._range, report)
         else:
-            self._range_rows.append((n, tenant, seq, event_hash, cid, index_value, path_value))
+            self._range_rows.append((n, seq, event_hash, index_value, path_value))
 
     def _flush_range(self, report: ExportReport) -> None:
         """Prove the buffered rows of one anchored range. When they are the whole range (an unfiltered
@@ -602,24 +611,34 @@ class ExportVerifier:
         and each row's event_path must be the audit path of its leaf in that tree, compared as text. Any
         row whose path reads differently (or a partial range) is proven on its own, path element by path
         element (RFC 9162), which names the row when it fails."""
-        record, rows = self._range, self._range_rows
+        rows = self._range_rows
         if not rows:
             return
         self._range_rows = []
-        first, last = record["first_seq"], record["last_seq"]
-        whole = len(rows) == last - first + 1  # seqs strictly increase inside [first, last]: all present
+        record, tenant, cid = self._range, self._range_tenant, self._range_cid
+        first = self._range_first
+        whole = len(rows) == self._range_last - first + 1  # seqs strictly increase inside [first, last]: all present
         expected: PathRenderer | None = None
         if whole:
-            levels = tree_levels([r[3] for r in rows])
+            levels = tree_levels([r[2] for r in rows])
             if levels[-1][0].hex() == record["events_root"]:
                 expected = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], ";")
-        for n, tenant, seq, event_hash, cid, index_value, path_value in rows:
-            if expected is not None:
-                text = path_value if isinstance(path_value, str) else _joined(path_value)
-                if text is not None and expected.renders(seq - first, text):
-                    report.anchored += 1
-                    continue
-            self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+                # Every row's path as the tree gives it, compared at once: the common case, a pass.
+                texts = [r[4] if isinstance(r[4], str) else _joined(r[4]) for r in rows]
+                if texts == expected.paths(len(rows)):
+                    report.anchored += len(rows)
+                    return
+        proven = 0
+        try:
+            for n, seq, event_hash, index_value, path_value in rows:
+                if expected is not None:
+                    text = path_value if isinstance(path_value, str) else _joined(path_value)
+                    if text is not None and expected.renders(seq - first, text):
+                        proven += 1
+                        continue
+                self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+        finally:
+            report.anchored += proven
 
     def _prove_row(
         self,

@@ -54,10 +54,15 @@ class PathRenderer:
     def __init__(self, hex_levels: list[list[str]], sep: str) -> None:
         self.levels = hex_levels
         self.sep = sep
-        self.suffix: list[dict[int, str]] = [{} for _ in hex_levels]
+        # suffix[level][pos]: the kept text of node pos's path from that level up (None until first used)
+        self.suffix: list[list[str | None]] = [[None] * len(level) for level in hex_levels]
 
     def path(self, index: int) -> str:
         return self._from(0, index)
+
+    def paths(self, count: int) -> list[str]:
+        """The paths of leaves 0 to ``count - 1``, in order."""
+        return [self._from(0, i) for i in range(count)]
 
     def renders(self, index: int, text: str) -> bool:
         """Whether ``text`` is leaf ``index``'s path, compared without building it: the leaf's sibling, then
@@ -83,7 +88,7 @@ class PathRenderer:
         if level == len(self.levels):
             return ""
         cache = self.suffix[level]
-        got = cache.get(pos)
+        got = cache[pos]
         if got is not None:
             return got
         nodes = self.levels[level]
