@@ -162,3 +162,27 @@ def test_an_anchor_that_fails_in_the_parent_fails_the_file_as_in_one_process(
     many = ExportVerifier(store, untrusting, None, allow_pending=True, jobs=2).verify_file(data)
     assert cut_small_files and not one.ok and one.failure.code == "untrusted_key", one.summary()
     assert same(many, one), (many.failure, one.failure)
+
+
+def test_the_command_takes_jobs_and_refuses_fewer_than_one(
+    ledger: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str], cut_small_files: list
+) -> None:
+    from ledger_verify.cli import main
+
+    data, _ = export(ledger, "csv", WINDOW, tmp_path)  # manifest.json beside it
+    trust = tmp_path / "trust.json"
+    trust.write_text(json.dumps(deployment_trust(ledger).as_json()))
+    with pytest.raises(SystemExit) as refused:
+        main(["export", str(data), "--trust", str(trust), "--jobs", "0"])
+    assert refused.value.code == 2 and "--jobs" in capsys.readouterr().err
+    bucket = tmp_path / "bucket"  # a local copy, as `--anchors` reads it
+    s3 = s3_client(ledger)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=ledger.anchor_bucket):
+        for obj in page.get("Contents", []):
+            target = bucket / obj["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=ledger.anchor_bucket, Key=obj["Key"])["Body"].read())
+    args = ["export", str(data), "--trust", str(trust), "--anchors", str(bucket), "--allow-pending", "--json"]
+    assert main([*args, "--jobs", "3"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] and report["rows"] == 150 and [len(c) for c in cut_small_files] == [3]
