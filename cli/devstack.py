@@ -30,7 +30,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 PG_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
-DEFAULT_PORTS = {"postgres": 55432, "s3": 55433, "prefect": 54200, "ingest": 8787}
+# Below the kernel's ephemeral range (32768-60999 by default): a port in it can be taken by any outgoing connection
+# between the moment it is found free and the moment a slow-starting server binds it.
+DEFAULT_PORTS = {"postgres": 15432, "s3": 15433, "prefect": 14200, "ingest": 8787}
 DEV_SHELL_SOURCE = "dev-shell"  # the ingest source whose token `dev up` prints (every tenant, every type)
 DEV_ACCESS_KEY = "compliance-dev"  # moto accepts any credentials; these are not secrets
 ADMIN_USER = "compliance_admin"

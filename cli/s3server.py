@@ -1,7 +1,7 @@
 """The local S3 server (moto) with its objects kept on disk, so that they survive `compliance dev down` / `dev up`
 and a restart of the machine, as the database's rows do (docs/operator-runbook.md, Configuration).
 
-    python -m cli.s3server --port 55433 --state .dev/s3/state.pickle
+    python -m cli.s3server --port 15433 --state .dev/s3/state.pickle
 
 moto keeps S3 in memory and has no persistence of its own (its recorder replays requests, which would give
 every object a new version id and every lock a retain-until date counted from the replay). This server is
