@@ -41,9 +41,8 @@ def check(settings: Settings, data: Path, manifest: dict | None, jobs: int):
 
 def same(a, b) -> bool:
     fields = ("ok", "rows", "anchored", "pending", "tenants", "cadences", "keys", "manifest", "notes")
-    return all(getattr(a, f) == getattr(b, f) for f in fields) and (
-        (a.failure is None and b.failure is None) or a.failure.as_dict() == b.failure.as_dict()
-    )
+    failures = [None if r.failure is None else r.failure.as_dict() for r in (a, b)]
+    return all(getattr(a, f) == getattr(b, f) for f in fields) and failures[0] == failures[1]
 
 
 def test_cut_spans_begin_at_line_starts_and_cover_the_file(tmp_path: Path) -> None:
