@@ -15,6 +15,7 @@ process checks the file.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 from multiprocessing.connection import Connection, wait
@@ -130,12 +131,8 @@ def _work(conn: Connection, verifier: ExportVerifier, path: Path, span: tuple[in
             conn.send(("done", outcome))  # a span of no rows: nothing a valid export has
             return
 
-        def again() -> Any:
-            yield first
-            yield from rows
-
         try:
-            last = mine._verify_rows(again(), report, None, seen)
+            last = mine._verify_rows(itertools.chain((first,), rows), report, None, seen)
         except VerificationFailure:
             conn.send(("done", outcome))
             return
