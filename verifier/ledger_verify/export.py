@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ledger_verify.anchors import AnchorChecker
+from ledger_verify.anchors import AnchorChecker, VerifiedAnchor
 from ledger_verify.chain import GENESIS_HASH, stored_body
 from ledger_verify.errors import InclusionError, VerificationFailure
 from ledger_verify.jcs import CanonicalError, canonical, loads_strict
@@ -71,6 +71,13 @@ class ExportReport:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+    def add_anchor(self, verified: VerifiedAnchor) -> None:
+        """An anchor the file's rows name, met for the first time: its cadence, notes and signing key."""
+        self.cadences.append(verified.cadence_id)
+        self.notes.extend(verified.notes)
+        if verified.key_id not in self.keys:
+            self.keys.append(verified.key_id)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -307,7 +314,6 @@ class ExportVerifier:
         self.anchors = anchors or AnchorChecker(store, trust)
         self._seen: set[str] = set()
         self._records: dict[tuple[str, str], dict[str, Any]] = {}
-        self._last: tuple[str, str, dict[str, Any]] = ("", "", {})
         self._proven_for: Any = None
         self._proven: dict[tuple[int, int], bytes] = {}
         # The anchored range being read (its tenant record, and that record's fields as typed values) and its
@@ -325,12 +331,9 @@ class ExportVerifier:
     def _anchor(self, cid: str, row: int, tenant: str, seq: int, report: ExportReport) -> dict[str, Any]:
         """The tenant record of ``tenant`` in the checked anchor ``cid`` (one dict per pair, so that rows of
         one range share it)."""
-        if cid == self._last[0] and tenant == self._last[1]:
-            return self._last[2]
         key = (cid, tenant)
         cached = self._records.get(key)
         if cached is not None:
-            self._last = (cid, tenant, cached)
             return cached
         try:
             verified = self.anchors.check(cid)
@@ -338,10 +341,7 @@ class ExportVerifier:
             raise exc.where(row=row, tenant_id=tenant, seq=seq) from None
         if cid not in self._seen:
             self._seen.add(cid)
-            report.cadences.append(cid)
-            report.notes.extend(verified.notes)
-            if verified.key_id not in report.keys:
-                report.keys.append(verified.key_id)
+            report.add_anchor(verified)
             if self.manifest is not None:
                 cadences = self.manifest.get("cadences")
                 listed = cadences.get(cid) if isinstance(cadences, dict) else None
@@ -359,7 +359,6 @@ class ExportVerifier:
         if record is None:
             raise _fail("bad_proof", row, f"anchor {cid} has no record of this tenant", tenant, seq)
         self._records[key] = record
-        self._last = (cid, tenant, record)
         return record
 
     # -- rows -----------------------------------------------------------------------------------------------

@@ -205,6 +205,8 @@ class Segments:
         cadences: list[str] = []
         for p in parts:
             cadences += [c for c in p["cadences"] if c not in cadences]
+        for cid in cadences:  # as one process adds them: in the order the anchors are first met
+            report.add_anchor(self.verifier.anchors.checked[cid])
         report.rows = sum(p["rows"] for p in parts)
         report.anchored = sum(p["anchored"] for p in parts)
         report.pending = sum(p["pending"] for p in parts)
@@ -212,12 +214,6 @@ class Segments:
         report.tenants = sum(p["tenants"] for p in parts) - sum(
             a["last"][0] == b["first"][0] for a, b in zip(parts, parts[1:])
         )
-        report.cadences = cadences
-        for cid in cadences:  # as one process adds them: in the order the anchors are first met
-            verified = self.verifier.anchors.checked[cid]
-            report.notes.extend(verified.notes)
-            if verified.key_id not in report.keys:
-                report.keys.append(verified.key_id)
         return True
 
     def stop(self) -> None:
