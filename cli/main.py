@@ -642,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     es.add_argument("job_id")
     es.add_argument("--json", action="store_true")
     es.set_defaults(func=cmd_export_status)
-    el = export.add_parser("list", help="the newest jobs: state, format, rows and age")
+    el = export.add_parser("list", help="the newest jobs: id, operator, format, state, rows and age")
     el.add_argument("--limit", type=int, default=50)
     el.add_argument("--json", action="store_true")
     el.set_defaults(func=cmd_export_list)
