@@ -12,6 +12,10 @@ JSON line:
 - single_events_per_s: one event per request;
 - bare_endpoint_events_per_s: the same batches of 100 against the bare endpoint; ratio = batched / bare;
 - latency_p50_s, latency_p95_s: per request of 100 events, sent open-loop at half the batched rate;
+- database_ceiling_events_per_s: the same batches, validated beforehand, stored by the service's own statement
+  (``tasks.ingest.store_batch``) from ``--concurrency`` threads with no HTTP at all: what PostgreSQL and the
+  statement allow on this machine, whatever serves HTTP in front of them; ceiling_ratio = ceiling / bare is the
+  highest ratio any service could reach here;
 - bar_met: ratio >= 0.5 and batched_events_per_s >= 20,000.
 """
 
@@ -35,8 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cli.devstack import free_port
 from compliance.events import new_event_id
-from compliance.ingest import Scope
+from compliance.events import Registry
+from compliance.ingest import Scope, parse_body, prepare_batch
 from compliance.settings import Settings
+from tasks.db import connect
+from tasks.ingest import store_batch
 from tasks.sources import add_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -178,6 +185,46 @@ def paced(port: int, token: str, payloads: list[bytes], rate_per_s: float, concu
     return latencies
 
 
+def database_ceiling(settings: Settings, token: str, payloads: list[bytes], concurrency: int) -> float:
+    """Events a second stored by the service's statement alone: the bodies parsed and validated first (not
+    timed), then stored from ``concurrency`` threads, each on its own writer connection."""
+    registry = Registry.default()
+    batches = [prepare_batch(parse_body(body, "application/json"), registry, Scope(None, None)) for body in payloads]
+    events = sum(len(b) for b in batches)
+    lock = threading.Lock()
+    queue = list(reversed(batches))
+    conns = [connect(settings, "compliance_writer", autocommit=True) for _ in range(concurrency)]
+    errors: list[str] = []
+
+    def worker(conn: object) -> None:
+        while True:
+            with lock:
+                if not queue:
+                    return
+                batch = queue.pop()
+            row = store_batch(conn, token, batch)  # type: ignore[arg-type]
+            if row is None or not row[4] or row[5] != len(batch):
+                errors.append(f"batch not stored whole: {row!r}")
+
+    try:
+        for conn in conns:  # warm-up: the statement is prepared on each connection after a few runs
+            for body in bodies(6, 100, 40_000_000 + 1_000 * conns.index(conn)):
+                store_batch(conn, token, prepare_batch(parse_body(body, None), registry, Scope(None, None)))
+        threads = [threading.Thread(target=worker, args=(conn,)) for conn in conns]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seconds = time.perf_counter() - started
+    finally:
+        for conn in conns:
+            conn.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} batch(es) not stored, e.g. {errors[0]}")
+    return events / seconds
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
@@ -228,6 +275,8 @@ def main() -> None:
             rate = batched_rate / 2 / 100  # requests of 100 a second at half the batched rate
             n = max(20, int(rate * args.latency_seconds))
             latencies = paced(ingest_port, token, bodies(n, 100, 30_000_000), rate, args.concurrency * 2)
+        # after the service has stopped, so that it takes no CPU from the statement
+        ceiling = database_ceiling(settings, token, bodies(args.events // 100, 100, 50_000_000), args.concurrency)
         bare_rate = args.events / bare_s
         result = {
             "bench": "ingest",
@@ -240,6 +289,8 @@ def main() -> None:
             "latency_rate_events_per_s": round(rate * 100),
             "latency_p50_s": round(percentile(latencies, 0.5), 4),
             "latency_p95_s": round(percentile(latencies, 0.95), 4),
+            "database_ceiling_events_per_s": round(ceiling),
+            "ceiling_ratio": round(ceiling / bare_rate, 3),
             "bar_met": batched_rate / bare_rate >= 0.5 and batched_rate >= 20_000,
             "cpus": os.cpu_count(),
         }

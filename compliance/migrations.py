@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 __all__ = ["KINDS", "CreatedObject", "Migration", "MigrationError", "load_migrations", "parse_migration"]
 
-KINDS = ("schema", "table", "index", "view", "sequence", "function", "trigger", "role", "type")
+KINDS = ("schema", "table", "index", "view", "sequence", "function", "trigger", "constraint", "role", "type")
 _FILE_RE = re.compile(r"(\d{4})_([a-z0-9_]+)\.sql")
 _MARKER_RE = re.compile(r"^--\s*(creates|drops):\s*(\S+)\s+(\S+)\s*$", re.MULTILINE)
 
@@ -49,8 +49,8 @@ def parse_migration(filename: str, text: str) -> Migration:
     for verb, kind, name in _MARKER_RE.findall(text):
         if kind not in KINDS:
             raise MigrationError(f"{filename}: '-- {verb}: {kind} {name}': kind must be one of {', '.join(KINDS)}")
-        if kind == "trigger" and "/" not in name:
-            raise MigrationError(f"{filename}: trigger markers are written <schema.table>/<trigger>, got {name!r}")
+        if kind in ("trigger", "constraint") and "/" not in name:
+            raise MigrationError(f"{filename}: {kind} markers are written <schema.table>/<{kind}>, got {name!r}")
         markers[verb].append(CreatedObject(kind, name))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return Migration(

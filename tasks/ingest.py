@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from compliance.events import Registry
+from compliance.events import PreparedEvent, Registry
 from compliance.ingest import BatchForbidden, Scope, out_of_scope, parse_body, prepare_batch, token_digest
 from compliance.settings import Settings
 from tasks.db import connect
@@ -38,6 +38,7 @@ __all__ = [
     "WriterPool",
     "accept",
     "find_source",
+    "store_batch",
 ]
 
 
@@ -133,6 +134,17 @@ _STORE = (
 )
 
 
+def store_batch(conn: psycopg.Connection, token: str, events: Sequence[PreparedEvent]) -> tuple[Any, ...] | None:
+    """Store prepared ``events`` under ``token`` in one statement (its own transaction on an autocommit
+    connection): the token's (name, tenants, event_types, revoked, allowed, stored count), or None for an
+    unknown token. Nothing is stored unless the token is live and its scope holds the whole batch."""
+    params = batch_params(events)
+    params["token_sha256"] = token_digest(token)
+    params["tenants"] = sorted({e.tenant_id for e in events})
+    params["event_types"] = sorted({e.event_type for e in events})
+    return conn.execute(_STORE, params).fetchone()
+
+
 def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, registry: Registry) -> Accepted:
     """Authenticate, parse, validate and store one request's events; every refusal raises its typed error
     (TokenRefused, compliance.ingest's TooLarge, BodyRefused, BatchForbidden, BatchRefused) with nothing
@@ -149,11 +161,7 @@ def accept(pool: WriterPool, token: str, body: bytes, content_type: str | None, 
                     except ValueError:
                         _refuse_as_the_token_sees_it(conn, token, body, content_type, registry)
                         raise
-                params = batch_params(events)
-                params["token_sha256"] = token_digest(token)
-                params["tenants"] = sorted({e.tenant_id for e in events})
-                params["event_types"] = sorted({e.event_type for e in events})
-                row = conn.execute(_STORE, params).fetchone()
+                row = store_batch(conn, token, events)
             if row is None or row[3]:
                 raise TokenRefused("this token was revoked" if row else "unknown token")
             grant = _grant(*row[:4])

@@ -89,15 +89,20 @@ def _probe(conn: psycopg.Connection, obj: CreatedObject) -> bool:
         q, args = "SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)
     elif kind == "role":
         q, args = "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)
-    elif kind == "trigger":
-        table, _, trigger = name.partition("/")
+    elif kind in ("trigger", "constraint"):
+        table, _, member = name.partition("/")
         schema, rel = _split(table)
-        q = (
-            "SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
-            "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = %s AND t.tgname = %s AND NOT t.tgisinternal"
+        catalog = (
+            "pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
+            if kind == "trigger"
+            else "pg_constraint t JOIN pg_class c ON c.oid = t.conrelid"
         )
-        args = (schema, rel, trigger)
+        named = "t.tgname = %s AND NOT t.tgisinternal" if kind == "trigger" else "t.conname = %s"
+        q = (
+            f"SELECT 1 FROM {catalog} JOIN pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE n.nspname = %s AND c.relname = %s AND {named}"
+        )
+        args = (schema, rel, member)
     elif kind == "function":
         schema, fn = _split(name.split("(")[0])
         q = "SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s"

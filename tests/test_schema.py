@@ -120,6 +120,15 @@ def test_drift_reports_all_applied_then_a_dropped_index_as_missing(db_url: str) 
     assert [(r.kind, r.name) for r in missing] == [("index", "compliance.events_occurred_at_brin")]
 
 
+def test_drift_probes_a_declared_constraint_by_its_table_and_name(db_url: str) -> None:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        rows = {(r.kind, r.name): r.status for r in drift_report(conn)}
+        assert rows[("constraint", "compliance.outbox/outbox_tenant_id_chars")] == "APPLIED"
+        conn.execute("ALTER TABLE compliance.outbox DROP CONSTRAINT outbox_tenant_id_chars")
+        missing = [r for r in drift_report(conn) if r.status == "MISSING"]
+    assert [(r.kind, r.name) for r in missing] == [("constraint", "compliance.outbox/outbox_tenant_id_chars")]
+
+
 def test_drift_reports_an_edited_applied_migration_as_modified(db_url: str, tmp_path) -> None:
     for p in SQL_DIR.glob("*.sql"):
         (tmp_path / p.name).write_text(p.read_text())

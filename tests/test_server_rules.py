@@ -155,6 +155,43 @@ def test_raw_inserts_that_break_the_rules_are_quarantined_with_the_reason_never_
     assert verify_chain(settings).ok
 
 
+TENANT_IDS = [
+    "acme",
+    "A.b:c-d_9",
+    "x" * 128,
+    "x" * 129,
+    "",
+    "a b",
+    "a\n",
+    "\nacme",
+    "acme/1",
+    "é",
+    "tenant-é",
+    "Ａcme",  # a full-width letter: one character, three bytes
+    "ACME%",
+    "a\\b",
+    "[acme]",
+    "^acme",
+]
+
+
+def test_the_outbox_refuses_exactly_the_tenant_ids_the_rule_refuses(settings: Settings) -> None:
+    """The outbox's own constraint (sql/0017) accepts what '^[A-Za-z0-9._:-]{1,128}$' matches, nothing else."""
+    outcomes = []
+    with connect(settings, "compliance_writer", autocommit=True) as w:
+        for i, tenant in enumerate(TENANT_IDS):
+            allowed = w.execute("SELECT %s ~ '^[A-Za-z0-9._:-]{1,128}$'", (tenant,)).fetchone()[0]
+            try:
+                w.execute(OUTBOX_INSERT, (hostile_id(50 + i), tenant, "u", "web", "auth.signout", "{}"))
+                stored = True
+            except psycopg.errors.CheckViolation as exc:
+                assert exc.diag.constraint_name == "outbox_tenant_id_chars"
+                stored = False
+            assert stored is allowed, f"tenant_id {tenant!r}: stored {stored}, the rule says {allowed}"
+            outcomes.append(stored)
+    assert outcomes[:4] == [True, True, True, False] and outcomes.count(True) == 3
+
+
 def test_the_writer_cannot_set_who_wrote_a_row(settings: Settings) -> None:
     with connect(settings, "compliance_writer") as w, pytest.raises(psycopg.errors.InsufficientPrivilege):
         w.execute(
