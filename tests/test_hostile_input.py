@@ -212,3 +212,31 @@ def test_verify_export_reads_csv_exactly_as_the_csv_module(
     else:
         with pytest.raises(VerificationFailure):
             list(read_rows(path))
+
+
+def test_a_span_read_line_by_line_switches_to_the_csv_module_at_the_first_other_record(tmp_path: Path) -> None:
+    """Rows in the export's own form are split line by line; from the first record that is not (here a cell
+    spanning two lines) the rest is read by the csv module; a span reads just the lines beginning in it."""
+    import csv
+    import io
+
+    from ledger_verify import read_rows
+
+    def row(i: int, payload: str = '{"k":1}') -> list[str]:
+        return [f"t-{i}", str(i), *[f"c{i}-{k}" for k in range(7)], payload, "[]", *[f"h{i}-{k}" for k in range(5)]]
+
+    rows = [row(1), row(2), row(3, 'a "quoted"\r\nsecond line'), row(4), row(5, "'=neutralised")]
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(rows)
+    data = out.getvalue().encode()
+    path = tmp_path / "events.csv"
+    path.write_bytes(data)
+    restored = [r[:9] + ["=neutralised"] + r[10:] if r[0] == "t-5" else r for r in rows]
+    assert list(read_rows(path)) == restored
+    second = data.index(b"t-2,")
+    fourth = data.index(b"t-4,")
+    assert list(read_rows(path, (second, fourth))) == restored[1:3]  # row 3 (two lines) begins in the span
+    assert list(read_rows(path, (second, second + 1))) == restored[1:2]
+    assert list(read_rows(path, (fourth, len(data)))) == restored[3:]

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ledger_verify.anchors import AnchorChecker, VerifiedAnchor
 from ledger_verify.chain import GENESIS_HASH, stored_body
@@ -116,7 +116,8 @@ class ExportReport:
 
 def read_rows(path: Path, span: tuple[int, int] | None = None) -> Iterator[list[Any]]:
     """Rows of an export as lists in SPEC §4 column order; CSV cells are strings restored from their
-    neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file``.
+    neutralised form, NDJSON keeps its types. Raises ``malformed_row`` / ``malformed_file`` as the rows are
+    read.
 
     ``span``: only the lines that begin in the bytes [start, end) of a CSV or NDJSON file, ``start`` being
     the beginning of a line (a CSV header is read only from offset 0); rows are then numbered from 1."""
@@ -125,46 +126,83 @@ def read_rows(path: Path, span: tuple[int, int] | None = None) -> Iterator[list[
     if is_parquet(path):
         if span is not None:
             raise ValueError("a Parquet export is read whole")
-        yield from read_parquet_rows(path)
-        return
+        return read_parquet_rows(path)
     with open(path, "rb") as fh:
         head = fh.read(1)
-    with open(path, "rb") as fh:
-        raw: Iterator[bytes] = iter(fh) if span is None else _span_lines(fh, span[0], span[1])
-        if head == b"{":
-            yield from _ndjson_rows(raw)
-        else:
-            yield from _csv_rows(raw, span is None or span[0] == 0)
+    start, end = span if span is not None else (0, -1)
+    if head == b"{":
+        return _ndjson_rows(path, start, end)
+    return _csv_rows(path, start, end)
 
 
-def _span_lines(fh: BinaryIO, start: int, end: int) -> Iterator[bytes]:
-    """The LF-ended lines of ``fh`` that begin in [start, end)."""
-    fh.seek(start)
-    pos = start
-    for raw in fh:
-        if pos >= end:
+def _bounded(lines: Iterator[bytes], pos: int, end: int) -> Iterator[bytes]:
+    """The ``lines``, the first beginning at byte ``pos``, up to the first that begins at or after ``end``
+    (all of them when ``end`` is negative)."""
+    for raw in lines:
+        if 0 <= end <= pos:
             return
         yield raw
         pos += len(raw)
 
 
-def _ndjson_rows(lines: Iterator[bytes]) -> Iterator[list[Any]]:
-    for n, line in enumerate(lines, 1):
-        try:
-            row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
-        except (ValueError, RecursionError) as exc:
-            raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
-        if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
-            raise _fail("malformed_row", n, "not an object with the export's fields")
-        try:
-            yield [row[k] for k in EXPORT_COLUMNS]
-        except KeyError as exc:
-            raise _fail("malformed_row", n, f"field {exc} is missing") from None
+def _ndjson_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        for n, line in enumerate(_bounded(iter(fh), start, end), 1):
+            try:
+                row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
+            except (ValueError, RecursionError) as exc:
+                raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
+            if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
+                raise _fail("malformed_row", n, "not an object with the export's fields")
+            try:
+                yield [row[k] for k in EXPORT_COLUMNS]
+            except KeyError as exc:
+                raise _fail("malformed_row", n, f"field {exc} is missing") from None
 
 
-def _csv_rows(raw: Iterator[bytes], header: bool) -> Iterator[list[Any]]:
-    lines = _text_lines(raw)
+# The header as the export writes it: a file that begins with exactly these bytes is read line by line below.
+_HEADER_LINE = (",".join(EXPORT_COLUMNS) + "\r\n").encode()
+
+
+def _csv_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
+    """The CSV rows of the lines that begin in [start, end) (the header first when ``start`` is 0). Lines in
+    the export's own form are read, decoded and split here, one generator a row; at the first line that is
+    not (or a header that is not the export's own bytes), the rest of the span is read by
+    :func:`_csv_records`, which reads exactly as the ``csv`` module."""
+    width = len(EXPORT_COLUMNS)
     n = 0
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        lines = iter(fh)
+        pos = start
+        if start == 0:
+            first = next(lines, b"")
+            if first != _HEADER_LINE:  # (b"" for an empty file: no line at all)
+                head: tuple[bytes, ...] = (first,) if first else ()
+                yield from _csv_records(_bounded(itertools.chain(head, lines), 0, end), True, 0)
+                return
+            pos = len(first)
+        for raw in lines:
+            if 0 <= end <= pos:
+                return
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _fail("malformed_row", n + 1, str(exc)) from None
+            # Only a line whose one CR is its CRLF end can be a whole record in the export's form.
+            values = _split_export_line(line) if line.find("\r") == len(line) - 2 else None
+            if values is None or len(values) != width:
+                yield from _csv_records(_bounded(itertools.chain((raw,), lines), pos, end), False, n)
+                return
+            pos += len(raw)
+            n += 1
+            yield _restored(values) if "'" in line else values
+
+
+def _csv_records(raw: Iterator[bytes], header: bool, n: int) -> Iterator[list[Any]]:
+    """CSV rows read record by record exactly as ``csv`` reads them, numbered after row ``n``."""
+    lines = _text_lines(raw)
     try:
         if header:
             first = _record(lines)
@@ -178,13 +216,17 @@ def _csv_rows(raw: Iterator[bytes], header: bool) -> Iterator[list[Any]]:
             n += 1
             if len(values) != width:
                 raise _fail("malformed_row", n, f"{len(values)} fields, expected {width}")
-            if quoted:
-                for i in range(width):
-                    if values[i].startswith("'"):
-                        values[i] = restore(values[i])
-            yield values
+            yield _restored(values) if quoted else values
     except (csv.Error, UnicodeDecodeError) as exc:
         raise _fail("malformed_row", n + 1, str(exc)) from None
+
+
+def _restored(values: list[str]) -> list[str]:
+    """``values`` with each cell that begins with the neutralising ``'`` restored (in place)."""
+    for i, value in enumerate(values):
+        if value.startswith("'"):
+            values[i] = restore(value)
+    return values
 
 
 def _text_lines(fh: Iterator[bytes]) -> Iterator[str]:
