@@ -280,13 +280,12 @@ def _split_export_line(line: str) -> list[str] | None:
     c1 = line.rfind(",", 0, c2)  # prev_hash
     if c1 < 0 or line.rfind('"', c1, end) >= 0:
         return None
-    out = line.split(",", 9)  # tenant_id ... event_type, and the rest of the line
+    out = line[:c1].split(",", 9)  # tenant_id ... event_type, and the payload and redacted_fields
     if len(out) != 10:
         return None
-    start = end + 2 - len(out[9])  # where the payload begins
-    if start > c1 or line.find('"', 0, start) >= 0:
+    rest = out[9]
+    if line.find('"', 0, c1 - len(rest)) >= 0:  # a quote before the payload
         return None
-    rest = line[start:c1]  # payload and redacted_fields
     # A quoted redacted_fields cell holds a JSON list, and ',"[' cannot occur inside a well-formed quoted cell.
     cut = rest.rfind(',"[') if rest.endswith('"') else rest.rfind(",")
     if cut < 0:
