@@ -167,8 +167,8 @@ _HEADER_LINE = (",".join(EXPORT_COLUMNS) + "\r\n").encode()
 
 def _csv_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
     """The CSV rows of the lines that begin in [start, end) (the header first when ``start`` is 0). Lines in
-    the export's own form are read, decoded and split here, one generator a row; at the first line that is
-    not (or a header that is not the export's own bytes), the rest of the span is read by
+    the export's own form are read, decoded and split in this one generator; from the first line that is
+    not (or a header that is not the export's own bytes) on, the rest of the span is read by
     :func:`_csv_records`, which reads exactly as the ``csv`` module."""
     width = len(EXPORT_COLUMNS)
     n = 0
