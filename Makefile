@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-PIP_FLAGS := -q --disable-pip-version-check --no-compile -c constraints.txt
+PIP_FLAGS := -q --disable-pip-version-check -c constraints.txt
 
 .PHONY: install postgres run test bench down clean constraints
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt setup.py compliance/jcs.py co
 		compliance/exports.py verifier/pyproject.toml verifier/setup.py $(wildcard verifier/ledger_verify/*.py)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# Every dependency at the version in constraints.txt: pip resolves nothing (minutes saved on a fresh machine),
-	@# and a release upstream cannot change what is installed. Modules are byte-compiled when first imported.
+	@# and a release upstream cannot change what is installed.
 	@# The auditor's package first (the ledger depends on it), compiled here with mypyc like the hot path;
 	@# an auditor's own `pip install ./verifier` builds plain Python and needs no compiler.
 	$(BIN)/pip install $(PIP_FLAGS) "setuptools>=68" "mypy==2.4.1" "cryptography>=42"
