@@ -83,21 +83,23 @@ def _split(name: str) -> tuple[str, str]:
     return (schema or "public"), obj
 
 
+# The catalog of a table's named members and the test for one of them, by marker kind.
+_MEMBER_CATALOGS = {
+    "trigger": ("pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid", "t.tgname = %s AND NOT t.tgisinternal"),
+    "constraint": ("pg_constraint t JOIN pg_class c ON c.oid = t.conrelid", "t.conname = %s"),
+}
+
+
 def _probe(conn: psycopg.Connection, obj: CreatedObject) -> bool:
     kind, name = obj
     if kind == "schema":
         q, args = "SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)
     elif kind == "role":
         q, args = "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)
-    elif kind in ("trigger", "constraint"):
+    elif kind in _MEMBER_CATALOGS:
         table, _, member = name.partition("/")
         schema, rel = _split(table)
-        catalog = (
-            "pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-            if kind == "trigger"
-            else "pg_constraint t JOIN pg_class c ON c.oid = t.conrelid"
-        )
-        named = "t.tgname = %s AND NOT t.tgisinternal" if kind == "trigger" else "t.conname = %s"
+        catalog, named = _MEMBER_CATALOGS[kind]
         q = (
             f"SELECT 1 FROM {catalog} JOIN pg_namespace n ON n.oid = c.relnamespace "
             f"WHERE n.nspname = %s AND c.relname = %s AND {named}"
