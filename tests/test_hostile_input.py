@@ -240,3 +240,22 @@ def test_a_span_read_line_by_line_switches_to_the_csv_module_at_the_first_other_
     assert list(read_rows(path, (second, fourth))) == restored[1:3]  # row 3 (two lines) begins in the span
     assert list(read_rows(path, (second, second + 1))) == restored[1:2]
     assert list(read_rows(path, (fourth, len(data)))) == restored[3:]
+
+
+def test_a_line_that_is_not_utf8_is_named_by_its_row(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    from ledger_verify import read_rows
+
+    rows = [[f"t-{i}", str(i), *["c"] * 7, '{"k":1}', "[]", *["h"] * 5] for i in (1, 2, 3)]
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows(rows)
+    path = tmp_path / "events.csv"
+    path.write_bytes(out.getvalue().encode().replace(b"t-2,", b"t-\xff2,"))
+    with pytest.raises(VerificationFailure) as failed:
+        list(read_rows(path))
+    assert (failed.value.code, failed.value.row) == ("malformed_row", 2)
+    assert "can't decode byte 0xff" in failed.value.detail

@@ -148,7 +148,7 @@ def _bounded(lines: Iterator[bytes], pos: int, end: int) -> Iterator[bytes]:
 def _ndjson_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
     with open(path, "rb") as fh:
         fh.seek(start)
-        for n, line in enumerate(_bounded(iter(fh), start, end), 1):
+        for n, line in enumerate(fh if end < 0 else _bounded(iter(fh), start, end), 1):
             try:
                 row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
             except (ValueError, RecursionError) as exc:
@@ -188,10 +188,11 @@ def _csv_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
                 return
             try:
                 line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise _fail("malformed_row", n + 1, str(exc)) from None
-            # Only a line whose one CR is its CRLF end can be a whole record in the export's form.
-            values = _split_export_line(line) if line.find("\r") == len(line) - 2 else None
+            except UnicodeDecodeError:
+                values = None  # not UTF-8: the reader below names the line
+            else:
+                # Only a line whose one CR is its CRLF end can be a whole record in the export's form.
+                values = _split_export_line(line) if line.find("\r") == len(line) - 2 else None
             if values is None or len(values) != width:
                 yield from _csv_records(_bounded(itertools.chain((raw,), lines), pos, end), False, n)
                 return
