@@ -37,9 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import psycopg
+
 from cli.devstack import free_port
-from compliance.events import new_event_id
-from compliance.events import Registry
+from compliance.events import Registry, new_event_id
 from compliance.ingest import Scope, parse_body, prepare_batch
 from compliance.settings import Settings
 from tasks.db import connect
@@ -196,19 +197,19 @@ def database_ceiling(settings: Settings, token: str, payloads: list[bytes], conc
     conns = [connect(settings, "compliance_writer", autocommit=True) for _ in range(concurrency)]
     errors: list[str] = []
 
-    def worker(conn: object) -> None:
+    def worker(conn: psycopg.Connection) -> None:
         while True:
             with lock:
                 if not queue:
                     return
                 batch = queue.pop()
-            row = store_batch(conn, token, batch)  # type: ignore[arg-type]
+            row = store_batch(conn, token, batch)
             if row is None or not row[4] or row[5] != len(batch):
                 errors.append(f"batch not stored whole: {row!r}")
 
     try:
-        for conn in conns:  # warm-up: the statement is prepared on each connection after a few runs
-            for body in bodies(6, 100, 40_000_000 + 1_000 * conns.index(conn)):
+        for k, conn in enumerate(conns):  # warm-up: the statement is prepared on each connection after a few runs
+            for body in bodies(6, 100, 40_000_000 + 1_000 * k):
                 store_batch(conn, token, prepare_batch(parse_body(body, None), registry, Scope(None, None)))
         threads = [threading.Thread(target=worker, args=(conn,)) for conn in conns]
         started = time.perf_counter()
