@@ -24,15 +24,18 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ledger_verify.errors import VerificationFailure
-from ledger_verify.jcs import encode_string
+from ledger_verify.jcs import canonical, encode_string, loads_strict
 
 __all__ = [
     "GENESIS_HASH",
     "ChainVerifier",
+    "UNESCAPED_FIELDS",
     "StoredEvent",
     "canonical_body",
     "chain_hashes",
     "event_hash",
+    "quoted_field",
+    "redacted_may_shift",
     "stored_body",
 ]
 
@@ -59,8 +62,10 @@ def canonical_body(
     ``tenant_id``, ``event_type``, ``actor_type``, ``event_id`` and the timestamps
     must already be valid (SPEC §1): their character sets never need escaping,
     so they are written as they are; the free-text ``actor_id`` and ``source``
-    are escaped. (A tampered stored value still changes the hash, so
-    verification does not depend on that precondition.)
+    are escaped, and ``payload_jcs`` and ``redacted_fields_jcs`` are written as
+    given. A verifier that builds these bytes from fields it was handed must
+    first rule out what :func:`resplit` names: otherwise one event's bytes,
+    and so its hash, could be split into other field values.
     """
     return (
         f'{{"actor":{{"id":{_quote(actor_id)},"type":"{actor_type}"}},"event_id":"{event_id}",'
@@ -120,6 +125,51 @@ def chain_hashes(
         prev_hash = h.digest()
         hashes.append(prev_hash)
     return hashes
+
+
+# Why a row's fields, as given, might not be the only ones its hashed bytes can be read back into. The bytes
+# name each field by a fixed key between the values, and three kinds of value are written without being
+# escaped: the six below (whose SPEC §1 forms hold no quote), the payload and the redacted-field list. A value
+# holding a quote could hold such a key: moving the boundaries, e.g. a payload cut short before a nested
+# ``,"recorded_at":"``, a recorded_at taken from inside it and a redacted-field list carrying the rest, keeps
+# the bytes (and the hash) of the original event. Refusing a quote in the six, and reading the redacted-field
+# list as JSON whenever it holds ``":`` (a list of plain names never does), pins every boundary; the payload
+# then can only be the original one.
+UNESCAPED_FIELDS = ("tenant_id", "event_id", "occurred_at", "recorded_at", "actor_type", "event_type")
+
+
+def quoted_field(
+    tenant_id: str, event_id: str, occurred_at: str, recorded_at: str, actor_type: str, event_type: str
+) -> str | None:
+    """The name of the first of :data:`UNESCAPED_FIELDS` (given in that order) that holds a quote, or None.
+    A row with one must fail whatever its hash: the quote is how it would pass as another event."""
+    if '"' in tenant_id:
+        return "tenant_id"
+    if '"' in event_id:
+        return "event_id"
+    if '"' in occurred_at:
+        return "occurred_at"
+    if '"' in recorded_at:
+        return "recorded_at"
+    if '"' in actor_type:
+        return "actor_type"
+    if '"' in event_type:
+        return "event_type"
+    return None
+
+
+def redacted_may_shift(redacted_fields_jcs: str) -> bool:
+    """Whether the redacted-field list as given could move the fields' boundaries (see :func:`quoted_field`):
+    then it may be hashed only once read as JSON and written in RFC 8785 form."""
+    return '":' in redacted_fields_jcs
+
+
+def _is_canonical(text: str) -> bool:
+    """Whether ``text`` is JSON in its RFC 8785 form."""
+    try:
+        return canonical(loads_strict(text)).decode("utf-8") == text
+    except (ValueError, RecursionError):  # CanonicalError is a ValueError
+        return False
 
 
 def _quote(text: str) -> str:
@@ -192,7 +242,13 @@ class ChainVerifier:
                 "broken_link",
                 f"prev_hash {prev_hash.hex()} is not the previous event_hash {self._prev.hex()}",
             )
-        body = stored_body(e, seq, e[9], e[10])
+        quoted = quoted_field(e[0], e[2], e[3], e[4], e[5], e[8])
+        if quoted is not None:
+            return self._fail(tenant, seq, "hash_mismatch", f"{quoted} holds a quote, which its form never does")
+        redacted: str = e[10]
+        if redacted_may_shift(redacted) and not _is_canonical(redacted):
+            return self._fail(tenant, seq, "hash_mismatch", "redacted_fields is not JSON in RFC 8785 form")
+        body = stored_body(e, seq, e[9], redacted)
         digest: bytes = self._sha256(prev_hash + body).digest()
         stored = bytes(e[12])
         if digest != stored:

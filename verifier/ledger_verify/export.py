@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger_verify.anchors import AnchorChecker, VerifiedAnchor
-from ledger_verify.chain import GENESIS_HASH, stored_body
+from ledger_verify.chain import GENESIS_HASH, quoted_field, redacted_may_shift, stored_body
 from ledger_verify.errors import InclusionError, VerificationFailure
 from ledger_verify.jcs import CanonicalError, canonical, loads_strict
 from ledger_verify.manifest import check_manifest
@@ -529,6 +529,9 @@ class ExportVerifier:
                 or type(seq_value) is bool
             ):
                 raise _fail("malformed_row", n, "a field has the wrong type or length", str(tenant), seq)
+            quoted = quoted_field(tenant, event_id, occurred_at, recorded_at, actor_type, event_type)
+            if quoted is not None:
+                raise _fail("malformed_row", n, f"{quoted} holds a quote, which its form never does", tenant, seq)
             if expected is not None:
                 if want_seq > want_last:
                     if run == len(expected):
@@ -560,11 +563,13 @@ class ExportVerifier:
                 raise _fail("broken_link", n, "prev_hash is not the previous row's event_hash", tenant, seq)
             if seq == 1 and stored_prev != GENESIS_HASH:
                 raise _fail("broken_link", n, "seq 1 must follow 32 zero bytes", tenant, seq)
-            # The text as written is what was hashed (the export writes the canonical text); otherwise the
-            # payload and redacted_fields are canonicalised first.
+            # The text as written is what was hashed (the export writes the canonical text), unless the
+            # redacted-field list could move the fields' boundaries (ledger_verify.chain.quoted_field); otherwise
+            # the payload and redacted_fields are read as JSON and canonicalised first.
             if (
                 type(payload) is not str
                 or type(redacted) is not str
+                or redacted_may_shift(redacted)
                 or sha256(stored_prev + stored_body(r, seq, payload, redacted)).digest() != event_hash
             ) and sha256(
                 stored_prev
