@@ -370,6 +370,63 @@ def test_any_element_of_an_event_path_is_checked_even_where_rows_share_proven_no
     assert not report.ok and report.failure.row == victim + 1 and report.failure.code == "bad_proof"
 
 
+def rewrite_csv(data: Path, change) -> None:
+    """Rewrite the CSV export after ``change(rows)`` edits its rows (dicts of cell text), as csv writes it."""
+    rows = list(csv.DictReader(io.StringIO(data.read_text(), newline="")))
+    change(rows)
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, fieldnames=list(EXPORT_COLUMNS), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    data.write_text(out.getvalue(), newline="")
+
+
+CSV_TEXT_CHANGES = {
+    "seq": lambda v: str(int(v) + 1),
+    "event_index": lambda v: str(int(v) + 1),
+    "prev_hash": lambda v: ("0" if v[0] != "0" else "1") + v[1:],
+    "event_path": lambda v: v[:-1] + ("0" if v[-1] != "0" else "1"),
+}
+
+
+@pytest.mark.parametrize("column", sorted(CSV_TEXT_CHANGES))
+def test_a_changed_csv_cell_read_without_parsing_is_still_named(ledger: Settings, tmp_path: Path, column: str) -> None:
+    # seq, event_index and prev_hash cells that read as expected are taken without being parsed: a changed
+    # one must still be caught at its row.
+    data, manifest = export(ledger, "csv", WINDOW, tmp_path)
+    victim = 37
+
+    def change(rows: list[dict[str, str]]) -> None:
+        rows[victim][column] = CSV_TEXT_CHANGES[column](rows[victim][column])
+
+    rewrite_csv(data, change)
+    for manifest_given in (None, manifest):
+        report = verify(ledger, data, manifest_given)
+        assert report.failure is not None and report.failure.row == victim + 1, report.failure
+
+
+def test_a_row_of_a_range_unanchored_in_the_middle_leaves_the_others_proven_and_named(
+    ledger: Settings, tmp_path: Path
+) -> None:
+    # A row whose cadence is blanked ends the buffered rows of its range; the range's later rows are then
+    # proven one by one, each named by its own row number.
+    data, _ = export(ledger, "csv", WINDOW, tmp_path)
+    victim = 20
+    blank = {"cadence_id": "", "event_index": "", "event_path": ""}
+    rewrite_csv(data, lambda rows: rows[victim].update(blank))
+    report = verify(ledger, data, None)
+    assert report.ok and (report.anchored, report.pending) == (129, 21), report.summary()
+
+    def also_break_a_later_path(rows: list[dict[str, str]]) -> None:
+        path = rows[victim + 3]["event_path"]
+        rows[victim + 3]["event_path"] = ("0" if path[0] != "0" else "1") + path[1:]
+
+    rewrite_csv(data, also_break_a_later_path)
+    report = verify(ledger, data, None)
+    assert report.failure is not None, report.summary()
+    assert (report.failure.code, report.failure.row) == ("bad_proof", victim + 4), report.failure
+
+
 def test_a_large_file_goes_up_in_parts_each_checked_by_its_crc32(settings: Settings) -> None:
     s3 = s3_client(settings)
     bucket = "multipart-check"

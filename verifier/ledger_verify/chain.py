@@ -64,14 +64,14 @@ def canonical_body(
     so they are written as they are; the free-text ``actor_id`` and ``source``
     are escaped, and ``payload_jcs`` and ``redacted_fields_jcs`` are written as
     given. A verifier that builds these bytes from fields it was handed must
-    first rule out what :func:`resplit` names: otherwise one event's bytes,
+    first rule out what :func:`quoted_field` names: otherwise one event's bytes,
     and so its hash, could be split into other field values.
     """
     return (
-        f'{{"actor":{{"id":{_quote(actor_id)},"type":"{actor_type}"}},"event_id":"{event_id}",'
+        f'{{"actor":{{"id":"{_escaped(actor_id)}","type":"{actor_type}"}},"event_id":"{event_id}",'
         f'"event_type":"{event_type}","occurred_at":"{occurred_at}","payload":{payload_jcs},'
         f'"recorded_at":"{recorded_at}","redacted_fields":{redacted_fields_jcs},"seq":{seq},'
-        f'"source":{_quote(source)},"tenant_id":"{tenant_id}","v":1}}'
+        f'"source":"{_escaped(source)}","tenant_id":"{tenant_id}","v":1}}'
     ).encode()
 
 
@@ -172,11 +172,12 @@ def _is_canonical(text: str) -> bool:
         return False
 
 
-def _quote(text: str) -> str:
-    """The RFC 8785 string form; printable ASCII without quote or backslash needs no escaping."""
-    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return '"' + text + '"'
-    return encode_string(text)
+def _escaped(text: str) -> str:
+    """The RFC 8785 string form of ``text`` without its quotes: ``text`` itself when nothing in it is escaped
+    (a printable character is never a control character; only those, quote and backslash are escaped)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return encode_string(text)[1:-1]
 
 
 def event_hash(prev_hash: bytes, body: bytes) -> bytes:

@@ -45,6 +45,9 @@ from ledger_verify.trust import Trust
 __all__ = ["ExportReport", "ExportVerifier", "read_rows"]
 
 RANGE_AT_ONCE = 65_536  # an anchored range up to this many rows is proven at once; longer ones row by row
+# The decimal text of 0 .. RANGE_AT_ONCE - 1: a seq or event_index cell that reads as the number expected
+# there is known without parsing it (int() of a short text costs more than hashing a Merkle leaf).
+_DECIMALS = [str(i) for i in range(RANGE_AT_ONCE)]
 
 
 def _fail(
@@ -272,7 +275,7 @@ def _split_export_line(line: str) -> list[str] | None:
     doubled. Cells that are each one well-formed field, joined by commas, are what ``csv`` reads, however
     the commas were found; here each is found by one search in C (the last five from the end)."""
     end = len(line) - 2
-    if not line.endswith("\r\n"):
+    if end < 0 or line[end] != "\r" or line[end + 1] != "\n":  # (indexing: cheaper than endswith)
         return None
     c5 = line.rfind(",", 0, end)  # before event_path
     c4 = line.rfind(",", 0, c5)  # event_index
@@ -288,7 +291,7 @@ def _split_export_line(line: str) -> list[str] | None:
     if line.find('"', 0, c1 - len(rest)) >= 0:  # a quote before the payload
         return None
     # A quoted redacted_fields cell holds a JSON list, and ',"[' cannot occur inside a well-formed quoted cell.
-    cut = rest.rfind(',"[') if rest.endswith('"') else rest.rfind(",")
+    cut = rest.rfind(',"[') if rest and rest[-1] == '"' else rest.rfind(",")
     if cut < 0:
         return None
     payload = _cell(rest[:cut])
@@ -305,9 +308,9 @@ def _split_export_line(line: str) -> list[str] | None:
 def _cell(text: str) -> str | None:
     """The value of one CSV field: plain (no quote, no comma), or quoted with its inner quotes doubled;
     None when it is neither."""
-    if not text.startswith('"'):
+    if not text or text[0] != '"':
         return None if '"' in text or "," in text else text
-    if len(text) < 2 or not text.endswith('"'):
+    if len(text) < 2 or text[-1] != '"':
         return None
     inner = text[1:-1]
     quotes = inner.count('"')
@@ -359,14 +362,20 @@ class ExportVerifier:
         self._proven_for: Any = None
         self._proven: dict[tuple[int, int], bytes] = {}
         # The anchored range being read (its tenant record, and that record's fields as typed values) and its
-        # rows (n, seq, event hash, index, path), proven together when it ends (see _flush_range).
+        # rows, proven together when it ends (see _flush_range): consecutive rows of the file from row
+        # _range_n0 on, as their event hashes, event_index and event_path values (each a list, so that a
+        # row adds no object of its own); _range_texts: whether every path is CSV text.
         self._range: Any = None
         self._range_cid = ""
         self._range_tenant = ""
         self._range_first = 0
         self._range_last = 0
         self._range_head = ""
-        self._range_rows: list[tuple[int, int, bytes, Any, Any]] = []
+        self._range_n0 = 0
+        self._range_hashes: list[bytes] = []
+        self._range_indexes: list[Any] = []
+        self._range_paths: list[Any] = []
+        self._range_texts = True
 
     # -- anchors --------------------------------------------------------------------------------------------
 
@@ -479,12 +488,17 @@ class ExportVerifier:
     ) -> tuple[str | None, int, bytes]:
         """Check ``rows`` (raising the first failure); returns the last row's tenant, seq and event hash.
         ``seen``, when given, collects the rows' [tenant, first seq, last seq] runs in order."""
-        self._range, self._range_rows = None, []  # nothing left over from an earlier file
+        self._range = None  # nothing left over from an earlier file
+        self._range_hashes, self._range_indexes, self._range_paths = [], [], []
         self._range_cid = self._range_tenant = ""
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
+        prev_text: Any = None  # the previous row's event_hash as written; prev_hash is its bytes
         sha256 = hashlib.sha256
+        # The run of consecutive seqs being read, for ``seen``.
+        run_tenant: str | None = None
+        run_first = run_last = 0
         # The manifest's next row: want_seq of want_tenant, in the run ending at want_last (the next run
         # is expected[run]).
         want_tenant, want_seq, want_last, run = "", 1, 0, 0
@@ -510,9 +524,12 @@ class ExportVerifier:
                 path_value,
             ) = r
             try:
-                seq = int(seq_value)
+                seq = prev_seq + 1
+                if seq_value != (_DECIMALS[seq] if seq < RANGE_AT_ONCE else str(seq)):
+                    seq = int(seq_value)
                 event_hash = bytes.fromhex(hash_hex)
-                stored_prev = bytes.fromhex(prev_hex)
+                # A row after the one it links to names that hash as that row did: its bytes are known.
+                stored_prev = prev_hash if prev_hex == prev_text else bytes.fromhex(prev_hex)
             except (ValueError, TypeError) as exc:
                 raise _fail("malformed_row", n, f"seq, prev_hash or event_hash is malformed: {exc}") from None
             if (
@@ -548,10 +565,12 @@ class ExportVerifier:
                     )
                 want_seq += 1
             if seen is not None:
-                if seen and seen[-1][0] == tenant and seen[-1][2] + 1 == seq:
-                    seen[-1][2] = seq
+                if tenant == run_tenant and seq == run_last + 1:
+                    run_last = seq
                 else:
-                    seen.append([tenant, seq, seq])
+                    if run_tenant is not None:
+                        seen.append([run_tenant, run_first, run_last])
+                    run_tenant, run_first, run_last = tenant, seq, seq
             if tenant != prev_tenant:
                 if prev_tenant is not None and tenant.encode() < prev_tenant.encode():
                     raise _fail("order", n, "rows are not ordered by tenant_id, seq", tenant, seq)
@@ -583,9 +602,11 @@ class ExportVerifier:
                     seq,
                 )
             self._check_inclusion(n, tenant, seq, event_hash, cid, index_value, path_value, report)
-            prev_seq, prev_hash = seq, event_hash
+            prev_seq, prev_hash, prev_text = seq, event_hash, hash_hex
             report.rows += 1
         self._flush_range(report)
+        if seen is not None and run_tenant is not None:
+            seen.append([run_tenant, run_first, run_last])
         if expected is not None:
             if want_seq <= want_last:
                 missing: tuple[str, int] | None = (want_tenant, want_seq)
@@ -614,6 +635,7 @@ class ExportVerifier:
     ) -> None:
         cid = cid_value or None
         if cid is None:
+            self._flush_range(report)  # the range's rows are the file's consecutive rows: it ends here
             if path_value not in ("", [], None) or index_value not in ("", None):
                 raise _fail("malformed_row", n, "an event_path or event_index without a cadence_id", tenant, seq)
             if not self.allow_pending:
@@ -638,18 +660,28 @@ class ExportVerifier:
         first, last = self._range_first, self._range_last
         if not first <= seq <= last:
             raise _fail("bad_proof", n, f"anchor {cid} has no range of this tenant covering this seq", tenant, seq)
-        try:
-            index = int(index_value)
-        except (TypeError, ValueError):
-            raise _fail("malformed_row", n, "event_path or event_index is malformed", tenant, seq) from None
-        if index != seq - first or type(index_value) is bool:
-            raise _fail("bad_proof", n, f"event_index {index} does not match seq {seq}", tenant, seq)
+        index = seq - first
+        if index >= RANGE_AT_ONCE or index_value != _DECIMALS[index]:  # else: the text of the index expected
+            try:
+                index = int(index_value)
+            except (TypeError, ValueError):
+                raise _fail("malformed_row", n, "event_path or event_index is malformed", tenant, seq) from None
+            if index != seq - first or type(index_value) is bool:
+                raise _fail("bad_proof", n, f"event_index {index} does not match seq {seq}", tenant, seq)
         if seq == last and event_hash.hex() != self._range_head:
             raise _fail("bad_proof", n, "the last event of the range is not the anchored head", tenant, seq)
         if last - first + 1 > RANGE_AT_ONCE:
             self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, self._range, report)
-        else:
-            self._range_rows.append((n, seq, event_hash, index_value, path_value))
+            return
+        hashes = self._range_hashes
+        if not hashes:
+            self._range_n0 = n
+            self._range_texts = True
+        hashes.append(event_hash)
+        self._range_indexes.append(index_value)
+        self._range_paths.append(path_value)
+        if type(path_value) is not str:
+            self._range_texts = False
 
     def _flush_range(self, report: ExportReport) -> None:
         """Prove the buffered rows of one anchored range. When they are the whole range (an unfiltered
@@ -657,32 +689,34 @@ class ExportVerifier:
         and each row's event_path must be the audit path of its leaf in that tree, compared as text. Any
         row whose path reads differently (or a partial range) is proven on its own, path element by path
         element (RFC 9162), which names the row when it fails."""
-        rows = self._range_rows
-        if not rows:
+        hashes, indexes, paths = self._range_hashes, self._range_indexes, self._range_paths
+        if not hashes:
             return
-        self._range_rows = []
+        self._range_hashes, self._range_indexes, self._range_paths = [], [], []
         record, tenant, cid = self._range, self._range_tenant, self._range_cid
-        first = self._range_first
-        whole = len(rows) == self._range_last - first + 1  # seqs strictly increase inside [first, last]: all present
+        first, n0, count = self._range_first, self._range_n0, len(hashes)
+        whole = count == self._range_last - first + 1  # seqs strictly increase inside [first, last]: all present
         expected: PathRenderer | None = None
         if whole:
-            levels = tree_levels([r[2] for r in rows])
+            levels = tree_levels(hashes)
             if levels[-1][0].hex() == record["events_root"]:
                 expected = PathRenderer([[h.hex() for h in level] for level in levels[:-1]], ";")
                 # Every row's path as the tree gives it, compared at once: the common case, a pass.
-                texts = [r[4] if isinstance(r[4], str) else _joined(r[4]) for r in rows]
-                if texts == expected.paths(len(rows)):
-                    report.anchored += len(rows)
+                texts = paths if self._range_texts else [p if isinstance(p, str) else _joined(p) for p in paths]
+                if texts == expected.paths(count):
+                    report.anchored += count
                     return
         proven = 0
         try:
-            for n, seq, event_hash, index_value, path_value in rows:
+            for i in range(count):
+                index_value, path_value = indexes[i], paths[i]
+                seq = first + int(index_value)  # event_index was checked to be seq - first_seq
                 if expected is not None:
                     text = path_value if isinstance(path_value, str) else _joined(path_value)
                     if text is not None and expected.renders(seq - first, text):
                         proven += 1
                         continue
-                self._prove_row(n, tenant, seq, event_hash, cid, index_value, path_value, record, report)
+                self._prove_row(n0 + i, tenant, seq, hashes[i], cid, index_value, path_value, record, report)
         finally:
             report.anchored += proven
 

@@ -15,6 +15,7 @@ process checks the file.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import multiprocessing
 import os
@@ -112,6 +113,9 @@ def _work(conn: Connection, verifier: ExportVerifier, path: Path, span: tuple[in
     """A worker: check the rows of ``span`` and send what the parent needs to join the segments."""
     from ledger_verify.export import ExportReport, ExportVerifier, read_rows
 
+    # What the worker inherited is never garbage here: kept out of every collection, so that none walks the
+    # parent's whole heap (and copies its pages on the way).
+    gc.freeze()
     try:
         mine = ExportVerifier(
             verifier.store,
