@@ -45,6 +45,7 @@ from ledger_verify.trust import Trust
 __all__ = ["ExportReport", "ExportVerifier", "read_rows"]
 
 RANGE_AT_ONCE = 65_536  # an anchored range up to this many rows is proven at once; longer ones row by row
+READ_BUFFER = 1 << 20  # rows are read through a buffer this large: a read a few hundred rows, not a few
 # The decimal text of 0 .. RANGE_AT_ONCE - 1: a seq or event_index cell that reads as the number expected
 # there is known without parsing it (int() of a short text costs more than hashing a Merkle leaf).
 _DECIMALS = [str(i) for i in range(RANGE_AT_ONCE)]
@@ -149,7 +150,7 @@ def _bounded(lines: Iterator[bytes], pos: int, end: int) -> Iterator[bytes]:
 
 
 def _ndjson_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=READ_BUFFER) as fh:
         fh.seek(start)
         for n, line in enumerate(fh if end < 0 else _bounded(iter(fh), start, end), 1):
             try:
@@ -175,7 +176,7 @@ def _csv_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
     :func:`_csv_records`, which reads exactly as the ``csv`` module."""
     width = len(EXPORT_COLUMNS)
     n = 0
-    with open(path, "rb") as fh:
+    with open(path, "rb", buffering=READ_BUFFER) as fh:
         fh.seek(start)
         lines = iter(fh)
         pos = start
