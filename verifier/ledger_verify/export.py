@@ -529,7 +529,7 @@ class ExportVerifier:
                 if seq_value != (_DECIMALS[seq] if seq < RANGE_AT_ONCE else str(seq)):
                     seq = int(seq_value)
                 event_hash = bytes.fromhex(hash_hex)
-                # A row after the one it links to names that hash as that row did: its bytes are known.
+                # A prev_hash written as the previous row's event_hash was: its bytes are that row's, known.
                 stored_prev = prev_hash if prev_hex == prev_text else bytes.fromhex(prev_hex)
             except (ValueError, TypeError) as exc:
                 raise _fail("malformed_row", n, f"seq, prev_hash or event_hash is malformed: {exc}") from None
