@@ -141,3 +141,44 @@ def test_canonical_fast_equals_canonical(value: object) -> None:
     from compliance.jcs import canonical_fast
 
     assert canonical_fast(value) == rfc8785.dumps(value)
+
+
+# The auditor's package serializes with the standard library alone (ledger_verify.jcs), the ledger's fallback.
+exact_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12) | st.sampled_from(
+    ["", '"', "\\", "\x7f", "\u2028", "\x00\x1f", "zoë", "😀", "\ue000", "tab\there", "0123abcdef"]
+)
+exact_keys = st.text(st.characters(exclude_categories=("Cs",)), max_size=6) | st.sampled_from(
+    ["", "a", "A", "\ue000", "\U0001f600", "é", "[0]", "a.b"]
+)
+exact_values = st.recursive(
+    st.none() | st.booleans() | safe_ints | finite | exact_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(exact_keys, inner, max_size=5),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=EXAMPLES, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(exact_values)
+def test_the_packages_own_serializer_matches_the_reference(value: object) -> None:
+    from ledger_verify.jcs import canonical as package_canonical
+
+    assert package_canonical(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [
+        ({"a": [1, {"b": 2**60}]}, "a[1].b"),
+        ([{"x": [float("nan")]}], "[0].x[0]"),
+        ({"a.b": {"[c": [None, {1: 2}]}}, "a.b.[c[1]"),
+        ({"k": object()}, "k"),
+        ("\ud800", ""),
+    ],
+)
+def test_the_packages_serializer_names_where_a_value_has_no_canonical_form(value: object, path: str) -> None:
+    from ledger_verify.jcs import CanonicalError as PackageCanonicalError
+    from ledger_verify.jcs import canonical as package_canonical
+
+    with pytest.raises(PackageCanonicalError) as caught:
+        package_canonical(value)
+    assert caught.value.path == path and str(caught.value).startswith(f"{path or '<root>'}: ")

@@ -26,13 +26,25 @@ class CanonicalError(ValueError):
     def __init__(self, path: str, reason: str) -> None:
         self.path = path
         self.reason = reason
+        self.steps: tuple[str | int, ...] = ()  # the keys and list indexes to the value, outermost first
         super().__init__(f"{path or '<root>'}: {reason}")
+
+    def inside(self, step: str | int) -> CanonicalError:
+        """The same error one level further out: inside the object member ``step`` (a key) or the list item
+        ``step`` (an index). The path is built only when a value fails, never on the way in."""
+        steps = (step, *self.steps)
+        path = ""
+        for s in steps:
+            path = f"{path}[{s}]" if isinstance(s, int) else (f"{path}.{s}" if path else s)
+        exc = CanonicalError(path, self.reason)
+        exc.steps = steps
+        return exc
 
 
 def canonical(value: Any) -> bytes:
     """The RFC 8785 UTF-8 bytes of a JSON value (dict, list, str, int, float, bool, None)."""
     parts: list[str] = []
-    _write(value, parts, "")
+    _write(value, parts)
     try:
         return "".join(parts).encode("utf-8")
     except UnicodeEncodeError:
@@ -42,6 +54,8 @@ def canonical(value: Any) -> bytes:
 def encode_string(text: str) -> str:
     """The RFC 8785 form of one string, quotes included (json's escapes are RFC 8785's when it may keep
     non-ASCII as it is: quote, backslash, \\b \\f \\n \\r \\t, and \\u00xx for the other controls)."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'  # a printable character is never one that is escaped
     return json.dumps(text, ensure_ascii=False)
 
 
@@ -49,7 +63,8 @@ def _utf16_key(key: str) -> bytes:
     return key.encode("utf-16-be", "surrogatepass")
 
 
-def _write(value: Any, out: list[str], path: str) -> None:
+def _write(value: Any, out: list[str]) -> None:
+    """Append the RFC 8785 text of ``value`` to ``out``; a CanonicalError names where, relative to ``value``."""
     kind = type(value)
     if kind is str:
         out.append(encode_string(value))
@@ -61,33 +76,43 @@ def _write(value: Any, out: list[str], path: str) -> None:
         out.append("false")
     elif kind is int:
         if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
-            raise CanonicalError(path, f"integer {value} is outside +-(2**53 - 1); send it as a string")
+            raise CanonicalError("", f"integer {value} is outside +-(2**53 - 1); send it as a string")
         out.append(str(value))
     elif kind is float:
         if not math.isfinite(value):
-            raise CanonicalError(path, f"{value} is not a JSON number")
+            raise CanonicalError("", f"{value} is not a JSON number")
         out.append(format_number(value))
     elif kind is dict:
+        ascii_keys = True
         for key in value:
             if type(key) is not str:
-                raise CanonicalError(path, f"object key {key!r} is not a string")
+                raise CanonicalError("", f"object key {key!r} is not a string")
+            if not key.isascii():
+                ascii_keys = False
         out.append("{")
-        for i, key in enumerate(sorted(value, key=_utf16_key)):
+        # ASCII keys sort alike by code point and by UTF-16 code unit; others are sorted as UTF-16.
+        for i, key in enumerate(sorted(value) if ascii_keys else sorted(value, key=_utf16_key)):
             if i:
                 out.append(",")
             out.append(encode_string(key))
             out.append(":")
-            _write(value[key], out, f"{path}.{key}" if path else key)
+            try:
+                _write(value[key], out)
+            except CanonicalError as exc:
+                raise exc.inside(key) from None
         out.append("}")
     elif kind is list or kind is tuple:
         out.append("[")
         for i, item in enumerate(value):
             if i:
                 out.append(",")
-            _write(item, out, f"{path}[{i}]")
+            try:
+                _write(item, out)
+            except CanonicalError as exc:
+                raise exc.inside(i) from None
         out.append("]")
     else:
-        raise CanonicalError(path, f"{kind.__name__} is not a JSON type")
+        raise CanonicalError("", f"{kind.__name__} is not a JSON type")
 
 
 def format_number(value: float) -> str:
