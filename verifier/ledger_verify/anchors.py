@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ledger_verify.errors import VerificationFailure
 from ledger_verify.jcs import canonical
-from ledger_verify.merkle import check_inclusion
+from ledger_verify.merkle import check_inclusion, tree_root_and_paths
 from ledger_verify.store import AnchorStore
 from ledger_verify.trust import Trust
 
@@ -133,6 +133,40 @@ def parse_proofs(proofs: bytes) -> list[dict[str, Any]]:
 
 def _proven_record(line: Mapping[str, Any], index: int, size: int, merkle_root: bytes) -> dict[str, Any]:
     """The tenant record of one proofs line, after checking its audit path reaches ``merkle_root``."""
+    record = _record_fields(line, index)
+    tenant = record["tenant_id"]
+    try:
+        path = [bytes.fromhex(p) for p in line["audit_path"]]
+        bytes.fromhex(record["head_hash"])
+        bytes.fromhex(record["events_root"])
+        check_inclusion(canonical(record), index, size, path, merkle_root)
+    except (TypeError, ValueError) as exc:  # InclusionError is a ValueError
+        raise VerificationFailure("bad_proof", f"the proof of tenant {tenant!r}: {exc}", tenant_id=tenant) from None
+    return record
+
+
+def _proven_records(lines: list[dict[str, Any]], merkle_root: bytes) -> list[dict[str, Any]]:
+    """The tenant records of every proofs line, each line's audit path checked to reach ``merkle_root``. The
+    tree of all the records is built once: when its root is ``merkle_root`` and every line's path is its leaf's
+    path in that tree (the usual case), that proves them all. Otherwise each line is proven on its own, in
+    order, which names the first that fails."""
+    try:
+        records = [_record_fields(line, i) for i, line in enumerate(lines)]
+        for r in records:
+            bytes.fromhex(r["head_hash"])
+            bytes.fromhex(r["events_root"])
+        root, paths = tree_root_and_paths([canonical(r) for r in records])
+        if root == merkle_root and all(
+            line["audit_path"] == [p.hex() for p in path] for line, path in zip(lines, paths, strict=True)
+        ):
+            return records
+    except (VerificationFailure, TypeError, ValueError):  # CanonicalError is a ValueError
+        pass  # named below, at its line
+    return [_proven_record(line, i, len(lines), merkle_root) for i, line in enumerate(lines)]
+
+
+def _record_fields(line: Mapping[str, Any], index: int) -> dict[str, Any]:
+    """The tenant record of one proofs line, its fields checked (not its path)."""
     tenant = line.get("tenant_id")
     if set(line) != {*_RECORD_KEYS, "leaf_index", "audit_path"} or line.get("leaf_index") != index:
         raise VerificationFailure(
@@ -146,13 +180,6 @@ def _proven_record(line: Mapping[str, Any], index: int, size: int, merkle_root: 
         or not 1 <= record["first_seq"] <= record["last_seq"]
     ):
         raise VerificationFailure("bad_proof", f"proofs line {index + 1} holds a malformed tenant record")
-    try:
-        path = [bytes.fromhex(p) for p in line["audit_path"]]
-        bytes.fromhex(record["head_hash"])
-        bytes.fromhex(record["events_root"])
-        check_inclusion(canonical(record), index, size, path, merkle_root)
-    except (TypeError, ValueError) as exc:  # InclusionError is a ValueError
-        raise VerificationFailure("bad_proof", f"the proof of tenant {tenant!r}: {exc}", tenant_id=tenant) from None
     return record
 
 
@@ -222,7 +249,7 @@ class AnchorChecker:
         except (TypeError, ValueError):
             raise VerificationFailure("anchor_fields", "merkle_root is not hex") from None
         lines = parse_proofs(proofs)
-        records = [_proven_record(line, i, len(lines), root) for i, line in enumerate(lines)]
+        records = _proven_records(lines, root)
         names = [utf8_order(r["tenant_id"]) for r in records]
         if names != sorted(names) or len(set(names)) != len(names):
             raise VerificationFailure("bad_proof", "tenant records are not in ascending UTF-8 order of tenant_id")
