@@ -24,7 +24,14 @@ import re
 from typing import Any
 
 import orjson
-from ledger_verify.jcs import MAX_SAFE_INTEGER, CanonicalError, encode_string, format_number, loads_strict
+from ledger_verify.jcs import (
+    MAX_SAFE_INTEGER,
+    CanonicalError,
+    encode_string,
+    format_number,
+    int_or_double,
+    loads_strict,
+)
 from ledger_verify.jcs import canonical as exact_canonical
 
 __all__ = [
@@ -120,7 +127,7 @@ def canonical_value(text: str, want: type) -> tuple[Any, str | None]:
         return parsed, None
     try:
         # RFC 8785 numbers are doubles: an integer too large for exactness is the double it denotes.
-        if canonical(json.loads(text, parse_int=_int_or_double)) == encoded:
+        if canonical(json.loads(text, parse_int=int_or_double)) == encoded:
             return parsed, None
     except CanonicalError as exc:
         return None, f"has no RFC 8785 form: {exc}"
@@ -151,11 +158,6 @@ def _numbers_print_alike(value: Any) -> bool:
         number: int = value
         return -MAX_SAFE_INTEGER <= number <= MAX_SAFE_INTEGER
     return kind is not float
-
-
-def _int_or_double(digits: str) -> int | float:
-    value = int(digits)
-    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
 
 
 def canonical_fast(value: Any) -> bytes:

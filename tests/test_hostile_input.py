@@ -259,3 +259,62 @@ def test_a_line_that_is_not_utf8_is_named_by_its_row(tmp_path: Path) -> None:
         list(read_rows(path))
     assert (failed.value.code, failed.value.row) == ("malformed_row", 2)
     assert "can't decode byte 0xff" in failed.value.detail
+
+
+def pending_row(seq: int, prev: bytes, **fields: object) -> tuple[dict, bytes]:
+    """An unanchored export row (NDJSON form) whose event_hash is right for its fields, and that hash."""
+    import hashlib
+
+    from ledger_verify.chain import stored_body
+
+    row = {
+        "tenant_id": "t",
+        "seq": seq,
+        "event_id": "019a8b2c-0000-7001-8000-000000000001",
+        "occurred_at": "2026-11-22T10:00:00.000001Z",
+        "recorded_at": "2026-11-22T10:00:01.000001Z",
+        "actor_type": "user",
+        "actor_id": "a",
+        "source": "web",
+        "event_type": "auth.signout",
+        "payload": {},
+        "redacted_fields": [],
+        **fields,
+    }
+    cells = [row[c] for c in EXPORT_COLUMNS[:11]]
+    digest = hashlib.sha256(prev + stored_body(cells, seq, "{}", "[]")).digest()
+    row |= {"prev_hash": prev.hex(), "event_hash": digest.hex(), "cadence_id": None, "event_index": None}
+    return row | {"event_path": []}, digest
+
+
+def verify_ndjson(tmp_path: Path, rows: list[dict], raw: str | None = None):
+    path = tmp_path / "events.ndjson"
+    path.write_text(raw if raw is not None else "".join(json.dumps(r) + "\n" for r in rows))
+    return ExportVerifier(no_bucket(tmp_path), TRUST, None, allow_pending=True).verify_file(path)
+
+
+def test_a_seq_cell_after_a_negative_seq_is_read_as_written(tmp_path: Path) -> None:
+    first, digest = pending_row(-3, bytes(32))
+    second, _ = pending_row(65534, digest)  # -2 would be the next seq; "65534" must not pass for it
+    path = tmp_path / "events.csv"
+    lines = [",".join(EXPORT_COLUMNS)]
+    for r in (first, second):
+        cells = {**r, "payload": "{}", "redacted_fields": "[]", "cadence_id": "", "event_index": "", "event_path": ""}
+        lines.append(",".join(str(cells[c]) for c in EXPORT_COLUMNS))
+    path.write_text("\r\n".join(lines) + "\r\n", newline="")
+    report = ExportVerifier(no_bucket(tmp_path), TRUST, None, allow_pending=True).verify_file(path)
+    assert report.ok and (report.rows, report.pending) == (2, 2), report.summary()
+
+
+def test_a_null_prev_hash_on_the_first_row_is_malformed(tmp_path: Path) -> None:
+    row, _ = pending_row(1, bytes(32))
+    assert verify_ndjson(tmp_path, [row]).ok
+    report = verify_ndjson(tmp_path, [row | {"prev_hash": None}])
+    assert report.failure is not None and report.failure.code == "malformed_row", report.summary()
+
+
+def test_a_lone_surrogate_in_a_text_field_is_malformed_not_a_crash(tmp_path: Path) -> None:
+    row, _ = pending_row(1, bytes(32))
+    raw = json.dumps(row).replace('"actor_id": "a"', '"actor_id": "a\\ud800"') + "\n"
+    report = verify_ndjson(tmp_path, [], raw)
+    assert report.failure is not None and report.failure.code == "malformed_row", report.summary()

@@ -130,13 +130,18 @@ def test_a_redacted_field_name_holding_a_quote_and_colon_still_verifies_in_its_c
 
 @pytest.fixture
 def crafted(settings: Settings) -> Settings:
-    """Tenant shift: one anchored event for each subject (between two plain ones)."""
+    """Tenant shift: one anchored event for each subject (between two plain ones), and one whose redacted-field
+    list holds '":'."""
     events = [sample_event(0, tenant="shift")]
     events += [
         sample_event(i + 1, tenant="shift", event_type="policy.evaluated", payload={"decision": "allow", "subject": s})
         for i, s in enumerate(SUBJECTS[k] for k in sorted(SUBJECTS))
     ]
     events.append(sample_event(9, tenant="shift"))
+    # Honest, and hashed as given only in RFC 8785 form: a redacted name holding '":' (the payload key dropped),
+    # beside a double that RFC 8785 writes as a long integer.
+    honest = {"policyId": "p-1", "decision": "allow", "subject": {"limit": 1e20}, 'note":': 1}
+    events.append(sample_event(10, tenant="shift", event_type="policy.evaluated", payload=honest))
     with connect(settings, "compliance_writer") as conn, conn.transaction():
         emit_batch(conn, events)
     drain_pending.fn(settings)
@@ -168,7 +173,7 @@ def ndjson_forged(data: Path, victim: int, forge: Callable[[dict[str, str]], dic
 def test_verify_export_refuses_a_row_cut_into_other_fields(crafted: Settings, tmp_path: Path, fmt: str, how: str) -> None:
     data, manifest = export(crafted, fmt, {**WINDOW, "tenant_id": "shift"}, tmp_path)
     report = verify_export_file(crafted, data, manifest)
-    assert report.ok and report.rows == 4, report.summary()  # the real rows, nested keys and all, verify
+    assert report.ok and report.rows == 5, report.summary()  # the real rows, nested keys and all, verify
 
     victim = 1 + sorted(SUBJECTS).index(how)
     (csv_forged if fmt == "csv" else ndjson_forged)(data, victim, FORGERIES[how])

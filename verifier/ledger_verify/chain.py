@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ledger_verify.errors import VerificationFailure
-from ledger_verify.jcs import canonical, encode_string, loads_strict
+from ledger_verify.jcs import canonical, encode_string, loads_as_doubles
 
 __all__ = [
     "GENESIS_HASH",
@@ -34,8 +34,9 @@ __all__ = [
     "canonical_body",
     "chain_hashes",
     "event_hash",
+    "hashable_as_given",
+    "is_canonical_json",
     "quoted_field",
-    "redacted_may_shift",
     "stored_body",
 ]
 
@@ -132,9 +133,9 @@ def chain_hashes(
 # escaped: the six below (whose SPEC §1 forms hold no quote), the payload and the redacted-field list. A value
 # holding a quote could hold such a key: moving the boundaries, e.g. a payload cut short before a nested
 # ``,"recorded_at":"``, a recorded_at taken from inside it and a redacted-field list carrying the rest, keeps
-# the bytes (and the hash) of the original event. Refusing a quote in the six, and reading the redacted-field
-# list as JSON whenever it holds ``":`` (a list of plain names never does), pins every boundary; the payload
-# then can only be the original one.
+# the bytes (and the hash) of the original event. Refusing a quote in the six, and taking a redacted-field
+# list that holds ``":`` only in its RFC 8785 form (or else reading both texts as JSON), pins every boundary;
+# the payload then can only be the original one.
 UNESCAPED_FIELDS = ("tenant_id", "event_id", "occurred_at", "recorded_at", "actor_type", "event_type")
 
 
@@ -158,16 +159,17 @@ def quoted_field(
     return None
 
 
-def redacted_may_shift(redacted_fields_jcs: str) -> bool:
-    """Whether the redacted-field list as given could move the fields' boundaries (see :func:`quoted_field`):
-    then it may be hashed only once read as JSON and written in RFC 8785 form."""
-    return '":' in redacted_fields_jcs
+def hashable_as_given(redacted_fields_jcs: str) -> bool:
+    """Whether the payload and redacted-field texts may be hashed as given (see :func:`quoted_field`): the
+    redacted-field list holds no ``":``, or is JSON in its RFC 8785 form, whose extent is then fixed. An honest
+    list holds ``":`` only when a redacted name does (names come from payload keys)."""
+    return '":' not in redacted_fields_jcs or is_canonical_json(redacted_fields_jcs)
 
 
-def _is_canonical(text: str) -> bool:
+def is_canonical_json(text: str) -> bool:
     """Whether ``text`` is JSON in its RFC 8785 form."""
     try:
-        return canonical(loads_strict(text)).decode("utf-8") == text
+        return canonical(loads_as_doubles(text)).decode("utf-8") == text
     except (ValueError, RecursionError):  # CanonicalError is a ValueError
         return False
 
@@ -247,7 +249,7 @@ class ChainVerifier:
         if quoted is not None:
             return self._fail(tenant, seq, "hash_mismatch", f"{quoted} holds a quote, which its form never does")
         redacted: str = e[10]
-        if redacted_may_shift(redacted) and not _is_canonical(redacted):
+        if not hashable_as_given(redacted):
             return self._fail(tenant, seq, "hash_mismatch", "redacted_fields is not JSON in RFC 8785 form")
         body = stored_body(e, seq, e[9], redacted)
         digest: bytes = self._sha256(prev_hash + body).digest()

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from ledger_verify.anchors import AnchorChecker, VerifiedAnchor
-from ledger_verify.chain import GENESIS_HASH, quoted_field, redacted_may_shift, stored_body
+from ledger_verify.chain import GENESIS_HASH, hashable_as_given, quoted_field, stored_body
 from ledger_verify.errors import InclusionError, VerificationFailure
-from ledger_verify.jcs import CanonicalError, canonical, loads_strict
+from ledger_verify.jcs import CanonicalError, canonical, loads_as_doubles
 from ledger_verify.manifest import check_manifest
 from ledger_verify.merkle import check_inclusion, tree_levels
 from ledger_verify.parallel import available_cpus, start_segments
@@ -49,6 +49,7 @@ READ_BUFFER = 1 << 20  # rows are read through a buffer this large: a read a few
 # The decimal text of 0 .. RANGE_AT_ONCE - 1: a seq or event_index cell that reads as the number expected
 # there is known without parsing it (int() of a short text costs more than hashing a Merkle leaf).
 _DECIMALS = [str(i) for i in range(RANGE_AT_ONCE)]
+_NO_ROW: Any = object()  # equal to no cell (not even a null one)
 
 
 def _fail(
@@ -154,7 +155,7 @@ def _ndjson_rows(path: Path, start: int, end: int) -> Iterator[list[Any]]:
         fh.seek(start)
         for n, line in enumerate(fh if end < 0 else _bounded(iter(fh), start, end), 1):
             try:
-                row = loads_strict(line)  # a row naming a key twice is refused: readers disagree on its value
+                row = loads_as_doubles(line)  # a row naming a key twice is refused: readers disagree on its value
             except (ValueError, RecursionError) as exc:
                 raise _fail("malformed_row", n, f"not strict JSON: {exc}") from None
             if not isinstance(row, dict) or len(row) != len(EXPORT_COLUMNS):
@@ -327,7 +328,7 @@ def _json_text(value: Any, what: str, row: int) -> str:
     """The RFC 8785 text of a payload or redacted-field list given as JSON text (CSV) or as JSON (NDJSON)."""
     try:
         if isinstance(value, str):
-            value = loads_strict(value)
+            value = loads_as_doubles(value)
         return canonical(value).decode("utf-8")
     except (ValueError, CanonicalError, RecursionError) as exc:
         raise _fail("malformed_row", row, f"{what} is not canonicalizable JSON: {exc}") from None
@@ -495,7 +496,7 @@ class ExportVerifier:
         prev_tenant: str | None = None
         prev_seq = 0
         prev_hash = GENESIS_HASH
-        prev_text: Any = None  # the previous row's event_hash as written; prev_hash is its bytes
+        prev_text: Any = _NO_ROW  # the previous row's event_hash as written; prev_hash is its bytes
         sha256 = hashlib.sha256
         # The run of consecutive seqs being read, for ``seen``.
         run_tenant: str | None = None
@@ -526,7 +527,7 @@ class ExportVerifier:
             ) = r
             try:
                 seq = prev_seq + 1
-                if seq_value != (_DECIMALS[seq] if seq < RANGE_AT_ONCE else str(seq)):
+                if seq_value != (_DECIMALS[seq] if 0 <= seq < RANGE_AT_ONCE else str(seq)):
                     seq = int(seq_value)
                 event_hash = bytes.fromhex(hash_hex)
                 # A prev_hash written as the previous row's event_hash was: its bytes are that row's, known.
@@ -586,15 +587,21 @@ class ExportVerifier:
             # The text as written is what was hashed (the export writes the canonical text), unless the
             # redacted-field list could move the fields' boundaries (ledger_verify.chain.quoted_field); otherwise
             # the payload and redacted_fields are read as JSON and canonicalised first.
-            if (
-                type(payload) is not str
-                or type(redacted) is not str
-                or redacted_may_shift(redacted)
-                or sha256(stored_prev + stored_body(r, seq, payload, redacted)).digest() != event_hash
-            ) and sha256(
-                stored_prev
-                + stored_body(r, seq, _json_text(payload, "payload", n), _json_text(redacted, "redacted_fields", n))
-            ).digest() != event_hash:
+            try:
+                differs = (
+                    type(payload) is not str
+                    or type(redacted) is not str
+                    or not hashable_as_given(redacted)
+                    or sha256(stored_prev + stored_body(r, seq, payload, redacted)).digest() != event_hash
+                ) and sha256(
+                    stored_prev
+                    + stored_body(
+                        r, seq, _json_text(payload, "payload", n), _json_text(redacted, "redacted_fields", n)
+                    )
+                ).digest() != event_hash
+            except UnicodeEncodeError:  # an NDJSON string escaping half a surrogate pair
+                raise _fail("malformed_row", n, "a text field is not valid Unicode", tenant, seq) from None
+            if differs:
                 raise _fail(
                     "hash_mismatch",
                     n,

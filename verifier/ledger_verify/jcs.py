@@ -15,7 +15,16 @@ import json
 import math
 from typing import Any
 
-__all__ = ["MAX_SAFE_INTEGER", "CanonicalError", "canonical", "encode_string", "format_number", "loads_strict"]
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "CanonicalError",
+    "canonical",
+    "encode_string",
+    "format_number",
+    "int_or_double",
+    "loads_as_doubles",
+    "loads_strict",
+]
 
 MAX_SAFE_INTEGER = 2**53 - 1
 
@@ -148,6 +157,18 @@ def loads_strict(text: str | bytes) -> Any:
     """json.loads that refuses duplicate object keys and NaN/Infinity (ValueError, or RecursionError when
     absurdly deep): what a signed or hashed document must never contain."""
     return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant)
+
+
+def loads_as_doubles(text: str | bytes) -> Any:
+    """:func:`loads_strict`, reading an integer beyond +-(2**53 - 1) as the double it denotes, as RFC 8785 reads
+    every number: the canonical text of such a double (``1e20`` is ``100000000000000000000``) reads back as it."""
+    return json.loads(text, object_pairs_hook=_unique_pairs, parse_constant=_no_constant, parse_int=int_or_double)
+
+
+def int_or_double(digits: str) -> int | float:
+    """A JSON integer's digits as an int when exact as a double, else as the double they denote."""
+    value = int(digits)
+    return value if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER else float(value)
 
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
