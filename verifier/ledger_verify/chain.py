@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from ledger_verify.errors import VerificationFailure
-from ledger_verify.jcs import canonical, encode_string, loads_as_doubles
+from ledger_verify.jcs import canonical, encode_string, loads_as_doubles, unescaped
 
 __all__ = [
     "GENESIS_HASH",
@@ -175,11 +175,9 @@ def is_canonical_json(text: str) -> bool:
 
 
 def _escaped(text: str) -> str:
-    """The RFC 8785 string form of ``text`` without its quotes: ``text`` itself when nothing in it is escaped
-    (a printable character is never a control character; only those, quote and backslash are escaped)."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return text
-    return encode_string(text)[1:-1]
+    """The RFC 8785 string form of ``text`` without its quotes: ``text`` itself, not a copy, when nothing in it
+    is escaped."""
+    return text if unescaped(text) else encode_string(text)[1:-1]
 
 
 def event_hash(prev_hash: bytes, body: bytes) -> bytes:

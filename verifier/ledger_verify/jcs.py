@@ -24,6 +24,7 @@ __all__ = [
     "int_or_double",
     "loads_as_doubles",
     "loads_strict",
+    "unescaped",
 ]
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -63,9 +64,15 @@ def canonical(value: Any) -> bytes:
 def encode_string(text: str) -> str:
     """The RFC 8785 form of one string, quotes included (json's escapes are RFC 8785's when it may keep
     non-ASCII as it is: quote, backslash, \\b \\f \\n \\r \\t, and \\u00xx for the other controls)."""
-    if text.isprintable() and '"' not in text and "\\" not in text:
-        return '"' + text + '"'  # a printable character is never one that is escaped
+    if unescaped(text):
+        return '"' + text + '"'
     return json.dumps(text, ensure_ascii=False)
+
+
+def unescaped(text: str) -> bool:
+    """Whether RFC 8785 writes ``text`` as it is between its quotes: no quote, no backslash, and nothing that is
+    not printable (a printable character is never a control character, the only others escaped)."""
+    return text.isprintable() and '"' not in text and "\\" not in text
 
 
 def _utf16_key(key: str) -> bytes:
