@@ -5,9 +5,7 @@ exactly the original bytes. Every verifier must refuse such a row (ledger_verify
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,7 @@ from tasks.outbox import emit_batch
 from tasks.verify import verify_export_file
 from tests.conftest import sample_event
 from tests.test_anchor import KEY
-from tests.test_exports import WINDOW, export
+from tests.test_exports import WINDOW, export, rewrite_csv
 
 # Payload subjects that hold, nested, the keys that follow the payload (or precede it) in the hashed bytes.
 SUBJECTS = {
@@ -150,13 +148,10 @@ def crafted(settings: Settings) -> Settings:
 
 
 def csv_forged(data: Path, victim: int, forge: Callable[[dict[str, str]], dict[str, str]]) -> None:
-    rows = list(csv.DictReader(io.StringIO(data.read_text(), newline="")))
-    rows[victim] = forge(rows[victim])
-    out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    data.write_text(out.getvalue(), newline="")
+    def change(rows: list[dict[str, str]]) -> None:
+        rows[victim] = forge(rows[victim])
+
+    rewrite_csv(data, change)
 
 
 def ndjson_forged(data: Path, victim: int, forge: Callable[[dict[str, str]], dict[str, str]]) -> None:
