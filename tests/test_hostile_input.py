@@ -261,7 +261,7 @@ def test_a_line_that_is_not_utf8_is_named_by_its_row(tmp_path: Path) -> None:
     assert "can't decode byte 0xff" in failed.value.detail
 
 
-def pending_row(seq: int, prev: bytes, **fields: object) -> tuple[dict, bytes]:
+def pending_row(seq: int, prev: bytes) -> tuple[dict, bytes]:
     """An unanchored export row (NDJSON form) whose event_hash is right for its fields, and that hash."""
     import hashlib
 
@@ -279,7 +279,6 @@ def pending_row(seq: int, prev: bytes, **fields: object) -> tuple[dict, bytes]:
         "event_type": "auth.signout",
         "payload": {},
         "redacted_fields": [],
-        **fields,
     }
     cells = [row[c] for c in EXPORT_COLUMNS[:11]]
     digest = hashlib.sha256(prev + stored_body(cells, seq, "{}", "[]")).digest()
